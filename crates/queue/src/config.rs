@@ -1,0 +1,157 @@
+//! Queue configuration: names, leases, batching and the retry policy.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// How one queue behaves for producers and workers.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Key prefix shared by all queues of one deployment (default `paywatch`).
+    pub prefix: String,
+    /// Queue name; becomes the Redis Cluster hash tag.
+    pub name: String,
+    /// Visibility timeout: a leased job whose worker stops extending it is re-run after this.
+    pub lease: Duration,
+    /// How many jobs a worker leases per fetch (its local buffer).
+    pub batch_size: usize,
+    /// The longest an idle worker sleeps without asking Redis (bounds lease-reclaim latency).
+    pub idle_poll: Duration,
+    /// What happens to a job whose handler fails.
+    pub retry: RetryPolicy,
+    /// How many expired leases one fetch hands back at most (keeps every script bounded).
+    pub reclaim_limit: usize,
+    /// How many settles (acks) one Redis call carries at most.
+    pub settle_batch: usize,
+}
+
+impl QueueConfig {
+    /// Defaults for queue `name` under the `paywatch` prefix.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            prefix: "paywatch".to_string(),
+            name: name.into(),
+            lease: Duration::from_secs(30),
+            batch_size: 32,
+            idle_poll: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            reclaim_limit: 256,
+            settle_batch: 512,
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the lease (visibility timeout).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets how many jobs a worker leases per fetch.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the longest idle sleep between fetches.
+    pub fn with_idle_poll(mut self, idle_poll: Duration) -> Self {
+        self.idle_poll = idle_poll;
+        self
+    }
+}
+
+/// Exponential backoff with jitter and an attempt limit; lives in Rust, not in the scripts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Runs of one step before the job is dead-lettered (a lease that expired counts as a run).
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub base_delay: Duration,
+    /// Growth per attempt.
+    pub multiplier: f64,
+    /// Longest delay between retries.
+    pub max_delay: Duration,
+    /// Random spread, as a fraction of the delay (0.2 = ±20%).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(300),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retrying after `attempt` runs (1-based), or `None` when attempts are spent.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let exp = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(64) as i32);
+        let raw = (self.base_delay.as_secs_f64() * exp).min(self.max_delay.as_secs_f64());
+        Some(Duration::from_secs_f64(jittered(raw, self.jitter)))
+    }
+}
+
+/// `secs` spread uniformly by ±`jitter` (a fraction), never negative.
+pub(crate) fn jittered(secs: f64, jitter: f64) -> f64 {
+    if jitter <= 0.0 || secs <= 0.0 {
+        return secs.max(0.0);
+    }
+    let spread = rand::rng().random_range(-jitter..=jitter);
+    (secs * (1.0 + spread)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_stops() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(5),
+            jitter: 0.0,
+        };
+        let delays: Vec<_> = (1..=5).map(|a| policy.delay_after(a)).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(4)),
+                Some(Duration::from_secs(5)),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..1000 {
+            let v = jittered(10.0, 0.2);
+            assert!((8.0..=12.0).contains(&v), "{v}");
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The queue handle: producers enqueue through it, operators inspect it, and workers use it as
+//! their apalis backend (see `backend.rs`).
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+
+use crate::job::{EnqueueOutcome, JobId, Schedule};
+use crate::keys::Keys;
+use crate::settle::SettleRequest;
+use crate::{QueueConfig, QueueError, scripts};
+
+/// A typed handle on one queue whose jobs carry arguments `T` (JSON on the wire).
+///
+/// Cheap to clone. Each clone handed to `WorkerBuilder::backend` becomes an independent worker;
+/// clones made in one process share one connection, one settle batcher and one wake-up listener.
+pub struct RedisQueue<T> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) worker: Option<crate::backend::WorkerState>,
+    _args: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for RedisQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            worker: None,
+            _args: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for RedisQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("queue", &self.shared.config.name)
+            .field("prefix", &self.shared.config.prefix)
+            .finish()
+    }
+}
+
+/// Wake-up plumbing: idle workers wait on `wake`; the listener pops signals only while some
+/// worker is idle, so a busy process never swallows a wake-up meant for an idle one.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeup {
+    /// Woken when a signal says jobs may be due.
+    pub(crate) wake: Notify,
+    /// Workers of this process currently idle.
+    pub(crate) idle_workers: AtomicUsize,
+    /// Wakes the listener when a worker turns idle.
+    pub(crate) listener_wake: Notify,
+}
+
+/// State shared by every clone of one queue handle in this process.
+pub(crate) struct Shared {
+    pub(crate) client: redis::Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) config: QueueConfig,
+    /// Jobs this process holds leases on: id → lease token (for extension and release).
+    pub(crate) held: Mutex<HashMap<String, String>>,
+    pub(crate) settle_tx: mpsc::UnboundedSender<SettleRequest>,
+    pub(crate) settle_rx: Mutex<Option<mpsc::UnboundedReceiver<SettleRequest>>>,
+    /// Wake-up plumbing between idle workers and the signal listener.
+    pub(crate) wakeup: Arc<Wakeup>,
+    pub(crate) background_started: AtomicBool,
+    /// Whether the last Redis call succeeded, so outages are logged once, not per call.
+    pub(crate) redis_up: AtomicBool,
+}
+
+impl Shared {
+    fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        Self {
+            client,
+            conn,
+            keys: Keys::new(&config.prefix, &config.name),
+            config,
+            held: Mutex::new(HashMap::new()),
+            settle_tx,
+            settle_rx: Mutex::new(Some(settle_rx)),
+            wakeup: Arc::new(Wakeup::default()),
+            background_started: AtomicBool::new(false),
+            redis_up: AtomicBool::new(true),
+        }
+    }
+
+    /// Records the outcome of a Redis call: logs transitions, updates the `up` gauge.
+    pub(crate) fn observe<R>(&self, what: &str, result: &Result<R, redis::RedisError>) {
+        let queue = self.config.name.clone();
+        match result {
+            Ok(_) => {
+                if !self.redis_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(queue = %queue, "redis connection restored");
+                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(1.0);
+                }
+            }
+            Err(e) => {
+                metrics::counter!("paywatch_queue_redis_errors_total", "queue" => queue.clone(), "op" => what.to_string()).increment(1);
+                if self.redis_up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
+                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(0.0);
+                } else {
+                    tracing::debug!(queue = %queue, op = what, error = %e, "redis still unavailable");
+                }
+            }
+        }
+    }
+}
+
+/// A job to enqueue: optional id (generated when absent), arguments and schedule.
+#[derive(Debug, Clone)]
+pub struct NewJob<T> {
+    /// The job id; enqueue is idempotent on it. `None` generates a fresh id.
+    pub id: Option<JobId>,
+    /// The job's arguments.
+    pub args: T,
+    /// When it falls due.
+    pub schedule: Schedule,
+}
+
+impl<T> NewJob<T> {
+    /// A job due now with a generated id.
+    pub fn new(args: T) -> Self {
+        Self {
+            id: None,
+            args,
+            schedule: Schedule::Now,
+        }
+    }
+
+    /// Sets the job id.
+    pub fn with_id(mut self, id: JobId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the schedule.
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+}
+
+/// Counts per state of one queue, read atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Jobs with a record (pending, leased or waiting to retry).
+    pub total: u64,
+    /// Due now, waiting for a worker.
+    pub ready: u64,
+    /// Due later (delayed, rescheduled or waiting to retry).
+    pub scheduled: u64,
+    /// Leased by a worker.
+    pub active: u64,
+    /// In the dead letters.
+    pub dead: u64,
+    /// Lifetime: runs that completed their job.
+    pub completed: u64,
+    /// Lifetime: failed runs scheduled to retry.
+    pub retried: u64,
+    /// Lifetime: runs that rescheduled their job.
+    pub rescheduled: u64,
+    /// Lifetime: jobs sent to the dead letters.
+    pub dead_lettered: u64,
+}
+
+/// A job in the dead letters, with the reason it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The job id.
+    pub id: String,
+    /// The payload as stored (JSON text, or whatever undecodable bytes it was).
+    pub payload: String,
+    /// Runs of the last step.
+    pub attempts: u64,
+    /// Why it was dead-lettered.
+    pub error: String,
+    /// When, Unix ms by the Redis clock.
+    pub at: u64,
+}
+
+impl<T> RedisQueue<T> {
+    /// Connects to Redis at `url` (a `redis://` URL). The connection reconnects by itself.
+    pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        // Lazy: a worker may start before Redis does and must come up when Redis does.
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        Ok(Self::from_shared(Shared::new(client, conn, config)))
+    }
+
+    fn from_shared(shared: Shared) -> Self {
+        Self {
+            shared: Arc::new(shared),
+            worker: None,
+            _args: PhantomData,
+        }
+    }
+
+    /// The queue's configuration.
+    pub fn config(&self) -> &QueueConfig {
+        &self.shared.config
+    }
+
+    /// The queue's key names.
+    pub fn keys(&self) -> &Keys {
+        &self.shared.keys
+    }
+
+    /// A handle on another queue that shares this one's Redis client (for fan-out).
+    pub fn sibling<U>(&self, config: QueueConfig) -> RedisQueue<U> {
+        RedisQueue::from_shared(Shared::new(
+            self.shared.client.clone(),
+            self.shared.conn.clone(),
+            config,
+        ))
+    }
+
+    /// Enqueues raw JSON payloads (already encoded), idempotently on each id; one Redis call.
+    pub async fn enqueue_raw(
+        &self,
+        jobs: &[(JobId, String, Schedule)],
+    ) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.shared.keys;
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(&keys.jobs)
+            .key(&keys.due)
+            .key(&keys.dead)
+            .key(&keys.signal)
+            .arg(jobs.len());
+        for (id, payload, schedule) in jobs {
+            let (kind, ms) = schedule.encode();
+            inv.arg(id.as_str()).arg(payload).arg(kind).arg(ms);
+        }
+        let mut conn = self.shared.conn.clone();
+        let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if codes.len() != jobs.len() {
+            return Err(QueueError::Protocol(format!(
+                "enqueue returned {} codes for {} jobs",
+                codes.len(),
+                jobs.len()
+            )));
+        }
+        codes.into_iter().map(EnqueueOutcome::from_code).collect()
+    }
+
+    /// Generates `n` fresh job ids (one Redis call).
+    pub async fn generate_ids(&self, n: usize) -> Result<Vec<JobId>, QueueError> {
+        let mut conn = self.shared.conn.clone();
+        let last: u64 = redis::cmd("INCRBY")
+            .arg(&self.shared.keys.seq)
+            .arg(n)
+            .query_async(&mut conn)
+            .await?;
+        let first = last + 1 - n as u64;
+        (first..=last).map(|i| JobId::new(i.to_string())).collect()
+    }
+
+    /// Counts per state.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let keys = &self.shared.keys;
+        let mut conn = self.shared.conn.clone();
+        let v: Vec<u64> = scripts::STATS
+            .key(&keys.jobs)
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.dead)
+            .key(&keys.stats)
+            .invoke_async(&mut conn)
+            .await?;
+        let [
+            _,
+            total,
+            ready,
+            scheduled,
+            active,
+            dead,
+            completed,
+            retried,
+            rescheduled,
+            dl,
+        ] = v[..]
+        else {
+            return Err(QueueError::Protocol(format!(
+                "stats reply of {} values",
+                v.len()
+            )));
+        };
+        Ok(QueueStats {
+            total,
+            ready,
+            scheduled,
+            active,
+            dead,
+            completed,
+            retried,
+            rescheduled,
+            dead_lettered: dl,
+        })
+    }
+
+    /// The raw payload of a job that has a record (pending, leased or retrying).
+    pub async fn payload(&self, id: &JobId) -> Result<Option<String>, QueueError> {
+        let mut conn = self.shared.conn.clone();
+        Ok(redis::cmd("HGET")
+            .arg(&self.shared.keys.jobs)
+            .arg(id.as_str())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// When a job falls due next (Unix ms, Redis clock), if it is scheduled.
+    pub async fn due_at(&self, id: &JobId) -> Result<Option<u64>, QueueError> {
+        let mut conn = self.shared.conn.clone();
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(&self.shared.keys.due)
+            .arg(id.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(score.map(|s| s as u64))
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let reply: Vec<String> = self.dead_op("list", limit, &[]).await?;
+        let mut out = Vec::with_capacity(reply.len() / 2);
+        for pair in reply.chunks_exact(2) {
+            #[derive(Deserialize)]
+            struct Record {
+                payload: String,
+                attempts: u64,
+                error: String,
+                at: u64,
+            }
+            let rec: Record = serde_json::from_str(&pair[1])
+                .map_err(|e| QueueError::Protocol(format!("dead letter record: {e}")))?;
+            out.push(DeadLetter {
+                id: pair[0].clone(),
+                payload: rec.payload,
+                attempts: rec.attempts,
+                error: rec.error,
+                at: rec.at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves dead letters back to the queue, due now with fresh attempts: the given ids, or the
+    /// oldest `limit` when `ids` is empty. Returns how many moved.
+    pub async fn retry_dead(&self, ids: &[JobId], limit: usize) -> Result<u64, QueueError> {
+        self.dead_op("retry", limit, ids).await
+    }
+
+    /// Deletes dead letters: the given ids, or the oldest `limit` when `ids` is empty.
+    pub async fn purge_dead(&self, ids: &[JobId], limit: usize) -> Result<u64, QueueError> {
+        self.dead_op("purge", limit, ids).await
+    }
+
+    async fn dead_op<R: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        limit: usize,
+        ids: &[JobId],
+    ) -> Result<R, QueueError> {
+        let keys = &self.shared.keys;
+        let mut inv = scripts::DEAD.prepare_invoke();
+        inv.key(&keys.jobs)
+            .key(&keys.due)
+            .key(&keys.dead)
+            .key(&keys.dead_index)
+            .key(&keys.signal)
+            .arg(op)
+            .arg(limit.max(1));
+        for id in ids {
+            inv.arg(id.as_str());
+        }
+        let mut conn = self.shared.conn.clone();
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// Releases every lease this process still holds (jobs whose run was abandoned, for example
+    /// at the end of a shutdown grace period), so other workers take them at once.
+    pub async fn release_held(&self) -> Result<usize, QueueError> {
+        crate::settle::release_held(&self.shared).await
+    }
+}
+
+impl<T: Serialize> RedisQueue<T> {
+    /// Enqueues one job; `Conflict` and `DeadLettered` come back as errors.
+    pub async fn enqueue(&self, job: NewJob<T>) -> Result<(JobId, EnqueueOutcome), QueueError> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        let (id, outcome) = out
+            .pop()
+            .ok_or_else(|| QueueError::Protocol("no enqueue outcome".into()))?;
+        match outcome {
+            EnqueueOutcome::Conflict => Err(QueueError::Conflict { id: id.to_string() }),
+            EnqueueOutcome::DeadLettered => Err(QueueError::DeadLettered { id: id.to_string() }),
+            _ => Ok((id, outcome)),
+        }
+    }
+
+    /// Enqueues a job due now with a generated id.
+    pub async fn push(&self, args: T) -> Result<JobId, QueueError> {
+        Ok(self.enqueue(NewJob::new(args)).await?.0)
+    }
+
+    /// Enqueues many jobs in one Redis call, reporting each outcome.
+    pub async fn enqueue_many(
+        &self,
+        jobs: Vec<NewJob<T>>,
+    ) -> Result<Vec<(JobId, EnqueueOutcome)>, QueueError> {
+        let missing = jobs.iter().filter(|j| j.id.is_none()).count();
+        let mut fresh = if missing > 0 {
+            self.generate_ids(missing).await?.into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let id = match job.id {
+                Some(id) => id,
+                None => fresh
+                    .next()
+                    .ok_or_else(|| QueueError::Protocol("too few generated ids".into()))?,
+            };
+            let payload = serde_json::to_string(&job.args).map_err(QueueError::Encode)?;
+            encoded.push((id, payload, job.schedule));
+        }
+        let outcomes = self.enqueue_raw(&encoded).await?;
+        Ok(encoded
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .zip(outcomes)
+            .collect())
+    }
+}

@@ -1,0 +1,35 @@
+# paywatch tasks. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+export REDIS_URL := env_var_or_default("REDIS_URL", "redis://127.0.0.1:6379")
+
+# List the recipes.
+default:
+    @just --list
+
+# Make sure a Redis answers at REDIS_URL: use it, or start (and if need be install) redis-server.
+redis:
+    @scripts/ensure-redis.sh "$REDIS_URL"
+
+# Build everything.
+build:
+    cargo build --workspace --all-targets
+
+# Run the whole test suite against a real Redis.
+test: redis
+    cargo test --workspace --all-targets
+
+# Formatting and lints, warnings are errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks side by side with the reference peer (BullMQ): `just bench queue`.
+bench what="queue": redis
+    scripts/bench.sh "{{what}}"
+
+# The end-to-end demo: sandbox providers, producer, two workers, ~40 orders, a summary.
+demo: redis
+    scripts/demo.sh

@@ -1,0 +1,194 @@
+//! Shared test harness for paywatch's integration tests.
+//!
+//! Tests talk to a real Redis. Most of them share the one at `REDIS_URL` (the justfile makes sure
+//! one answers) and isolate themselves with [`unique_prefix`]. Tests that kill or restart Redis
+//! start a private [`RedisServer`] on a free port instead, so they never touch a server they did
+//! not start.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Redis most tests share: `REDIS_URL`, or the default local port.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// A key prefix no other test (or run) uses, so tests can run in parallel on one Redis.
+pub fn unique_prefix(test: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("pwtest:{test}:{}", &id[..12])
+}
+
+/// Waits until `check` returns `Some`, polling every few milliseconds, or panics at `deadline`.
+///
+/// Tests wait on conditions, never on fixed sleeps: this is the one place that loops.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A private `redis-server` child process on a free port, killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a fresh server (no persistence) and waits until it answers PING.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("create redis dir");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The URL of this server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server with SIGKILL (all data is lost: it keeps nothing on disk).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(redis_server_binary())
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? `just redis` installs it)");
+        self.child = Some(child);
+        let url = self.url();
+        wait_for(
+            "private redis-server to answer",
+            Duration::from_secs(10),
+            || {
+                let url = url.clone();
+                async move { ping(&url).await.then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_server_binary() -> String {
+    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// Whether a Redis at `url` answers PING.
+pub async fn ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok()
+}
+
+/// Deletes every key under `prefix` (best effort; tests call it when they finish).
+pub async fn cleanup(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+/// The arguments of the jobs the queue tests and `pw-test-worker` exchange.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TestJob {
+    /// Which step of a self-rescheduling job this is (0 for plain jobs).
+    pub n: u32,
+    /// The step at which a self-rescheduling job finishes.
+    pub max: u32,
+}
+
+/// Keys the test handlers write their observations to (outside the queue's own keys).
+pub fn marks(prefix: &str) -> Marks {
+    Marks {
+        started: format!("{prefix}:marks:started"),
+        done: format!("{prefix}:marks:done"),
+        runs: format!("{prefix}:marks:runs"),
+    }
+}
+
+/// Where test handlers record what they did.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    /// SET of job ids whose handler started.
+    pub started: String,
+    /// LIST of job ids whose handler finished (a list, so doubles show).
+    pub done: String,
+    /// LIST of "id:n" for every run of a self-rescheduling job.
+    pub runs: String,
+}

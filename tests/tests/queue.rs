@@ -1,0 +1,460 @@
+//! paywatch-queue against a real Redis: scheduling, bursts, idempotency, poison jobs, shutdown.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use apalis::prelude::*;
+use paywatch_queue::{
+    EnqueueOutcome, JobId, JobInfo, NewJob, Next, QueueConfig, QueueError, RedisQueue, RetryPolicy,
+    Schedule,
+};
+use paywatch_tests::{TestJob, cleanup, redis_url, unique_prefix, wait_for};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn queue<T>(prefix: &str, tune: impl FnOnce(QueueConfig) -> QueueConfig) -> RedisQueue<T> {
+    let config = tune(QueueConfig::new("jobs").with_prefix(prefix));
+    RedisQueue::connect(&redis_url(), config)
+        .await
+        .expect("connect to redis")
+}
+
+/// What handlers saw: (job id, a number, local time, Redis due time).
+#[derive(Debug, Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, u64, u64, u64)>>>);
+
+impl Seen {
+    fn record(&self, id: String, a: u64, b: u64, c: u64) {
+        self.0.lock().expect("lock").push((id, a, b, c));
+    }
+    fn len(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+    fn snapshot(&self) -> Vec<(String, u64, u64, u64)> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+#[tokio::test]
+async fn delayed_jobs_never_run_early() {
+    let prefix = unique_prefix("never-early");
+    let q: RedisQueue<u64> = queue(&prefix, |c| c.with_batch_size(16)).await;
+    // Each job carries the earliest local wall-clock time it may run at.
+    let mut jobs = Vec::new();
+    for i in 0..300u64 {
+        let delay = (i * 7) % 900;
+        jobs.push(
+            NewJob::new(now_ms() + delay)
+                .with_schedule(Schedule::After(Duration::from_millis(delay))),
+        );
+    }
+    q.enqueue_many(jobs).await.expect("enqueue");
+
+    async fn handle(earliest: u64, info: JobInfo, seen: Data<Seen>) {
+        let ran = now_ms();
+        seen.record(info.id.to_string(), earliest, ran, info.due_ms);
+    }
+    let seen = Seen::default();
+    let worker = WorkerBuilder::new("never-early")
+        .backend(q.clone())
+        .data(seen.clone())
+        .concurrency(16)
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for(
+        "all 300 delayed jobs to run",
+        Duration::from_secs(20),
+        || {
+            let n = seen.len();
+            async move { (n >= 300).then_some(()) }
+        },
+    )
+    .await;
+    running.abort();
+    let seen = seen.snapshot();
+    for (id, earliest, ran, due) in &seen {
+        assert!(ran >= earliest, "job {id} ran {} ms early", earliest - ran);
+        assert!(*ran + 5 >= *due, "job {id} ran before its Redis due time");
+    }
+    let ids: HashSet<_> = seen.iter().map(|s| s.0.clone()).collect();
+    assert_eq!(ids.len(), 300, "every job ran exactly once");
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_jobs_due_at_once() {
+    let prefix = unique_prefix("burst");
+    let q: RedisQueue<u32> = queue(&prefix, |c| c.with_batch_size(500)).await;
+    let at = SystemTime::now() + Duration::from_millis(1500);
+    for chunk in (0..100_000u32).collect::<Vec<_>>().chunks(2000) {
+        let jobs = chunk
+            .iter()
+            .map(|i| NewJob::new(*i).with_schedule(Schedule::At(at)))
+            .collect();
+        q.enqueue_many(jobs).await.expect("enqueue");
+    }
+    assert_eq!(q.stats().await.expect("stats").total, 100_000);
+
+    #[derive(Clone, Default)]
+    struct Count(Arc<std::sync::atomic::AtomicUsize>);
+    async fn handle(_: u32, count: Data<Count>) {
+        let count: &Count = &count;
+        count.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let count = Count::default();
+    let worker = WorkerBuilder::new("burst")
+        .backend(q.clone())
+        .data(count.clone())
+        .concurrency(500)
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    let stats = wait_for("100k jobs to complete", Duration::from_secs(120), || {
+        let q = q.clone();
+        async move {
+            let s = q.stats().await.ok()?;
+            (s.completed == 100_000 && s.total == 0).then_some(s)
+        }
+    })
+    .await;
+    running.abort();
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::Relaxed), 100_000);
+    assert_eq!((stats.dead, stats.retried), (0, 0));
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_on_the_job_id() {
+    let prefix = unique_prefix("idempotent");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let id = JobId::new("order-42").expect("id");
+    let job = TestJob { n: 1, max: 1 };
+    let first = q
+        .enqueue(NewJob::new(job.clone()).with_id(id.clone()))
+        .await
+        .expect("first");
+    assert_eq!(first.1, EnqueueOutcome::Created);
+    let again = q
+        .enqueue(NewJob::new(job.clone()).with_id(id.clone()))
+        .await
+        .expect("again");
+    assert_eq!(again.1, EnqueueOutcome::Duplicate);
+    let other = q
+        .enqueue(NewJob::new(TestJob { n: 2, max: 1 }).with_id(id.clone()))
+        .await;
+    assert!(
+        matches!(other, Err(QueueError::Conflict { .. })),
+        "{other:?}"
+    );
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.total, stats.ready), (1, 1));
+    assert!(JobId::new("").is_err());
+    assert!(JobId::new("x".repeat(300)).is_err());
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn poison_payloads_are_dead_lettered_and_the_worker_goes_on() {
+    let prefix = unique_prefix("poison");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c.with_batch_size(8)).await;
+    let good = |i: u32| {
+        (
+            JobId::new(format!("good-{i}")).expect("id"),
+            r#"{"n":0,"max":0}"#.to_string(),
+            Schedule::Now,
+        )
+    };
+    let poison = (
+        JobId::new("poison").expect("id"),
+        "{not json".to_string(),
+        Schedule::Now,
+    );
+    let wrong_shape = (
+        JobId::new("wrong-shape").expect("id"),
+        r#"{"n":"x"}"#.to_string(),
+        Schedule::Now,
+    );
+    q.enqueue_raw(&[good(1), poison, good(2), wrong_shape, good(3)])
+        .await
+        .expect("enqueue");
+
+    async fn handle(_: TestJob, info: JobInfo, seen: Data<Seen>) {
+        seen.record(info.id.to_string(), 0, 0, 0);
+    }
+    let seen = Seen::default();
+    let worker = WorkerBuilder::new("poison")
+        .backend(q.clone())
+        .data(seen.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for("good jobs to run", Duration::from_secs(10), || {
+        let n = seen.len();
+        async move { (n == 3).then_some(()) }
+    })
+    .await;
+    // The worker is still alive after the poison: a later job runs too.
+    q.enqueue_raw(&[good(4)]).await.expect("enqueue later");
+    wait_for(
+        "a job after the poison to run",
+        Duration::from_secs(10),
+        || {
+            let n = seen.len();
+            async move { (n == 4).then_some(()) }
+        },
+    )
+    .await;
+    let dead = wait_for("two dead letters", Duration::from_secs(10), || {
+        let q = q.clone();
+        async move { q.dead_letters(10).await.ok().filter(|d| d.len() == 2) }
+    })
+    .await;
+    assert!(!running.is_finished(), "the worker must keep running");
+    running.abort();
+    let poison = dead
+        .iter()
+        .find(|d| d.id == "poison")
+        .expect("poison dead letter");
+    assert!(
+        poison.error.contains("payload does not decode"),
+        "{}",
+        poison.error
+    );
+    assert_eq!(poison.payload, "{not json");
+    assert!(dead.iter().any(|d| d.id == "wrong-shape"));
+
+    // Dead letters can be retried (back to the queue) and purged.
+    assert_eq!(
+        q.retry_dead(&[JobId::new("poison").expect("id")], 10)
+            .await
+            .expect("retry"),
+        1
+    );
+    assert_eq!(
+        q.payload(&JobId::new("poison").expect("id"))
+            .await
+            .expect("payload")
+            .as_deref(),
+        Some("{not json")
+    );
+    assert_eq!(q.purge_dead(&[], 10).await.expect("purge"), 1);
+    assert!(q.dead_letters(10).await.expect("list").is_empty());
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_dead_letter() {
+    let prefix = unique_prefix("retry");
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(50),
+        multiplier: 2.0,
+        max_delay: Duration::from_secs(1),
+        jitter: 0.0,
+    };
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c.with_retry(policy)).await;
+    q.push(TestJob { n: 0, max: 0 }).await.expect("push");
+    async fn handle(_: TestJob, info: JobInfo, seen: Data<Seen>) -> Result<(), BoxDynError> {
+        seen.record(info.id.to_string(), info.attempt as u64, now_ms(), 0);
+        Err(format!("provider said no (attempt {})", info.attempt).into())
+    }
+    let seen = Seen::default();
+    let worker = WorkerBuilder::new("retry")
+        .backend(q.clone())
+        .data(seen.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    let dead = wait_for(
+        "the job to be dead-lettered",
+        Duration::from_secs(10),
+        || {
+            let q = q.clone();
+            async move { q.dead_letters(10).await.ok().filter(|d| d.len() == 1) }
+        },
+    )
+    .await;
+    running.abort();
+    let runs = seen.snapshot();
+    assert_eq!(runs.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(
+        runs[1].2 >= runs[0].2 + 50 && runs[2].2 >= runs[1].2 + 100,
+        "backoff respected: {runs:?}"
+    );
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].error.contains("attempt 3"), "{}", dead[0].error);
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn abort_and_retry_after_errors_are_honoured() {
+    let prefix = unique_prefix("abort");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let abort = JobId::new("abort").expect("id");
+    let later = JobId::new("later").expect("id");
+    q.enqueue(NewJob::new(TestJob { n: 0, max: 0 }).with_id(abort.clone()))
+        .await
+        .expect("enqueue");
+    q.enqueue(NewJob::new(TestJob { n: 1, max: 0 }).with_id(later.clone()))
+        .await
+        .expect("enqueue");
+    async fn handle(job: TestJob) -> Result<(), BoxDynError> {
+        if job.n == 0 {
+            Err(Box::new(AbortError::new("credentials rejected")))
+        } else {
+            Err(Box::new(RetryAfterError::new(
+                "rate limited",
+                Duration::from_secs(30),
+            )))
+        }
+    }
+    let worker = WorkerBuilder::new("abort").backend(q.clone()).build(handle);
+    let running = tokio::spawn(worker.run());
+    let due = wait_for(
+        "the rate-limited job to be rescheduled",
+        Duration::from_secs(10),
+        || {
+            let q = q.clone();
+            let later = later.clone();
+            // Before its first run the job is due now; after it, 30 s out.
+            async move {
+                q.due_at(&later)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|due| *due > now_ms() + 10_000)
+            }
+        },
+    )
+    .await;
+    assert!(due >= now_ms() + 25_000, "Retry-After of 30 s honoured");
+    let dead = wait_for(
+        "the aborted job to be dead",
+        Duration::from_secs(10),
+        || {
+            let q = q.clone();
+            async move { q.dead_letters(10).await.ok().filter(|d| d.len() == 1) }
+        },
+    )
+    .await;
+    running.abort();
+    assert_eq!(dead[0].id, "abort");
+    assert_eq!(dead[0].error, "credentials rejected");
+    assert_eq!(dead[0].attempts, 1, "no retries after an abort");
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_hands_unstarted_leases_back() {
+    let prefix = unique_prefix("shutdown");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c.with_batch_size(10)).await;
+    for _ in 0..10 {
+        q.push(TestJob { n: 0, max: 0 }).await.expect("push");
+    }
+    #[derive(Clone)]
+    struct Gate(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>);
+    async fn handle(_: TestJob, gate: Data<Gate>) {
+        let gate: &Gate = &gate;
+        gate.0.notify_one();
+        gate.1.notified().await;
+    }
+    let gate = Gate(
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let worker = WorkerBuilder::new("shutdown")
+        .backend(q.clone())
+        .data(gate.clone())
+        .concurrency(1)
+        .build(handle);
+    let release = gate.1.clone();
+    let running = tokio::spawn(worker.run_with_ctx(move |ctx| {
+        let started = gate.0.clone();
+        let release = release.clone();
+        async move {
+            started.notified().await;
+            ctx.stop()?;
+            // The job in flight finishes during the grace period.
+            release.notify_one();
+            Ok(())
+        }
+    }));
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("worker stops within the grace period")
+        .expect("join")
+        .expect("worker result");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.completed, 1, "the in-flight job finished");
+    assert_eq!(stats.active, 0, "no leases left behind");
+    assert_eq!(stats.ready, 9, "the unstarted jobs are due again at once");
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn abandoned_runs_are_released_after_the_grace_period() {
+    let prefix = unique_prefix("abandon");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c.with_lease(Duration::from_secs(60))).await;
+    q.push(TestJob { n: 0, max: 0 }).await.expect("push");
+    async fn handle(_: TestJob) {
+        std::future::pending::<()>().await;
+    }
+    let worker = WorkerBuilder::new("abandon")
+        .backend(q.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for("the job to be leased", Duration::from_secs(10), || {
+        let q = q.clone();
+        async move { q.stats().await.ok().filter(|s| s.active == 1) }
+    })
+    .await;
+    // The grace period ran out: the run is dropped, its lease handed back explicitly.
+    running.abort();
+    assert_eq!(q.release_held().await.expect("release"), 1);
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.active, stats.ready), (0, 1));
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn reschedule_keeps_one_job_and_updates_its_payload() {
+    let prefix = unique_prefix("reschedule");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let id = JobId::new("poll-me").expect("id");
+    q.enqueue(NewJob::new(TestJob { n: 0, max: 5 }).with_id(id.clone()))
+        .await
+        .expect("enqueue");
+    async fn handle(job: TestJob, seen: Data<Seen>) -> Next<TestJob> {
+        seen.record(String::new(), job.n as u64, now_ms(), 0);
+        if job.n >= job.max {
+            Next::Done
+        } else {
+            Next::Reschedule {
+                after: Duration::from_millis(20),
+                args: TestJob {
+                    n: job.n + 1,
+                    max: job.max,
+                },
+            }
+        }
+    }
+    let seen = Seen::default();
+    let worker = WorkerBuilder::new("reschedule")
+        .backend(q.clone())
+        .data(seen.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    let stats = wait_for("the job to finish", Duration::from_secs(10), || {
+        let q = q.clone();
+        async move { q.stats().await.ok().filter(|s| s.completed == 1) }
+    })
+    .await;
+    running.abort();
+    let steps: Vec<u64> = seen.snapshot().iter().map(|s| s.1).collect();
+    assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!((stats.rescheduled, stats.total, stats.retried), (5, 0, 0));
+    cleanup(&redis_url(), &prefix).await;
+}
