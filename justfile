@@ -19,7 +19,7 @@ build:
 
 # Run the whole test suite against a real Redis.
 test: redis
-    cargo test --workspace --all-targets
+    cargo test --workspace
 
 # Formatting and lints, warnings are errors.
 lint:

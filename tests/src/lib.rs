@@ -5,6 +5,8 @@
 //! start a private [`RedisServer`] on a free port instead, so they never touch a server they did
 //! not start.
 
+pub mod stack;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -25,9 +25,12 @@ async fn queue<T>(prefix: &str, tune: impl FnOnce(QueueConfig) -> QueueConfig) -
         .expect("connect to redis")
 }
 
-/// What handlers saw: (job id, a number, local time, Redis due time).
+/// One handler observation: (job id, a number, local time, Redis due time).
+type Sighting = (String, u64, u64, u64);
+
+/// What handlers saw.
 #[derive(Debug, Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, u64, u64, u64)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
 
 impl Seen {
     fn record(&self, id: String, a: u64, b: u64, c: u64) {
@@ -36,7 +39,7 @@ impl Seen {
     fn len(&self) -> usize {
         self.0.lock().expect("lock").len()
     }
-    fn snapshot(&self) -> Vec<(String, u64, u64, u64)> {
+    fn snapshot(&self) -> Vec<Sighting> {
         self.0.lock().expect("lock").clone()
     }
 }

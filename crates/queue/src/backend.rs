@@ -6,8 +6,8 @@
 //! batch goes on.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -262,7 +262,11 @@ where
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         ensure_background(&self.shared);
         let shared = self.shared.clone();
-        let state = self.worker.get_or_insert_with(WorkerState::new);
+        let state = self
+            .worker
+            .get_or_insert_with(|| Mutex::new(WorkerState::new()))
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
         loop {
             while let Some(job) = state.buffer.pop_front() {
                 if let Some(task) = Self::admit(&shared, job) {
@@ -292,6 +296,7 @@ where
         let Some(state) = self.worker.as_mut() else {
             return Poll::Ready(Ok(()));
         };
+        let state = state.get_mut().unwrap_or_else(|e| e.into_inner());
         // A fetch with a request in flight must land, or the jobs it leased would wait for
         // their lease to expire; a fetch that is only sleeping can be dropped.
         if let Some(fetch) = state.fetch.as_mut() {

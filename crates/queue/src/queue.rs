@@ -22,7 +22,8 @@ use crate::{QueueConfig, QueueError, scripts};
 /// clones made in one process share one connection, one settle batcher and one wake-up listener.
 pub struct RedisQueue<T> {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) worker: Option<crate::backend::WorkerState>,
+    /// Per-worker fetch state; a Mutex only so the handle is `Sync` (accessed through `&mut`).
+    pub(crate) worker: Option<Mutex<crate::backend::WorkerState>>,
     _args: PhantomData<fn() -> T>,
 }
 

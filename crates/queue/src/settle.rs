@@ -247,11 +247,11 @@ async fn extend_held(shared: &Shared) {
         let mut conn = shared.conn.clone();
         let result = inv.invoke_async::<Vec<String>>(&mut conn).await;
         shared.observe("extend", &result);
-        if let Ok(lost) = result {
-            if !lost.is_empty() {
-                metrics::counter!("paywatch_queue_leases_lost_total", "queue" => shared.config.name.clone()).increment(lost.len() as u64);
-                tracing::warn!(queue = %shared.config.name, lost = lost.len(), "leases lost before their jobs finished; those jobs may run twice");
-            }
+        if let Ok(lost) = result
+            && !lost.is_empty()
+        {
+            metrics::counter!("paywatch_queue_leases_lost_total", "queue" => shared.config.name.clone()).increment(lost.len() as u64);
+            tracing::warn!(queue = %shared.config.name, lost = lost.len(), "leases lost before their jobs finished; those jobs may run twice");
         }
     }
 }

@@ -1,1 +1,13 @@
-//! stub
+//! paywatch-worker: serves paywatch's queues.
+//!
+//! - [`check`]: the check-payment handler — ask the provider, reschedule the same job while the
+//!   payment is open, record the first terminal transition and fan out.
+//! - [`fanout`]: one notification job per configured channel, idempotent on
+//!   (order, status, channel).
+//! - [`config`]: the worker's command line and environment.
+//! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
+
+pub mod app;
+pub mod check;
+pub mod config;
+pub mod fanout;

@@ -1,0 +1,41 @@
+//! paywatch's core: what a watched payment is, how to ask each provider about it, and when to
+//! ask again.
+//!
+//! - [`ids`]: validated [`OrderId`] and [`PaymentId`].
+//! - [`provider`]: the [`Provider`] enum (`cashless`, `handcash`, `miraclecash`, `foxreload`).
+//! - [`status`]: the normalized [`PaymentStatus`], including `Unresolved` ("stopped looking",
+//!   never "failed").
+//! - [`observation`]: an [`Observation`], one answer from a provider (codes redacted in `Debug`).
+//! - [`order`]: the [`Order`] the producer enqueues, with its [`NotifyTargets`].
+//! - [`secret`]: the [`Secret`] credential wrapper and body-snippet redaction.
+//! - [`providers`]: the [`ProviderClient`] adapters over HTTP, configured by
+//!   [`ProvidersConfig`], failing with a classified [`CheckError`].
+//! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
+//! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
+
+pub mod durations;
+pub mod ids;
+pub mod notification;
+pub mod observation;
+pub mod order;
+pub mod policy;
+pub mod provider;
+pub mod providers;
+pub mod queues;
+pub mod secret;
+pub mod status;
+pub mod store;
+
+pub use ids::{IdError, OrderId, PaymentId};
+pub use notification::{Channel, Notification};
+pub use observation::Observation;
+pub use order::{NotifyTargets, Order};
+pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
+pub use provider::{Provider, UnknownProvider};
+pub use providers::{
+    CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,
+    MiracleCashConfig, ProviderClient, ProvidersConfig,
+};
+pub use secret::Secret;
+pub use status::{PaymentStatus, UnknownPaymentStatus};
+pub use store::{Created, HistoryEntry, OrderRecord, OrderSpec, OrderStore, StoreError};

@@ -1,0 +1,168 @@
+//! An order to watch, as the producer stores and enqueues it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrderId, PaymentId};
+use crate::provider::Provider;
+use crate::secret::REDACTED;
+
+/// A payment to watch and who to tell when it settles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// The merchant's order id; unique per order.
+    pub order_id: OrderId,
+    /// Which provider holds the payment.
+    pub provider: Provider,
+    /// The provider's id of the payment.
+    pub payment_id: PaymentId,
+    /// Where to send notifications.
+    #[serde(default)]
+    pub notify: NotifyTargets,
+    /// Opaque data the merchant attached; echoed back in notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// When the order was submitted to paywatch.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// An order created now, without metadata.
+    pub fn new(
+        order_id: OrderId,
+        provider: Provider,
+        payment_id: PaymentId,
+        notify: NotifyTargets,
+    ) -> Self {
+        Self {
+            order_id,
+            provider,
+            payment_id,
+            notify,
+            metadata: None,
+            created_at: Utc::now(),
+        }
+    }
+}
+
+/// Notification destinations; any may be absent.
+///
+/// `Debug` shows only the scheme and host of `webhook_url`, because webhook URLs routinely
+/// carry tokens in their path or query.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyTargets {
+    /// Email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Telegram chat id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_chat_id: Option<i64>,
+    /// URL to POST the outcome to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+impl NotifyTargets {
+    /// Whether there is nobody to notify.
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.telegram_chat_id.is_none() && self.webhook_url.is_none()
+    }
+}
+
+/// `scheme://host[:port]/[redacted]`, or just `[redacted]` if it does not parse.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => match url.host_str() {
+            Some(host) => {
+                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{host}{port}/{REDACTED}", url.scheme())
+            }
+            None => REDACTED.to_owned(),
+        },
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+impl fmt::Debug for NotifyTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyTargets")
+            .field("email", &self.email)
+            .field("telegram_chat_id", &self.telegram_chat_id)
+            .field("webhook_url", &self.webhook_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Order {
+        Order {
+            order_id: OrderId::new("order-1").unwrap(),
+            provider: Provider::FoxReload,
+            payment_id: PaymentId::new("fr_123").unwrap(),
+            notify: NotifyTargets {
+                email: Some("buyer@example.com".into()),
+                telegram_chat_id: Some(-100123),
+                webhook_url: Some(
+                    "https://hooks.example.com:8443/T00/B00/s3cr3tT0ken?sig=abc".into(),
+                ),
+            },
+            metadata: Some(serde_json::json!({"sku": "gift-10"})),
+            created_at: DateTime::parse_from_rfc3339("2025-01-28T14:30:00.123Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    #[test]
+    fn serde_uses_the_documented_field_names() {
+        let json = serde_json::to_value(order()).unwrap();
+        for field in [
+            "order_id",
+            "provider",
+            "payment_id",
+            "notify",
+            "metadata",
+            "created_at",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}: {json}");
+        }
+        assert_eq!(json["provider"], "foxreload");
+        assert_eq!(json["notify"]["telegram_chat_id"], -100123);
+        let back: Order = serde_json::from_value(json).unwrap();
+        assert_eq!(back, order());
+    }
+
+    #[test]
+    fn minimal_order_deserializes() {
+        let order: Order = serde_json::from_str(
+            r#"{"order_id":"o1","provider":"cashless","payment_id":"b1","created_at":"2025-01-28T14:30:00Z"}"#,
+        )
+        .unwrap();
+        assert!(order.notify.is_empty());
+        assert!(order.metadata.is_none());
+    }
+
+    #[test]
+    fn invalid_ids_are_rejected_on_deserialize() {
+        let err = serde_json::from_str::<Order>(
+            r#"{"order_id":"o 1","provider":"cashless","payment_id":"b1","created_at":"2025-01-28T14:30:00Z"}"#,
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn debug_hides_webhook_tokens() {
+        let debug = format!("{:?}", order());
+        assert!(!debug.contains("s3cr3tT0ken"), "{debug}");
+        assert!(!debug.contains("sig=abc"), "{debug}");
+        assert!(
+            debug.contains("https://hooks.example.com:8443/[redacted]"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! `paywatch-producer serve | enqueue`.
+
+use anyhow::Context;
+use clap::Parser;
+use paywatch_producer::config::{Cli, Command};
+use paywatch_producer::{Producer, Submitted, http, validate};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let producer = Producer::connect(&cli.redis.redis_url, &cli.redis.prefix)
+        .await
+        .context("REDIS_URL")?;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(addr) = args.metrics_listen {
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .with_http_listener(addr)
+                    .install()
+                    .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
+            }
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| {
+                    format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
+                })?;
+            tracing::info!(addr = %listener.local_addr()?, "producer API listening");
+            axum::serve(listener, http::router(producer))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        Command::Enqueue(args) => {
+            let metadata: Option<serde_json::Value> = args
+                .metadata
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--metadata must be a JSON object")?;
+            let body = json!({
+                "order_id": args.order_id,
+                "provider": args.provider,
+                "payment_id": args.payment_id,
+                "notify": {"email": args.email, "telegram_chat_id": args.telegram_chat_id, "webhook_url": args.webhook_url},
+                "metadata": metadata,
+            });
+            let spec =
+                validate::order_spec(&body).map_err(|e| anyhow::anyhow!("invalid order: {e}"))?;
+            match producer.enqueue_order(&spec).await? {
+                Submitted::Created => println!("{}: created, first check enqueued", spec.order_id),
+                Submitted::Existing(status) => {
+                    println!("{}: already accepted (status {status})", spec.order_id)
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,99 @@
+//! Sandbox configuration: credentials the fake providers accept, webhook target and time scale.
+
+use std::fmt;
+
+use crate::error::SandboxError;
+
+/// How the sandbox behaves: which credentials it accepts, where webhooks go, how fast time runs.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Credentials every fake provider (and the fake Telegram bot) accepts.
+    pub credentials: Credentials,
+    /// Base URL provider webhooks are POSTed to (`{target}/webhooks/{provider}`); `None` disables them.
+    pub webhook_target: Option<String>,
+    /// Multiplier applied to every timeline offset: 1.0 is real time, 0.01 runs 100 times faster.
+    pub time_scale: f64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            credentials: Credentials::default(),
+            webhook_target: None,
+            time_scale: 1.0,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Checks the values a caller could get wrong (a negative or non-finite time scale, a bad URL).
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        if !self.time_scale.is_finite() || self.time_scale < 0.0 {
+            return Err(SandboxError::InvalidConfig(format!(
+                "time_scale must be a finite number >= 0, got {}",
+                self.time_scale
+            )));
+        }
+        if let Some(target) = &self.webhook_target
+            && !(target.starts_with("http://") || target.starts_with("https://"))
+        {
+            return Err(SandboxError::InvalidConfig(
+                "webhook_target must be an http:// or https:// URL".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The API keys and secrets the fake providers check, one set per provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Cashless API key (first half of `Authorization: ApiKey KEY:SECRET`).
+    pub cashless_api_key: String,
+    /// Cashless API secret (second half of `Authorization: ApiKey KEY:SECRET`).
+    pub cashless_api_secret: String,
+    /// HandCash `App-Id` header value.
+    pub handcash_app_id: String,
+    /// HandCash `App-Secret` header value; also sent as `appSecret` in HandCash webhooks.
+    pub handcash_app_secret: String,
+    /// MiracleCash client id (user part of HTTP Basic auth).
+    pub miraclecash_client_id: String,
+    /// MiracleCash API key (password part of HTTP Basic auth).
+    pub miraclecash_api_key: String,
+    /// FoxReload `X-API-Key` header value.
+    pub foxreload_api_key: String,
+    /// Telegram bot token, the `{token}` in `/telegram/bot{token}/sendMessage`.
+    pub telegram_bot_token: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self {
+            cashless_api_key: "sandbox-cashless-key".to_string(),
+            cashless_api_secret: "sandbox-cashless-secret".to_string(),
+            handcash_app_id: "sandbox-handcash-app".to_string(),
+            handcash_app_secret: "sandbox-handcash-secret".to_string(),
+            miraclecash_client_id: "sandbox-miracle-client".to_string(),
+            miraclecash_api_key: "sandbox-miracle-key".to_string(),
+            foxreload_api_key: "sandbox-foxreload-key".to_string(),
+            telegram_bot_token: "123456:sandbox-bot-token".to_string(),
+        }
+    }
+}
+
+// Secrets stay out of Debug output so a config that ends up in a log line does not leak them.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HIDDEN: &str = "<redacted>";
+        f.debug_struct("Credentials")
+            .field("cashless_api_key", &self.cashless_api_key)
+            .field("cashless_api_secret", &HIDDEN)
+            .field("handcash_app_id", &self.handcash_app_id)
+            .field("handcash_app_secret", &HIDDEN)
+            .field("miraclecash_client_id", &self.miraclecash_client_id)
+            .field("miraclecash_api_key", &HIDDEN)
+            .field("foxreload_api_key", &HIDDEN)
+            .field("telegram_bot_token", &HIDDEN)
+            .finish()
+    }
+}

@@ -1,0 +1,268 @@
+//! The worker's configuration: flags and environment variables, validated at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use paywatch_core::durations::parse_duration;
+use paywatch_core::providers::{
+    CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig,
+};
+use paywatch_core::{PollPolicies, ProvidersConfig, Secret, queues};
+use url::Url;
+
+/// paywatch-worker: poll payment providers and fan out notifications.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct WorkerConfig {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Key prefix of this deployment.
+    #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Queues this process serves, comma-separated.
+    #[arg(long, env = "PAYWATCH_QUEUES", value_delimiter = ',', default_value = queues::CHECK_PAYMENT)]
+    pub queues: Vec<String>,
+    /// Jobs run at once, per queue.
+    #[arg(long, env = "PAYWATCH_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: usize,
+    /// This worker's name in logs.
+    #[arg(long, env = "PAYWATCH_WORKER_NAME")]
+    pub name: Option<String>,
+    /// How long a job may run before its lease expires and another worker re-runs it
+    /// (leases are extended while the job is running).
+    #[arg(long, env = "PAYWATCH_LEASE", default_value = "30s", value_parser = duration)]
+    pub lease: Duration,
+    /// How long in-flight jobs may take to finish after SIGTERM before their leases are
+    /// handed back.
+    #[arg(long, env = "PAYWATCH_GRACE_PERIOD", default_value = "20s", value_parser = duration)]
+    pub grace_period: Duration,
+    /// Multiplier on every poll policy duration (1.0 in production; tests and the demo use less).
+    #[arg(long, env = "PAYWATCH_TIME_SCALE", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Poll policies as JSON, replacing the seed defaults for the providers it names
+    /// (see docs/configuration.md); PAYWATCH_TIME_SCALE still applies on top.
+    #[arg(long, env = "PAYWATCH_POLICIES", value_parser = policies)]
+    pub policies: Option<PollPolicies>,
+    /// Where the Prometheus metrics endpoint listens (none when unset).
+    #[arg(long, env = "PAYWATCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Point every provider at a paywatch-sandbox at this URL, with its default credentials.
+    #[arg(long, env = "PAYWATCH_SANDBOX_URL")]
+    pub sandbox_url: Option<Url>,
+    /// Provider endpoints and credentials.
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+}
+
+/// Provider endpoints and credentials; a provider is configured when its base URL is set.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProviderArgs {
+    /// Cashless API base URL.
+    #[arg(long, env = "CASHLESS_BASE_URL")]
+    pub cashless_base_url: Option<Url>,
+    /// Cashless API key.
+    #[arg(long, env = "CASHLESS_API_KEY", hide_env_values = true)]
+    pub cashless_api_key: Option<String>,
+    /// Cashless API secret.
+    #[arg(long, env = "CASHLESS_API_SECRET", hide_env_values = true)]
+    pub cashless_api_secret: Option<String>,
+    /// HandCash API base URL.
+    #[arg(long, env = "HANDCASH_BASE_URL")]
+    pub handcash_base_url: Option<Url>,
+    /// HandCash app id.
+    #[arg(long, env = "HANDCASH_APP_ID", hide_env_values = true)]
+    pub handcash_app_id: Option<String>,
+    /// HandCash app secret.
+    #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
+    pub handcash_app_secret: Option<String>,
+    /// MiracleCash API base URL.
+    #[arg(long, env = "MIRACLECASH_BASE_URL")]
+    pub miraclecash_base_url: Option<Url>,
+    /// MiracleCash client id.
+    #[arg(long, env = "MIRACLECASH_CLIENT_ID", hide_env_values = true)]
+    pub miraclecash_client_id: Option<String>,
+    /// MiracleCash API key.
+    #[arg(long, env = "MIRACLECASH_API_KEY", hide_env_values = true)]
+    pub miraclecash_api_key: Option<String>,
+    /// FoxReload API base URL.
+    #[arg(long, env = "FOXRELOAD_BASE_URL")]
+    pub foxreload_base_url: Option<Url>,
+    /// FoxReload API key.
+    #[arg(long, env = "FOXRELOAD_API_KEY", hide_env_values = true)]
+    pub foxreload_api_key: Option<String>,
+}
+
+fn policies(text: &str) -> Result<PollPolicies, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid poll policies JSON: {e}"))
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A configuration value that cannot work, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable (or flag) at fault.
+    pub variable: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+fn secret(value: &Option<String>, variable: &'static str) -> Result<Secret, ConfigError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(Secret::new(v.clone())),
+        _ => Err(bad(
+            variable,
+            "is required when the provider's base URL is set",
+        )),
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the configuration; the error names the variable at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.queues.is_empty() {
+            return Err(bad("PAYWATCH_QUEUES", "names no queue"));
+        }
+        for queue in &self.queues {
+            if queue != queues::CHECK_PAYMENT {
+                let known = queues::ALL.join(", ");
+                let problem = if queues::ALL.contains(&queue.as_str()) {
+                    format!(
+                        "{queue}: notification delivery is not available in this build yet; serve {} only",
+                        queues::CHECK_PAYMENT
+                    )
+                } else {
+                    format!("unknown queue {queue:?}; known: {known}")
+                };
+                return Err(bad("PAYWATCH_QUEUES", problem));
+            }
+        }
+        if self.concurrency == 0 {
+            return Err(bad("PAYWATCH_CONCURRENCY", "must be at least 1"));
+        }
+        if self.lease < Duration::from_millis(500) {
+            return Err(bad("PAYWATCH_LEASE", "must be at least 500ms"));
+        }
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err(bad("PAYWATCH_TIME_SCALE", "must be a positive number"));
+        }
+        self.poll_policies()?;
+        self.providers_config()?;
+        Ok(())
+    }
+
+    /// The poll policies, time-scaled.
+    pub fn poll_policies(&self) -> Result<PollPolicies, ConfigError> {
+        let mut policies = self.policies.clone().unwrap_or_default();
+        policies.time_scale = self.time_scale;
+        let variable = if self.policies.is_some() {
+            "PAYWATCH_POLICIES"
+        } else {
+            "PAYWATCH_TIME_SCALE"
+        };
+        policies
+            .validate()
+            .map_err(|e| bad(variable, e.to_string()))?;
+        Ok(policies)
+    }
+
+    /// Provider endpoints and credentials.
+    pub fn providers_config(&self) -> Result<ProvidersConfig, ConfigError> {
+        let mut config = match &self.sandbox_url {
+            Some(url) => ProvidersConfig::sandbox(url),
+            None => ProvidersConfig::default(),
+        };
+        let p = &self.providers;
+        if let Some(base_url) = &p.cashless_base_url {
+            config.cashless = Some(CashlessConfig {
+                base_url: base_url.clone(),
+                api_key: secret(&p.cashless_api_key, "CASHLESS_API_KEY")?,
+                api_secret: secret(&p.cashless_api_secret, "CASHLESS_API_SECRET")?,
+            });
+        }
+        if let Some(base_url) = &p.handcash_base_url {
+            config.handcash = Some(HandCashConfig {
+                base_url: base_url.clone(),
+                app_id: secret(&p.handcash_app_id, "HANDCASH_APP_ID")?,
+                app_secret: secret(&p.handcash_app_secret, "HANDCASH_APP_SECRET")?,
+            });
+        }
+        if let Some(base_url) = &p.miraclecash_base_url {
+            config.miraclecash = Some(MiracleCashConfig {
+                base_url: base_url.clone(),
+                client_id: secret(&p.miraclecash_client_id, "MIRACLECASH_CLIENT_ID")?,
+                api_key: secret(&p.miraclecash_api_key, "MIRACLECASH_API_KEY")?,
+            });
+        }
+        if let Some(base_url) = &p.foxreload_base_url {
+            config.foxreload = Some(FoxReloadConfig {
+                base_url: base_url.clone(),
+                api_key: secret(&p.foxreload_api_key, "FOXRELOAD_API_KEY")?,
+            });
+        }
+        Ok(config)
+    }
+
+    /// This worker's name: the configured one, or host-pid.
+    pub fn worker_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> WorkerConfig {
+        WorkerConfig::try_parse_from(std::iter::once("paywatch-worker").chain(args.iter().copied()))
+            .expect("parse")
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let c = parse(&["--cashless-base-url", "http://127.0.0.1:1/cashless"]);
+        let e = c.validate().expect_err("missing key");
+        assert_eq!(e.variable, "CASHLESS_API_KEY");
+        let e = parse(&["--queues", "bogus"])
+            .validate()
+            .expect_err("bad queue");
+        assert_eq!(e.variable, "PAYWATCH_QUEUES");
+        let e = parse(&["--time-scale", "0"])
+            .validate()
+            .expect_err("bad scale");
+        assert_eq!(e.variable, "PAYWATCH_TIME_SCALE");
+        parse(&["--sandbox-url", "http://127.0.0.1:8090"])
+            .validate()
+            .expect("sandbox ok");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = parse(&[
+            "--cashless-base-url",
+            "http://127.0.0.1:1/cashless",
+            "--cashless-api-key",
+            "k-123",
+            "--cashless-api-secret",
+            "s-456",
+        ]);
+        let providers = c.providers_config().expect("config");
+        let text = format!("{providers:?}");
+        assert!(!text.contains("k-123") && !text.contains("s-456"), "{text}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The whole product on random ports: sandbox providers, the producer's HTTP API and workers,
+//! all on a real Redis under a unique prefix.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use paywatch_core::{PaymentStatus, queues};
+use paywatch_producer::Producer;
+use paywatch_queue::{DeadLetter, QueueConfig, QueueStats, RedisQueue};
+use paywatch_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use paywatch_worker::app::App;
+use paywatch_worker::config::WorkerConfig;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{cleanup, redis_url, unique_prefix, wait_for};
+
+/// A running paywatch: sandbox, producer API and any number of workers.
+#[derive(Debug)]
+pub struct Stack {
+    /// Key prefix of this stack.
+    pub prefix: String,
+    /// The Redis it uses.
+    pub redis: String,
+    /// The sandbox imitating the providers.
+    pub sandbox: SandboxHandle,
+    /// Base URL of the producer API.
+    pub api: String,
+    /// HTTP client for the API.
+    pub http: reqwest::Client,
+    producer_task: JoinHandle<()>,
+}
+
+/// A worker running inside the test process.
+#[derive(Debug)]
+pub struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningWorker {
+    /// Asks it to shut down gracefully and waits.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    /// Kills it the hard way: its in-flight runs vanish with their leases still held.
+    pub fn crash(self) {
+        self.task.abort();
+    }
+}
+
+impl Stack {
+    /// Starts the sandbox and the producer API (no worker yet).
+    pub async fn start(test: &str) -> Self {
+        Self::start_with(test, SandboxConfig::default()).await
+    }
+
+    /// Same, with a custom sandbox configuration.
+    pub async fn start_with(test: &str, sandbox: SandboxConfig) -> Self {
+        let prefix = unique_prefix(test);
+        let redis = redis_url();
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let sandbox = Sandbox::start(sandbox, any).await.expect("start sandbox");
+        let producer = Producer::connect(&redis, &prefix).await.expect("producer");
+        let listener = tokio::net::TcpListener::bind(any).await.expect("bind api");
+        let api = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = paywatch_producer::http::router(producer);
+        let producer_task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            prefix,
+            redis,
+            sandbox,
+            api,
+            http: reqwest::Client::new(),
+            producer_task,
+        }
+    }
+
+    /// Worker arguments pointing at this stack (sandbox providers, fast policies).
+    pub fn worker_args(&self, time_scale: f64) -> Vec<String> {
+        [
+            "paywatch-worker",
+            "--redis-url",
+            &self.redis,
+            "--prefix",
+            &self.prefix,
+            "--sandbox-url",
+            &self.sandbox.base_url(),
+            "--time-scale",
+            &time_scale.to_string(),
+            "--lease",
+            "2s",
+            "--grace-period",
+            "5s",
+            "--concurrency",
+            "16",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Starts a worker with `args` (from [`Stack::worker_args`], possibly extended).
+    pub async fn worker(&self, args: &[String]) -> RunningWorker {
+        let config = WorkerConfig::try_parse_from(args).expect("worker args");
+        let app = App::build(config).await.expect("build worker");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        RunningWorker {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// POSTs an order; returns the HTTP status and the JSON body.
+    pub async fn submit(&self, order: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/orders", self.api))
+            .json(order)
+            .send()
+            .await
+            .expect("POST /v1/orders");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs an order's view.
+    pub async fn order(&self, order_id: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}/v1/orders/{order_id}", self.api))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// Waits until the order's status is `status`, returning its view.
+    pub async fn wait_status(
+        &self,
+        order_id: &str,
+        status: PaymentStatus,
+        within: Duration,
+    ) -> Value {
+        let want = status.to_string();
+        wait_for(
+            &format!("order {order_id} to be {want}"),
+            within,
+            || async {
+                self.order(order_id)
+                    .await
+                    .filter(|o| o["status"].as_str() == Some(want.as_str()))
+            },
+        )
+        .await
+    }
+
+    /// A handle on one of this stack's queues.
+    pub async fn queue(&self, name: &str) -> RedisQueue<Value> {
+        RedisQueue::connect(
+            &self.redis,
+            QueueConfig::new(name).with_prefix(&self.prefix),
+        )
+        .await
+        .expect("queue")
+    }
+
+    /// Counts of one queue.
+    pub async fn stats(&self, name: &str) -> QueueStats {
+        self.queue(name).await.stats().await.expect("stats")
+    }
+
+    /// Dead letters of the check-payment queue.
+    pub async fn dead_checks(&self) -> Vec<DeadLetter> {
+        self.queue(queues::CHECK_PAYMENT)
+            .await
+            .dead_letters(100)
+            .await
+            .expect("dead letters")
+    }
+
+    /// Stops the API and deletes this stack's keys.
+    pub async fn finish(self) {
+        self.producer_task.abort();
+        cleanup(&self.redis, &self.prefix).await;
+    }
+}
