@@ -11,3 +11,4 @@ pub mod app;
 pub mod check;
 pub mod config;
 pub mod fanout;
+pub mod notify;
