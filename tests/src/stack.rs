@@ -62,15 +62,25 @@ impl Stack {
     }
 
     /// Same, with a custom sandbox configuration.
-    pub async fn start_with(test: &str, sandbox: SandboxConfig) -> Self {
+    pub async fn start_with(test: &str, mut sandbox: SandboxConfig) -> Self {
         let prefix = unique_prefix(test);
         let redis = redis_url();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let sandbox = Sandbox::start(sandbox, any).await.expect("start sandbox");
-        let producer = Producer::connect(&redis, &prefix).await.expect("producer");
+        // The API's address comes first: the sandbox sends provider webhooks to it.
         let listener = tokio::net::TcpListener::bind(any).await.expect("bind api");
         let api = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = paywatch_producer::http::router(producer);
+        sandbox.webhook_target.get_or_insert_with(|| api.clone());
+        let sandbox = Sandbox::start(sandbox, any).await.expect("start sandbox");
+        let producer = Producer::connect(&redis, &prefix).await.expect("producer");
+        let handcash = Some(paywatch_core::Secret::new(
+            sandbox
+                .state()
+                .config()
+                .credentials
+                .handcash_app_secret
+                .clone(),
+        ));
+        let router = paywatch_producer::http::router(producer, handcash);
         let producer_task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

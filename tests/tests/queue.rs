@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use paywatch_queue::{
-    EnqueueOutcome, JobId, JobInfo, NewJob, Next, QueueConfig, QueueError, RedisQueue, RetryPolicy,
-    Schedule,
+    EnqueueOutcome, JobId, JobInfo, NewJob, Next, Promoted, QueueConfig, QueueError, RedisQueue,
+    RetryPolicy, Schedule,
 };
 use paywatch_tests::{TestJob, cleanup, redis_url, unique_prefix, wait_for};
 
@@ -459,5 +459,105 @@ async fn reschedule_keeps_one_job_and_updates_its_payload() {
     let steps: Vec<u64> = seen.snapshot().iter().map(|s| s.1).collect();
     assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
     assert_eq!((stats.rescheduled, stats.total, stats.retried), (5, 0, 0));
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn completed_ids_are_remembered_for_the_configured_window() {
+    let prefix = unique_prefix("keep-done");
+    let q: RedisQueue<TestJob> =
+        queue(&prefix, |c| c.with_keep_completed(Duration::from_secs(60))).await;
+    let id = JobId::new("notify-once").expect("id");
+    let job = || NewJob::new(TestJob { n: 0, max: 0 }).with_id(id.clone());
+    q.enqueue(job()).await.expect("enqueue");
+    async fn handle(_: TestJob) {}
+    let worker = WorkerBuilder::new("keep-done")
+        .backend(q.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for("the job to complete", Duration::from_secs(10), || {
+        let q = q.clone();
+        async move { q.stats().await.ok().filter(|s| s.completed == 1) }
+    })
+    .await;
+    running.abort();
+    let again = q.enqueue(job()).await.expect("enqueue again");
+    assert_eq!(
+        again.1,
+        EnqueueOutcome::Completed,
+        "a finished job is not run twice"
+    );
+    assert_eq!(q.stats().await.expect("stats").total, 0);
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn promote_moves_a_scheduled_job_to_now_or_right_after_its_run() {
+    let prefix = unique_prefix("promote");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let id = JobId::new("order-7").expect("id");
+    q.enqueue(
+        NewJob::new(TestJob { n: 0, max: 3 })
+            .with_id(id.clone())
+            .with_schedule(Schedule::After(Duration::from_secs(3600))),
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(
+        q.promote(&JobId::new("nope").expect("id"))
+            .await
+            .expect("promote"),
+        Promoted::NoSuchJob
+    );
+    assert_eq!(q.promote(&id).await.expect("promote"), Promoted::Now);
+    assert_eq!(q.promote(&id).await.expect("promote"), Promoted::AlreadyDue);
+
+    // While it runs, a promote makes its reschedule land now instead of in an hour.
+    #[derive(Clone)]
+    struct Hook(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>, Seen);
+    async fn handle(job: TestJob, hook: Data<Hook>) -> Next<TestJob> {
+        let hook: &Hook = &hook;
+        hook.2.record(String::new(), job.n as u64, now_ms(), 0);
+        if job.n == 0 {
+            hook.0.notify_one();
+            hook.1.notified().await;
+        }
+        if job.n >= 1 {
+            return Next::Done;
+        }
+        Next::Reschedule {
+            after: Duration::from_secs(3600),
+            args: TestJob {
+                n: job.n + 1,
+                max: job.max,
+            },
+        }
+    }
+    let hook = Hook(
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+        Seen::default(),
+    );
+    let worker = WorkerBuilder::new("promote")
+        .backend(q.clone())
+        .data(hook.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    hook.0.notified().await;
+    assert_eq!(
+        q.promote(&id).await.expect("promote"),
+        Promoted::AfterCurrentRun
+    );
+    hook.1.notify_one();
+    wait_for(
+        "the promoted job to run again at once",
+        Duration::from_secs(10),
+        || {
+            let n = hook.2.len();
+            async move { (n == 2).then_some(()) }
+        },
+    )
+    .await;
+    running.abort();
     cleanup(&redis_url(), &prefix).await;
 }

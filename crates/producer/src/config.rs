@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Address the Prometheus metrics endpoint listens on (none when unset).
     #[arg(long, env = "PAYWATCH_PRODUCER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// HandCash app secret, to authenticate HandCash webhooks (refused when unset).
+    #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
+    pub handcash_app_secret: Option<String>,
 }
 
 /// `enqueue` options.

@@ -4,6 +4,8 @@
 //!   400 (not JSON), 422 (invalid field), 503 (Redis unreachable).
 //! - `GET /v1/orders/{order_id}` → the order's status and recent history.
 //! - `GET /healthz` (the process is up), `GET /readyz` (Redis answers).
+//! - `POST /webhooks/cashless`, `POST /webhooks/handcash`: provider webhooks (see
+//!   [`crate::webhooks`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -20,14 +22,19 @@ use crate::{Producer, ProducerError, Submitted, validate};
 /// History entries returned by `GET /v1/orders/{id}`.
 const HISTORY_SHOWN: usize = 20;
 
-/// The API's routes over a [`Producer`].
-pub fn router(producer: Producer) -> Router {
+/// The API's routes over a [`Producer`], provider webhooks included.
+pub fn router(producer: Producer, handcash_app_secret: Option<paywatch_core::Secret>) -> Router {
+    let webhooks = crate::webhooks::router(crate::webhooks::WebhookState {
+        producer: producer.clone(),
+        handcash_app_secret,
+    });
     Router::new()
         .route("/v1/orders", post(create_order))
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .with_state(producer)
+        .merge(webhooks)
 }
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {

@@ -1,16 +1,19 @@
 //! paywatch-producer: accepts orders and enqueues one check-payment job per order, idempotently.
 //!
 //! Three doors to the same [`Producer::enqueue_order`]: the HTTP API ([`http::router`]), this
-//! Rust API, and the `paywatch-producer enqueue` CLI.
+//! Rust API, and the `paywatch-producer enqueue` CLI. Shops can also enqueue straight into Redis
+//! from any language (see docs/enqueue-from-redis.md). Provider webhooks ([`webhooks`]) move an
+//! order's scheduled check to now.
 
 pub mod config;
 pub mod http;
 pub mod validate;
+pub mod webhooks;
 
 use chrono::Utc;
 use paywatch_core::store::{Created, OrderRecord, OrderSpec, OrderStore, StoreError};
-use paywatch_core::{HistoryEntry, OrderId, PaymentStatus, queues};
-use paywatch_queue::{JobId, NewJob, QueueConfig, QueueError, RedisQueue};
+use paywatch_core::{HistoryEntry, OrderId, PaymentId, PaymentStatus, Provider, queues};
+use paywatch_queue::{JobId, NewJob, Promoted, QueueConfig, QueueError, RedisQueue};
 
 /// What submitting an order did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +95,7 @@ impl Producer {
             Submitted::Existing(status) => !status.is_final(),
         };
         if open {
+            self.store.index_payment(spec).await?;
             // Idempotent on the order id: a duplicate is a no-op while the check job exists.
             let id = JobId::new(spec.order_id.to_string())?;
             self.checks
@@ -118,6 +122,23 @@ impl Producer {
         };
         let history = self.store.history(id, history).await?;
         Ok(Some((record, history)))
+    }
+
+    /// A provider's webhook named this payment: check it now instead of at its next scheduled
+    /// time (the check asks the provider's API; the webhook itself is never trusted for status).
+    pub async fn check_now(
+        &self,
+        provider: Provider,
+        payment_id: &PaymentId,
+    ) -> Result<Option<(OrderId, Promoted)>, ProducerError> {
+        let Some(order_id) = self.store.order_for_payment(provider, payment_id).await? else {
+            return Ok(None);
+        };
+        let promoted = self
+            .checks
+            .promote(&JobId::new(order_id.to_string())?)
+            .await?;
+        Ok(Some((order_id, promoted)))
     }
 
     /// Whether Redis answers.

@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
             tracing::info!(addr = %listener.local_addr()?, "producer API listening");
-            axum::serve(listener, http::router(producer))
+            let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
+            axum::serve(listener, http::router(producer, handcash))
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
         }

@@ -267,23 +267,37 @@ where
             .get_or_insert_with(|| Mutex::new(WorkerState::new()))
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
+        // Start fetching the next batch while the buffer still has work, so fetches overlap
+        // with running and settling jobs instead of alternating with them.
+        let low_water = shared.config.batch_size / 2;
         loop {
+            if let Some(fetch) = state.fetch.as_mut()
+                && let Poll::Ready(batch) = fetch.as_mut().poll(cx)
+            {
+                state.fetch = None;
+                state.buffer.extend(batch);
+            }
             while let Some(job) = state.buffer.pop_front() {
                 if let Some(task) = Self::admit(&shared, job) {
+                    if state.fetch.is_none() && state.buffer.len() < low_water {
+                        let mut fetch =
+                            Box::pin(next_batch(shared.clone(), state.requesting.clone()));
+                        // Polled once now so the request starts (and wakes us when it lands).
+                        match fetch.as_mut().poll(cx) {
+                            Poll::Ready(batch) => state.buffer.extend(batch),
+                            Poll::Pending => state.fetch = Some(fetch),
+                        }
+                    }
                     return Poll::Ready(Some(Ok(task)));
                 }
             }
-            let requesting = state.requesting.clone();
-            let fetch = state
-                .fetch
-                .get_or_insert_with(|| Box::pin(next_batch(shared.clone(), requesting)));
-            match fetch.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(batch) => {
-                    state.fetch = None;
-                    state.buffer.extend(batch);
-                }
+            if state.fetch.is_some() {
+                return Poll::Pending;
             }
+            state.fetch = Some(Box::pin(next_batch(
+                shared.clone(),
+                state.requesting.clone(),
+            )));
         }
     }
 

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// The largest fetch batch: scripts `unpack` a batch, and Lua's stack is bounded.
+pub const MAX_BATCH: usize = 1000;
+
 /// How one queue behaves for producers and workers.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -23,6 +26,9 @@ pub struct QueueConfig {
     pub reclaim_limit: usize,
     /// How many settles (acks) one Redis call carries at most.
     pub settle_batch: usize,
+    /// How long completed job ids are remembered, so enqueueing a finished job again is a no-op
+    /// (`None`: forgotten at once; the id can be reused).
+    pub keep_completed: Option<Duration>,
 }
 
 impl QueueConfig {
@@ -37,6 +43,7 @@ impl QueueConfig {
             retry: RetryPolicy::default(),
             reclaim_limit: 256,
             settle_batch: 512,
+            keep_completed: None,
         }
     }
 
@@ -52,9 +59,15 @@ impl QueueConfig {
         self
     }
 
-    /// Sets how many jobs a worker leases per fetch.
+    /// Sets how many jobs a worker leases per fetch (1 to 1000).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
+        self.batch_size = batch_size.clamp(1, MAX_BATCH);
+        self
+    }
+
+    /// Remembers completed job ids for `window`, so enqueueing them again is a no-op.
+    pub fn with_keep_completed(mut self, window: Duration) -> Self {
+        self.keep_completed = Some(window);
         self
     }
 

@@ -101,6 +101,8 @@ pub enum EnqueueOutcome {
     Conflict,
     /// A job with this id is in the dead letters; nothing changed.
     DeadLettered,
+    /// A job with this id completed within the queue's `keep_completed` window; nothing changed.
+    Completed,
 }
 
 impl EnqueueOutcome {
@@ -110,6 +112,7 @@ impl EnqueueOutcome {
             0 => Self::Duplicate,
             -1 => Self::Conflict,
             -2 => Self::DeadLettered,
+            -3 => Self::Completed,
             other => return Err(QueueError::Protocol(format!("enqueue code {other}"))),
         })
     }

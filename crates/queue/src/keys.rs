@@ -29,6 +29,11 @@ pub struct Keys {
     pub signal: String,
     /// Counter for generated job ids.
     pub seq: String,
+    /// ZSET job id → completion time: ids remembered after completion (when configured), so a
+    /// late duplicate enqueue is recognised.
+    pub done: String,
+    /// HASH job id → 1: jobs asked to run again right after their current run.
+    pub promoted: String,
 }
 
 impl Keys {
@@ -48,11 +53,13 @@ impl Keys {
             stats: key("stats"),
             signal: key("signal"),
             seq: key("seq"),
+            done: key("done"),
+            promoted: key("promoted"),
         }
     }
 
     /// Every key, for cleanup and inspection tools.
-    pub fn all(&self) -> [&str; 11] {
+    pub fn all(&self) -> [&str; 13] {
         [
             &self.jobs,
             &self.due,
@@ -65,6 +72,8 @@ impl Keys {
             &self.stats,
             &self.signal,
             &self.seq,
+            &self.done,
+            &self.promoted,
         ]
     }
 }

@@ -35,7 +35,8 @@
 //! - `dead` (HASH id → record with payload, attempts, last error, time) + `dead_index` (ZSET by
 //!   time) are the dead letters.
 //! - `signal` (LIST, at most 64 entries) wakes idle workers; `stats` keeps lifetime counters;
-//!   `seq` generates ids.
+//!   `seq` generates ids; `done` (ZSET) remembers completed ids when configured; `promoted`
+//!   (HASH) marks running jobs to re-run at once.
 //!
 //! Every range in every script has a `LIMIT`; nothing unpacks an unbounded list. Retry policy
 //! ([`RetryPolicy`]) lives in Rust. `docs/queue.md` has the whole story.
@@ -53,10 +54,10 @@ mod scripts;
 mod settle;
 mod wake;
 
-pub use config::{QueueConfig, RetryPolicy};
+pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
 pub use outcome::{JobOutcome, Next, Settlement};
-pub use queue::{DeadLetter, NewJob, QueueStats, RedisQueue};
+pub use queue::{DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
 pub use settle::{SettleLayer, SettleService};

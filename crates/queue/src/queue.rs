@@ -149,6 +149,20 @@ impl<T> NewJob<T> {
     }
 }
 
+/// What [`RedisQueue::promote`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promoted {
+    /// The job was scheduled for later and is due now.
+    Now,
+    /// The job was already due.
+    AlreadyDue,
+    /// The job is running; it will be due again as soon as this run reschedules it.
+    AfterCurrentRun,
+    /// No pending or running job has this id.
+    NoSuchJob,
+}
+
 /// Counts per state of one queue, read atomically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -242,6 +256,7 @@ impl<T> RedisQueue<T> {
             .key(&keys.due)
             .key(&keys.dead)
             .key(&keys.signal)
+            .key(&keys.done)
             .arg(jobs.len());
         for (id, payload, schedule) in jobs {
             let (kind, ms) = schedule.encode();
@@ -335,6 +350,27 @@ impl<T> RedisQueue<T> {
         Ok(score.map(|s| s as u64))
     }
 
+    /// Makes a scheduled job due now, or, if it is running, due again right after its run
+    /// (instead of after whatever delay the run asks for).
+    pub async fn promote(&self, id: &JobId) -> Result<Promoted, QueueError> {
+        let keys = &self.shared.keys;
+        let mut conn = self.shared.conn.clone();
+        let code: i64 = scripts::PROMOTE
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.promoted)
+            .key(&keys.signal)
+            .arg(id.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match code {
+            1 => Promoted::Now,
+            0 => Promoted::AlreadyDue,
+            2 => Promoted::AfterCurrentRun,
+            _ => Promoted::NoSuchJob,
+        })
+    }
+
     /// Up to `limit` dead letters, oldest first.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let reply: Vec<String> = self.dead_op("list", limit, &[]).await?;
@@ -410,6 +446,7 @@ impl<T: Serialize> RedisQueue<T> {
         match outcome {
             EnqueueOutcome::Conflict => Err(QueueError::Conflict { id: id.to_string() }),
             EnqueueOutcome::DeadLettered => Err(QueueError::DeadLettered { id: id.to_string() }),
+            // Completed within the remembered window: like a duplicate, nothing to do.
             _ => Ok((id, outcome)),
         }
     }

@@ -22,3 +22,6 @@ pub(crate) static STATS: LazyLock<Script> =
 /// Dead-letter list / retry / purge.
 pub(crate) static DEAD: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/dead.lua")));
+/// Make a scheduled job due now.
+pub(crate) static PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));

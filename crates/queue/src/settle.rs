@@ -181,7 +181,15 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
             .key(&keys.dead)
             .key(&keys.dead_index)
             .key(&keys.stats)
-            .key(&keys.signal);
+            .key(&keys.signal)
+            .key(&keys.done)
+            .key(&keys.promoted)
+            .arg(
+                shared
+                    .config
+                    .keep_completed
+                    .map_or(0, |d| d.as_millis() as u64),
+            );
         for (id, token, op, _) in batch.iter() {
             let (a, b): (u64, &str) = match op {
                 SettleOp::Complete | SettleOp::Release => (0, ""),

@@ -337,6 +337,41 @@ impl OrderStore {
         Ok((won == 1, holds.parse().unwrap_or(status)))
     }
 
+    fn payment_key(&self, provider: Provider, payment_id: &PaymentId) -> String {
+        format!(
+            "{}:payment:{{{provider}:{}}}",
+            self.prefix,
+            payment_id.as_str()
+        )
+    }
+
+    /// Remembers which order watches a provider's payment, so a provider webhook (which names
+    /// only the payment) finds its order. The first order to claim a payment keeps it.
+    pub async fn index_payment(&self, spec: &OrderSpec) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.payment_key(spec.provider, &spec.payment_id))
+            .arg(spec.order_id.as_str())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The order watching a provider's payment, if any.
+    pub async fn order_for_payment(
+        &self,
+        provider: Provider,
+        payment_id: &PaymentId,
+    ) -> Result<Option<OrderId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: Option<String> = redis::cmd("GET")
+            .arg(self.payment_key(provider, payment_id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(id.and_then(|id| id.parse().ok()))
+    }
+
     /// Marks the terminal status's notifications as enqueued.
     pub async fn mark_notified(&self, id: &OrderId) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();

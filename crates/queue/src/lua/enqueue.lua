@@ -1,8 +1,9 @@
 -- Enqueue a batch of jobs, idempotently on the job id.
--- KEYS: 1 jobs, 2 due, 3 dead, 4 signal
+-- KEYS: 1 jobs, 2 due, 3 dead, 4 signal, 5 done
 -- ARGV: 1 job count n, then per job: id, payload, kind ("now" | "after" | "at"), ms
 -- Returns, per job: 1 created, 0 duplicate (same payload), -1 conflict (other payload),
--- -2 the id is in the dead letters.
+-- -2 the id is in the dead letters, -3 a job with this id completed recently (the queue
+-- remembers completed ids for a configurable window).
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local n = tonumber(ARGV[1])
@@ -20,6 +21,8 @@ for i = 0, n - 1 do
     if existing == payload then out[#out + 1] = 0 else out[#out + 1] = -1 end
   elseif redis.call('HEXISTS', KEYS[3], id) == 1 then
     out[#out + 1] = -2
+  elseif redis.call('ZSCORE', KEYS[5], id) then
+    out[#out + 1] = -3
   else
     local due = now
     if kind == 'after' then due = now + ms elseif kind == 'at' then due = ms end

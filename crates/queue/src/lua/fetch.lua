@@ -3,6 +3,8 @@
 -- ARGV: 1 n, 2 lease ms, 3 lease token, 4 reclaim limit
 -- Returns {now, next due or -1, earliest lease expiry or -1, reclaimed count,
 --          {id, payload, attempts, due, id, payload, attempts, due, ...}}
+-- Every Redis call below is batched over the (bounded) batch, so a fetch costs a fixed number of
+-- calls however many jobs it leases.
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local n = tonumber(ARGV[1])
@@ -12,10 +14,15 @@ local token = ARGV[3]
 -- Leases are the only liveness signal: whoever fetches reclaims what expired, so recovery never
 -- depends on worker names or heartbeats.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('ZADD', KEYS[2], now, id)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[3], unpack(expired))
+  redis.call('HDEL', KEYS[4], unpack(expired))
+  local back = {}
+  for _, id in ipairs(expired) do
+    back[#back + 1] = now
+    back[#back + 1] = id
+  end
+  redis.call('ZADD', KEYS[2], unpack(back))
 end
 
 local out = {}
@@ -25,18 +32,29 @@ if n > 0 then
     local ids = {}
     for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
     redis.call('ZREM', KEYS[2], unpack(ids))
-    for i = 1, #due, 2 do
-      local id = due[i]
-      local payload = redis.call('HGET', KEYS[1], id)
-      if payload then
-        redis.call('ZADD', KEYS[3], lease_until, id)
-        redis.call('HSET', KEYS[4], id, token)
-        local attempts = redis.call('HINCRBY', KEYS[5], id, 1)
+    local payloads = redis.call('HMGET', KEYS[1], unpack(ids))
+    local attempts = redis.call('HMGET', KEYS[5], unpack(ids))
+    local leases, tokens, counts = {}, {}, {}
+    for i, id in ipairs(ids) do
+      -- A due entry without a record cannot run; dropping it from `due` is all there is to do.
+      if payloads[i] then
+        local a = (tonumber(attempts[i]) or 0) + 1
+        leases[#leases + 1] = lease_until
+        leases[#leases + 1] = id
+        tokens[#tokens + 1] = id
+        tokens[#tokens + 1] = token
+        counts[#counts + 1] = id
+        counts[#counts + 1] = a
         out[#out + 1] = id
-        out[#out + 1] = payload
-        out[#out + 1] = attempts
-        out[#out + 1] = tonumber(due[i + 1])
+        out[#out + 1] = payloads[i]
+        out[#out + 1] = a
+        out[#out + 1] = tonumber(due[i * 2])
       end
+    end
+    if #leases > 0 then
+      redis.call('ZADD', KEYS[3], unpack(leases))
+      redis.call('HSET', KEYS[4], unpack(tokens))
+      redis.call('HSET', KEYS[5], unpack(counts))
     end
   end
 end

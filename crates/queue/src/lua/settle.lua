@@ -2,68 +2,112 @@
 -- release. Every op names the lease token it was fetched with; an op whose token no longer
 -- matches (the lease expired and another worker took the job) is stale and changes nothing.
 -- KEYS: 1 jobs, 2 due, 3 leases, 4 tokens, 5 attempts, 6 errors, 7 dead, 8 dead_index, 9 stats,
---       10 signal
--- ARGV: per op 5 values: op, id, token, a, b
+--       10 signal, 11 done, 12 promoted
+-- ARGV: 1 keep completed ids for this many ms (0: don't), then per op 5 values: op, id, token, a, b
 --   complete   -
 --   reschedule a = delay ms, b = new payload ('' keeps the payload); resets attempts
 --   retry      a = delay ms, b = error text; keeps attempts
 --   dead       a = unused,   b = reason
---   release    -            (back to due now, the attempt is not counted)
+--   release    -            (back to due now, the attempt not counted)
+-- A job promoted while it ran (a webhook said "check now") is rescheduled for now, not later.
 -- Returns one integer per op: 1 applied, 0 stale.
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local keep_ms = tonumber(ARGV[1])
+
+local ops = {}
+local ids = {}
+for i = 2, #ARGV, 5 do
+  ops[#ops + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
+  ids[#ids + 1] = ARGV[i + 1]
+end
+if #ops == 0 then return {} end
+local held = redis.call('HMGET', KEYS[4], unpack(ids))
+local promoted = redis.call('HMGET', KEYS[12], unpack(ids))
+
 local out = {}
+local valid = {}
+local seen = {}
+local gone, gone_meta, done = {}, {}, {}
+local payloads, resets, schedule, errors = {}, {}, {}, {}
 local counts = {complete = 0, reschedule = 0, retry = 0, dead = 0, release = 0}
 local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local head_due = tonumber(head[2])
 local wake = false
 
-local function schedule(id, due)
-  redis.call('ZADD', KEYS[2], due, id)
+local function at(id, due)
+  schedule[#schedule + 1] = due
+  schedule[#schedule + 1] = id
   if head_due == nil or due < head_due then
     head_due = due
     wake = true
   end
 end
 
-for i = 1, #ARGV, 5 do
-  local op, id, token, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  if redis.call('HGET', KEYS[4], id) ~= token then
+for i, op in ipairs(ops) do
+  local kind, id, token, a, b = op[1], op[2], op[3], op[4], op[5]
+  if held[i] ~= token or seen[id] then
     out[#out + 1] = 0
   else
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
-    if op == 'complete' then
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[5], id)
-      redis.call('HDEL', KEYS[6], id)
-    elseif op == 'reschedule' then
-      if b ~= '' then redis.call('HSET', KEYS[1], id, b) end
-      redis.call('HDEL', KEYS[5], id)
-      redis.call('HDEL', KEYS[6], id)
-      schedule(id, now + tonumber(a))
-    elseif op == 'retry' then
-      redis.call('HSET', KEYS[6], id, b)
-      schedule(id, now + tonumber(a))
-    elseif op == 'dead' then
+    seen[id] = true
+    valid[#valid + 1] = id
+    local soon = promoted[i] and now or nil
+    if kind == 'complete' then
+      gone[#gone + 1] = id
+      gone_meta[#gone_meta + 1] = id
+      if keep_ms > 0 then
+        done[#done + 1] = now
+        done[#done + 1] = id
+      end
+    elseif kind == 'reschedule' then
+      if b ~= '' then
+        payloads[#payloads + 1] = id
+        payloads[#payloads + 1] = b
+      end
+      gone_meta[#gone_meta + 1] = id
+      at(id, soon or (now + tonumber(a)))
+    elseif kind == 'retry' then
+      errors[#errors + 1] = id
+      errors[#errors + 1] = b
+      at(id, soon or (now + tonumber(a)))
+    elseif kind == 'dead' then
       local payload = redis.call('HGET', KEYS[1], id) or ''
       local attempts = tonumber(redis.call('HGET', KEYS[5], id) or '0')
       redis.call('HSET', KEYS[7], id, cjson.encode({payload = payload, attempts = attempts, error = b, at = now}))
       redis.call('ZADD', KEYS[8], now, id)
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[5], id)
-      redis.call('HDEL', KEYS[6], id)
-    elseif op == 'release' then
+      gone[#gone + 1] = id
+      gone_meta[#gone_meta + 1] = id
+    elseif kind == 'release' then
       local attempts = redis.call('HINCRBY', KEYS[5], id, -1)
       if attempts <= 0 then redis.call('HDEL', KEYS[5], id) end
-      schedule(id, now)
+      at(id, now)
     end
-    counts[op] = (counts[op] or 0) + 1
+    counts[kind] = (counts[kind] or 0) + 1
     out[#out + 1] = 1
   end
 end
-for op, c in pairs(counts) do
-  if c > 0 then redis.call('HINCRBY', KEYS[9], op, c) end
+
+if #valid > 0 then
+  redis.call('HDEL', KEYS[4], unpack(valid))
+  redis.call('ZREM', KEYS[3], unpack(valid))
+  redis.call('HDEL', KEYS[12], unpack(valid))
+end
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+if #gone_meta > 0 then
+  redis.call('HDEL', KEYS[5], unpack(gone_meta))
+  redis.call('HDEL', KEYS[6], unpack(gone_meta))
+end
+if #payloads > 0 then redis.call('HSET', KEYS[1], unpack(payloads)) end
+if #errors > 0 then redis.call('HSET', KEYS[6], unpack(errors)) end
+if #schedule > 0 then redis.call('ZADD', KEYS[2], unpack(schedule)) end
+if #done > 0 then
+  redis.call('ZADD', KEYS[11], unpack(done))
+  -- Forget completions older than the window, a bounded number per call.
+  local old = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now - keep_ms, 'LIMIT', 0, 256)
+  if #old > 0 then redis.call('ZREM', KEYS[11], unpack(old)) end
+end
+for kind, c in pairs(counts) do
+  if c > 0 then redis.call('HINCRBY', KEYS[9], kind, c) end
 end
 if wake then
   redis.call('LPUSH', KEYS[10], '1')

@@ -1,0 +1,158 @@
+//! Inbound provider webhooks: a fast path, never a source of truth.
+//!
+//! A webhook only says "look at this payment now". paywatch finds the order watching the payment
+//! and moves its one scheduled check to now; that check asks the provider's API, as the seeds
+//! advise ("always verify via API"). Polling stays the fallback when webhooks never come.
+//!
+//! - `POST /webhooks/cashless` with `{"bill": {"id": …}}`.
+//! - `POST /webhooks/handcash` with `{"appSecret", "paymentRequestId", …}`; the `appSecret` must
+//!   match ours (HandCash's own advice), or the request is refused with 401.
+//!
+//! Both answer 200 once handled (also for payments no order watches, so the provider does not
+//! retry forever), 400 for a body they cannot read, 503 when Redis is down (the provider retries).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use paywatch_core::{PaymentId, Provider, Secret};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::Producer;
+
+/// What the webhook endpoints need.
+#[derive(Debug, Clone)]
+pub struct WebhookState {
+    /// The producer.
+    pub producer: Producer,
+    /// HandCash's app secret; HandCash webhooks are refused when unset.
+    pub handcash_app_secret: Option<Secret>,
+}
+
+/// The webhook routes.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhooks/cashless", post(cashless))
+        .route("/webhooks/handcash", post(handcash))
+        .with_state(state)
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn cashless(State(state): State<WebhookState>, body: Bytes) -> Response {
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["bill"]["id"].as_str().map(str::to_string));
+    let Some(id) = id else {
+        return received(
+            Provider::Cashless,
+            "invalid",
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "expected {\"bill\": {\"id\": …}}"}),
+            ),
+        );
+    };
+    check_now(&state, Provider::Cashless, &id).await
+}
+
+async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Response {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        return received(
+            Provider::HandCash,
+            "invalid",
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "body is not JSON"}),
+            ),
+        );
+    };
+    let Some(ours) = &state.handcash_app_secret else {
+        return received(
+            Provider::HandCash,
+            "unconfigured",
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "HandCash webhooks are not configured (HANDCASH_APP_SECRET)"}),
+            ),
+        );
+    };
+    let theirs = value["appSecret"].as_str().unwrap_or("");
+    if !bool::from(theirs.as_bytes().ct_eq(ours.expose().as_bytes())) {
+        tracing::warn!("HandCash webhook with a wrong appSecret refused");
+        return received(
+            Provider::HandCash,
+            "unauthorized",
+            reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "appSecret does not match"}),
+            ),
+        );
+    }
+    let Some(id) = value["paymentRequestId"].as_str() else {
+        return received(
+            Provider::HandCash,
+            "invalid",
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "paymentRequestId is required"}),
+            ),
+        );
+    };
+    check_now(&state, Provider::HandCash, id).await
+}
+
+async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -> Response {
+    let Ok(payment_id) = payment_id.parse::<PaymentId>() else {
+        return received(
+            provider,
+            "invalid",
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid payment id"}),
+            ),
+        );
+    };
+    match state.producer.check_now(provider, &payment_id).await {
+        Ok(Some((order_id, promoted))) => {
+            tracing::info!(%provider, order = %order_id, ?promoted, "provider webhook: checking now");
+            received(
+                provider,
+                "promoted",
+                reply(
+                    StatusCode::OK,
+                    json!({"order_id": order_id, "check": promoted}),
+                ),
+            )
+        }
+        Ok(None) => received(
+            provider,
+            "unknown_payment",
+            reply(
+                StatusCode::OK,
+                json!({"ignored": "no order watches this payment"}),
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(%provider, error = %e, "provider webhook could not be handled");
+            received(
+                provider,
+                "error",
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "try again later"}),
+                ),
+            )
+        }
+    }
+}
+
+fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
+    metrics::counter!("paywatch_provider_webhooks_total", "provider" => provider.to_string(), "outcome" => outcome).increment(1);
+    response
+}
