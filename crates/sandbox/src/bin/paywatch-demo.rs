@@ -1,0 +1,454 @@
+//! `paywatch-demo`: the driver behind `just demo`.
+//!
+//! It scripts ~40 payments in a running paywatch-sandbox (every terminal status of every
+//! provider, partial payments, rate limits, provider webhooks, a payment nobody settles and one
+//! the provider never heard of), submits an order for each through the producer's HTTP API, shows
+//! live progress, and ends with a summary table. `scripts/demo.sh` starts and stops the processes.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print N free loopback ports, one per line.
+    Ports {
+        #[arg(default_value_t = 1)]
+        n: usize,
+    },
+    /// Run the scenario against a running sandbox and producer.
+    Run {
+        /// The sandbox's base URL.
+        #[arg(long)]
+        sandbox: String,
+        /// The producer API's base URL.
+        #[arg(long)]
+        api: String,
+        /// A worker's Prometheus endpoint, shown at the end.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 50)]
+        timeout_s: u64,
+    },
+}
+
+/// One scripted order: provider, timeline, faults, and what the demo expects it to show.
+struct Scenario {
+    provider: &'static str,
+    timeline: Vec<(u64, &'static str, Value)>,
+    faults: Vec<Value>,
+    note: &'static str,
+    webhook: bool,
+}
+
+fn s(provider: &'static str, steps: &[(u64, &'static str)], note: &'static str) -> Scenario {
+    Scenario {
+        provider,
+        timeline: steps
+            .iter()
+            .map(|(at, st)| (*at, *st, Value::Null))
+            .collect(),
+        faults: Vec::new(),
+        note,
+        webhook: false,
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let mut all = Vec::new();
+    for i in 0..5u64 {
+        all.push(s(
+            "cashless",
+            &[(0, "NOT_PAID"), (2_000 + 1_500 * i, "FULLY_PAID")],
+            "paid",
+        ));
+    }
+    for i in 0..3u64 {
+        all.push(s(
+            "cashless",
+            &[
+                (0, "NOT_PAID"),
+                (2_500 + 500 * i, "PARTIALLY_PAID"),
+                (6_000 + 1_000 * i, "FULLY_PAID"),
+            ],
+            "partial payment, then paid",
+        ));
+    }
+    for i in 0..2u64 {
+        let mut sc = s(
+            "cashless",
+            &[(0, "NOT_PAID"), (3_000 + 1_000 * i, "FULLY_PAID")],
+            "429 Retry-After 2s",
+        );
+        sc.faults
+            .push(json!({"kind": "status", "code": 429, "retry_after_s": 2, "times": 2}));
+        all.push(sc);
+    }
+    for i in 0..3u64 {
+        let mut sc = s(
+            "handcash",
+            &[(0, "pending"), (4_000 + 2_000 * i, "paid")],
+            "paid, webhook fast path",
+        );
+        sc.webhook = true;
+        all.push(sc);
+    }
+    all.push(s(
+        "handcash",
+        &[(0, "pending"), (5_000, "paid")],
+        "paid (polling only)",
+    ));
+    for i in 0..2u64 {
+        all.push(s(
+            "handcash",
+            &[(0, "pending"), (3_000 + 2_000 * i, "expired")],
+            "expired",
+        ));
+    }
+    for _ in 0..2 {
+        all.push(s(
+            "handcash",
+            &[(0, "pending")],
+            "never settles: unresolved at the deadline",
+        ));
+    }
+    for (status, n, note) in [
+        ("successful", 4u64, "paid"),
+        ("unsuccessful", 3, "failed"),
+        ("expired", 2, "expired"),
+        ("cancelled", 3, "cancelled"),
+    ] {
+        for i in 0..n {
+            all.push(s(
+                "miraclecash",
+                &[(0, "pending"), (1_500 + 1_700 * i, status)],
+                note,
+            ));
+        }
+    }
+    if let Some(sc) = all.iter_mut().rev().find(|sc| sc.provider == "miraclecash") {
+        sc.faults
+            .push(json!({"kind": "status", "code": 500, "times": 2}));
+        sc.note = "cancelled, after two 500s";
+    }
+    for i in 0..4u64 {
+        all.push(s(
+            "foxreload",
+            &[
+                (0, "active"),
+                (1_000 + 500 * i, "paid"),
+                (2_500 + 800 * i, "processing"),
+                (4_000 + 1_000 * i, "completed"),
+            ],
+            "completed, codes delivered",
+        ));
+    }
+    for (reason, status, note) in [
+        (
+            "payment_expiration",
+            "cancelled",
+            "expired (payment_expiration)",
+        ),
+        ("out_of_stock", "cancelled", "cancelled"),
+    ] {
+        for i in 0..2u64 {
+            let mut sc = s("foxreload", &[(0, "active")], note);
+            sc.timeline
+                .push((3_000 + 1_500 * i, status, json!({"cancelReason": reason})));
+            all.push(sc);
+        }
+    }
+    for i in 0..2u64 {
+        all.push(s(
+            "foxreload",
+            &[(0, "active"), (2_000 + 2_000 * i, "failed")],
+            "failed",
+        ));
+    }
+    let mut limited = s(
+        "foxreload",
+        &[(0, "active"), (5_000, "completed")],
+        "completed after a 429",
+    );
+    limited
+        .faults
+        .push(json!({"kind": "status", "code": 429, "retry_after_s": 3, "times": 1}));
+    all.push(limited);
+    all
+}
+
+struct Order {
+    id: String,
+    provider: &'static str,
+    note: &'static str,
+    view: Value,
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        "paid" | "failed" | "expired" | "cancelled" | "unresolved"
+    )
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "{url} did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run(
+    sandbox: &str,
+    api: &str,
+    metrics: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    wait_ready(&http, &format!("{sandbox}/_admin/health")).await?;
+    wait_ready(&http, &format!("{api}/readyz")).await?;
+    let run_id = std::process::id();
+    let mut orders = Vec::new();
+    for (i, sc) in scenarios().into_iter().enumerate() {
+        let timeline: Vec<Value> = sc
+            .timeline
+            .iter()
+            .map(|(at, st, fields)| {
+                let mut step = json!({"after_ms": at, "status": st});
+                if !fields.is_null() {
+                    step["fields"] = fields.clone();
+                }
+                step
+            })
+            .collect();
+        let created: Value = http
+            .post(format!("{sandbox}/_admin/payments"))
+            .json(&json!({"provider": sc.provider, "timeline": timeline, "faults": sc.faults, "webhook": sc.webhook}))
+            .send()
+            .await?
+            .error_for_status()
+            .context("creating a sandbox payment")?
+            .json()
+            .await?;
+        let payment_id = created["id"].as_str().unwrap_or_default().to_string();
+        orders.push((
+            format!("demo-{run_id}-{i:02}"),
+            sc.provider,
+            payment_id,
+            sc.note,
+        ));
+    }
+    orders.push((
+        format!("demo-{run_id}-{:02}", orders.len()),
+        "miraclecash",
+        "00000000-0000-0000-0000-00000000dead".into(),
+        "unknown payment: dead-lettered",
+    ));
+
+    let started = Instant::now();
+    let mut tracked = Vec::new();
+    for (id, provider, payment_id, note) in orders {
+        let body = json!({
+            "order_id": id, "provider": provider, "payment_id": payment_id,
+            "notify": {"telegram_chat_id": 1001},
+            "metadata": {"demo": true},
+        });
+        let r = http
+            .post(format!("{api}/v1/orders"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().as_u16() == 202,
+            "order {id} refused: {}",
+            r.text().await.unwrap_or_default()
+        );
+        tracked.push(Order {
+            id,
+            provider,
+            note,
+            view: Value::Null,
+        });
+    }
+
+    let tty = std::io::stdout().is_terminal();
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    loop {
+        for order in tracked.iter_mut() {
+            if order.view["status"].as_str().is_some_and(is_final) {
+                continue;
+            }
+            if let Ok(r) = http
+                .get(format!("{api}/v1/orders/{}", order.id))
+                .send()
+                .await
+                && let Ok(v) = r.json::<Value>().await
+            {
+                order.view = v;
+            }
+        }
+        let dead = tracked
+            .iter()
+            .filter(|o| {
+                o.view["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("not found"))
+                    && o.view["next_check_at"].is_null()
+                    && !o.view["status"].as_str().is_some_and(is_final)
+            })
+            .count();
+        let settled = tracked
+            .iter()
+            .filter(|o| o.view["status"].as_str().is_some_and(is_final))
+            .count()
+            + dead;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for o in &tracked {
+            *counts
+                .entry(o.view["status"].as_str().unwrap_or("submitted").to_string())
+                .or_default() += 1;
+        }
+        let bar_len = 30;
+        let filled = settled * bar_len / tracked.len();
+        let line = format!(
+            "[{}{}] {settled}/{} settled after {:>4.1}s   {}",
+            "#".repeat(filled),
+            ".".repeat(bar_len - filled),
+            tracked.len(),
+            started.elapsed().as_secs_f64(),
+            counts
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
+        if tty {
+            print!("\r\x1b[2K{line}");
+            std::io::stdout().flush()?;
+        } else if last_line.elapsed() >= Duration::from_secs(3) {
+            println!("{line}");
+            last_line = Instant::now();
+        }
+        if settled == tracked.len() || started.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if tty {
+        println!();
+    }
+
+    println!(
+        "\n{:<18} {:<12} {:<11} {:>6} {:>10}  {}",
+        "order", "provider", "status", "checks", "detected", "scenario"
+    );
+    println!("{}", "-".repeat(100));
+    for o in &tracked {
+        let status = o.view["status"].as_str().unwrap_or("?");
+        let detected = match (
+            o.view["created_at"].as_str(),
+            o.view["terminal_at"].as_str(),
+        ) {
+            (Some(c), Some(t)) => match (
+                chrono::DateTime::parse_from_rfc3339(c),
+                chrono::DateTime::parse_from_rfc3339(t),
+            ) {
+                (Ok(c), Ok(t)) => format!("{:.1}s", (t - c).num_milliseconds() as f64 / 1000.0),
+                _ => "-".into(),
+            },
+            _ => "-".into(),
+        };
+        let status = if !is_final(status)
+            && o.view["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not found"))
+        {
+            "dead-letter"
+        } else {
+            status
+        };
+        println!(
+            "{:<18} {:<12} {:<11} {:>6} {:>10}  {}",
+            o.id,
+            o.provider,
+            status,
+            o.view["checks"].as_u64().unwrap_or(0),
+            detected,
+            o.note
+        );
+    }
+    let telegram: Value = http
+        .get(format!("{sandbox}/_admin/telegram/messages"))
+        .send()
+        .await?
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    println!(
+        "\n{} orders in {:.1}s. Telegram messages delivered to the sandbox: {}.",
+        tracked.len(),
+        started.elapsed().as_secs_f64(),
+        telegram.as_array().map_or(0, Vec::len)
+    );
+    println!("\nWhere to look next:");
+    println!(
+        "  curl -s {api}/v1/orders/{} | jq     # one order's status and history",
+        tracked[0].id
+    );
+    println!("  curl -s {sandbox}/_admin/stats | jq  # what the fake providers were asked");
+    if let Some(m) = metrics {
+        println!("  curl -s {m} | grep paywatch_         # the worker's Prometheus metrics");
+    }
+    println!("  README.md, docs/ for the API, the queue design and the guarantees.");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Ports { n } => {
+            // Hold every listener until all are chosen so the ports differ.
+            let listeners: Vec<TcpListener> = (0..n)
+                .map(|_| TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<_, _>>()?;
+            for l in &listeners {
+                println!("{}", l.local_addr()?.port());
+            }
+            Ok(())
+        }
+        Command::Run {
+            sandbox,
+            api,
+            metrics,
+            timeout_s,
+        } => tokio::runtime::Runtime::new()?.block_on(run(
+            &sandbox,
+            &api,
+            metrics.as_deref(),
+            Duration::from_secs(timeout_s),
+        )),
+    }
+}
