@@ -20,7 +20,8 @@ subcommands:
   lateness --jobs N (20000) --spread-ms S (2000) --concurrency C (100) [--producer thread|inline]
                                                      delayed jobs (delay uniform in [0,S) ms), report lateness;
                                                      producer in its own thread (default) or on the worker's loop
-  memory   --jobs N (100000)                         Redis used_memory per job delayed 1h, then obliterate
+  memory   --jobs N (100000) --payload small|order   Redis used_memory per job delayed 1h, then obliterate
+                                                     (small: {i: N}; order: {order_id, provider})
   clean                                              obliterate the queue under the prefix
 
 common options:
@@ -41,7 +42,7 @@ const SPEC = {
   preload: { jobs: 50000 },
   work: { jobs: 50000, concurrency: 100 },
   lateness: { jobs: 20000, 'spread-ms': 2000, concurrency: 100, producer: 'thread' },
-  memory: { jobs: 100000 },
+  memory: { jobs: 100000, payload: 'order' },
   clean: {},
 };
 const COMMON = ['redis', 'prefix', 'queue', 'timeout-s'];
@@ -76,6 +77,9 @@ function parseArgs(argv) {
     if (!(key in raw)) opts[key] = dflt;
     else if (typeof dflt === 'number') opts[key] = parsePositiveInt(key, raw[key]);
     else opts[key] = raw[key];
+  }
+  if (opts.payload !== undefined && opts.payload !== 'small' && opts.payload !== 'order') {
+    throw new UsageError('--payload must be small or order');
   }
   if (opts.producer !== undefined && opts.producer !== 'thread' && opts.producer !== 'inline') {
     throw new UsageError(`--producer must be thread or inline, got ${JSON.stringify(opts.producer)}`);
@@ -389,7 +393,7 @@ async function memory(opts, connection) {
   const before = await usedMemory(client);
   await addInChunks(queue, n, i => ({
     name: 'check-payment',
-    data: { order_id: `ord-${i}`, provider: 'cashless' },
+    data: opts.payload === 'small' ? { i } : { order_id: `ord-${i}`, provider: 'cashless' },
     opts: { delay: 3_600_000 },
   }));
   const after = await usedMemory(client);

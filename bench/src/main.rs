@@ -56,6 +56,9 @@ enum Command {
     Memory {
         #[arg(long, default_value_t = 100_000)]
         jobs: usize,
+        /// `small` ({"i":N}) or `order` ({"order_id":"ord-N","provider":"cashless"}).
+        #[arg(long, default_value = "order")]
+        payload: String,
     },
     /// Delete the queue's keys.
     Clean,
@@ -103,7 +106,9 @@ fn main() -> anyhow::Result<()> {
             spread_ms,
             concurrency,
         ))?,
-        Command::Memory { jobs } => runtime.block_on(measure::memory(&cli.redis, &prefix, jobs))?,
+        Command::Memory { jobs, payload } => {
+            runtime.block_on(measure::memory(&cli.redis, &prefix, jobs, &payload))?
+        }
         Command::Clean => runtime.block_on(measure::clean(&cli.redis, &prefix))?,
         Command::Compare {
             runs,

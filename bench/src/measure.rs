@@ -183,8 +183,22 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
         .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO"))
 }
 
-/// Redis bytes per pending job delayed by an hour, with a small payload.
-pub async fn memory(redis: &str, prefix: &str, jobs: usize) -> anyhow::Result<Value> {
+/// The payload of job `i` in the memory scenario: `small` is `{"i":N}`, `order` looks like a
+/// check-payment reference (`{"order_id":"ord-N","provider":"cashless"}`).
+fn memory_payload(kind: &str, i: usize) -> Value {
+    match kind {
+        "small" => json!({ "i": i }),
+        _ => json!({"order_id": format!("ord-{i}"), "provider": "cashless"}),
+    }
+}
+
+/// Redis bytes per pending job delayed by an hour.
+pub async fn memory(
+    redis: &str,
+    prefix: &str,
+    jobs: usize,
+    payload: &str,
+) -> anyhow::Result<Value> {
     let q: RedisQueue<Value> = queue(redis, prefix, 1).await?;
     let mut conn = redis::Client::open(redis)?
         .get_multiplexed_async_connection()
@@ -200,7 +214,7 @@ pub async fn memory(redis: &str, prefix: &str, jobs: usize) -> anyhow::Result<Va
         let n = CHUNK.min(jobs - added);
         let batch = (added..added + n)
             .map(|i| {
-                NewJob::new(json!({"order_id": format!("ord-{i}"), "provider": "cashless"}))
+                NewJob::new(memory_payload(payload, i))
                     .with_schedule(Schedule::After(Duration::from_secs(3600)))
             })
             .collect();

@@ -124,8 +124,17 @@ pub fn compare(
     side.bullmq(&b, &["clean"])?;
 
     eprintln!("memory");
-    let pw_mem = side.paywatch(&fresh("pwbench"), &["memory", "--jobs", &mem_jobs])?;
-    let bq_mem = side.bullmq(&fresh("bullbench"), &["memory", "--jobs", &mem_jobs])?;
+    let mut mem = Vec::new();
+    for payload in ["small", "order"] {
+        let args = ["memory", "--jobs", &mem_jobs, "--payload", payload];
+        let pw = side.paywatch(&fresh("pwbench"), &args)?;
+        let bq = side.bullmq(&fresh("bullbench"), &args)?;
+        mem.push((
+            payload,
+            num(&pw, "bytes_per_job"),
+            num(&bq, "bytes_per_job"),
+        ));
+    }
 
     let (pt, bt) = (median(pw_tput), median(bq_tput));
     let (pr, br) = (median(pw_rss) / 1024.0, median(bq_rss) / 1024.0);
@@ -163,15 +172,6 @@ pub fn compare(
                 num(&bq_late, "early")
             ),
             String::new(),
-        ),
-        (
-            format!("Redis bytes per pending delayed job ({mem_jobs} jobs)"),
-            format!("{:.0}", num(&pw_mem, "bytes_per_job")),
-            format!("{:.0}", num(&bq_mem, "bytes_per_job")),
-            format!(
-                "{:.2}× less",
-                num(&bq_mem, "bytes_per_job") / num(&pw_mem, "bytes_per_job")
-            ),
         ),
         (
             "worker peak RSS (throughput run)".to_string(),

@@ -6,12 +6,15 @@
 //! - [`status`]: the normalized [`PaymentStatus`], including `Unresolved` ("stopped looking",
 //!   never "failed").
 //! - [`observation`]: an [`Observation`], one answer from a provider (codes redacted in `Debug`).
-//! - [`order`]: the [`Order`] the producer enqueues, with its [`NotifyTargets`].
+//! - [`order`]: the [`OrderSpec`] the producer accepts and enqueues, with its [`NotifyTargets`].
 //! - [`secret`]: the [`Secret`] credential wrapper and body-snippet redaction.
 //! - [`providers`]: the [`ProviderClient`] adapters over HTTP, configured by
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
+//! - [`store`]: the [`OrderStore`], order records and their bounded history in Redis.
+//! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
+//! - [`queues`]: the names of paywatch's queues.
 
 pub mod durations;
 pub mod ids;
@@ -29,7 +32,7 @@ pub mod store;
 pub use ids::{IdError, OrderId, PaymentId};
 pub use notification::{Channel, Notification};
 pub use observation::Observation;
-pub use order::{NotifyTargets, Order};
+pub use order::{NotifyTargets, OrderSpec};
 pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
 pub use provider::{Provider, UnknownProvider};
 pub use providers::{
@@ -38,4 +41,4 @@ pub use providers::{
 };
 pub use secret::Secret;
 pub use status::{PaymentStatus, UnknownPaymentStatus};
-pub use store::{Created, HistoryEntry, OrderRecord, OrderSpec, OrderStore, StoreError};
+pub use store::{Created, HistoryEntry, OrderRecord, OrderStore, StoreError};

@@ -1,17 +1,20 @@
-//! An order to watch, as the producer stores and enqueues it.
+//! An order to watch, as the producer accepts and enqueues it.
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{OrderId, PaymentId};
 use crate::provider::Provider;
 use crate::secret::REDACTED;
 
-/// A payment to watch and who to tell when it settles.
+/// An order as submitted: the payment to watch and who to tell when it settles.
+///
+/// Immutable once accepted: it is also the check-payment job's arguments, so submitting the same
+/// order again compares equal (idempotency) for as long as the order exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Order {
+#[serde(deny_unknown_fields)]
+pub struct OrderSpec {
     /// The merchant's order id; unique per order.
     pub order_id: OrderId,
     /// Which provider holds the payment.
@@ -24,12 +27,10 @@ pub struct Order {
     /// Opaque data the merchant attached; echoed back in notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
-    /// When the order was submitted to paywatch.
-    pub created_at: DateTime<Utc>,
 }
 
-impl Order {
-    /// An order created now, without metadata.
+impl OrderSpec {
+    /// An order without metadata.
     pub fn new(
         order_id: OrderId,
         provider: Provider,
@@ -42,8 +43,12 @@ impl Order {
             payment_id,
             notify,
             metadata: None,
-            created_at: Utc::now(),
         }
+    }
+
+    /// The canonical JSON used for idempotency comparisons and as the job payload.
+    pub fn canonical_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 }
 
@@ -99,8 +104,8 @@ impl fmt::Debug for NotifyTargets {
 mod tests {
     use super::*;
 
-    fn order() -> Order {
-        Order {
+    fn order() -> OrderSpec {
+        OrderSpec {
             order_id: OrderId::new("order-1").unwrap(),
             provider: Provider::FoxReload,
             payment_id: PaymentId::new("fr_123").unwrap(),
@@ -112,47 +117,40 @@ mod tests {
                 ),
             },
             metadata: Some(serde_json::json!({"sku": "gift-10"})),
-            created_at: DateTime::parse_from_rfc3339("2025-01-28T14:30:00.123Z")
-                .unwrap()
-                .with_timezone(&Utc),
         }
     }
 
     #[test]
     fn serde_uses_the_documented_field_names() {
         let json = serde_json::to_value(order()).unwrap();
-        for field in [
-            "order_id",
-            "provider",
-            "payment_id",
-            "notify",
-            "metadata",
-            "created_at",
-        ] {
+        for field in ["order_id", "provider", "payment_id", "notify", "metadata"] {
             assert!(json.get(field).is_some(), "missing {field}: {json}");
         }
         assert_eq!(json["provider"], "foxreload");
         assert_eq!(json["notify"]["telegram_chat_id"], -100123);
-        let back: Order = serde_json::from_value(json).unwrap();
+        let back: OrderSpec = serde_json::from_value(json).unwrap();
         assert_eq!(back, order());
     }
 
     #[test]
     fn minimal_order_deserializes() {
-        let order: Order = serde_json::from_str(
-            r#"{"order_id":"o1","provider":"cashless","payment_id":"b1","created_at":"2025-01-28T14:30:00Z"}"#,
-        )
-        .unwrap();
+        let order: OrderSpec =
+            serde_json::from_str(r#"{"order_id":"o1","provider":"cashless","payment_id":"b1"}"#)
+                .unwrap();
         assert!(order.notify.is_empty());
         assert!(order.metadata.is_none());
     }
 
     #[test]
     fn invalid_ids_are_rejected_on_deserialize() {
-        let err = serde_json::from_str::<Order>(
-            r#"{"order_id":"o 1","provider":"cashless","payment_id":"b1","created_at":"2025-01-28T14:30:00Z"}"#,
+        let err = serde_json::from_str::<OrderSpec>(
+            r#"{"order_id":"o 1","provider":"cashless","payment_id":"b1"}"#,
         );
         assert!(err.is_err());
+        let unknown = serde_json::from_str::<OrderSpec>(
+            r#"{"order_id":"o1","provider":"cashless","payment_id":"b1","amount":3}"#,
+        );
+        assert!(unknown.is_err(), "unknown fields are refused");
     }
 
     #[test]

@@ -9,8 +9,17 @@ pub const NOTIFY_TELEGRAM: &str = "notify-telegram";
 /// Signed outbound webhooks.
 pub const NOTIFY_WEBHOOK: &str = "notify-webhook";
 
+/// Digests for the operators: unresolved orders and dead-lettered jobs.
+pub const NOTIFY_OPS: &str = "notify-ops";
+
 /// Every queue a worker can serve.
-pub const ALL: [&str; 4] = [CHECK_PAYMENT, NOTIFY_EMAIL, NOTIFY_TELEGRAM, NOTIFY_WEBHOOK];
+pub const ALL: [&str; 5] = [
+    CHECK_PAYMENT,
+    NOTIFY_EMAIL,
+    NOTIFY_TELEGRAM,
+    NOTIFY_WEBHOOK,
+    NOTIFY_OPS,
+];
 
 /// The default key prefix of a deployment.
 pub const DEFAULT_PREFIX: &str = "paywatch";

@@ -115,6 +115,31 @@ impl Shared {
     }
 }
 
+/// Parses the dead-letter script's `{id, record, id, record, ...}` reply.
+fn parse_dead_letters(reply: &[String]) -> Result<Vec<DeadLetter>, QueueError> {
+    #[derive(Deserialize)]
+    struct Record {
+        payload: String,
+        attempts: u64,
+        error: String,
+        at: u64,
+    }
+    reply
+        .chunks_exact(2)
+        .map(|pair| {
+            let rec: Record = serde_json::from_str(&pair[1])
+                .map_err(|e| QueueError::Protocol(format!("dead letter record: {e}")))?;
+            Ok(DeadLetter {
+                id: pair[0].clone(),
+                payload: rec.payload,
+                attempts: rec.attempts,
+                error: rec.error,
+                at: rec.at,
+            })
+        })
+        .collect()
+}
+
 /// A job to enqueue: optional id (generated when absent), arguments and schedule.
 #[derive(Debug, Clone)]
 pub struct NewJob<T> {
@@ -374,26 +399,40 @@ impl<T> RedisQueue<T> {
     /// Up to `limit` dead letters, oldest first.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let reply: Vec<String> = self.dead_op("list", limit, &[]).await?;
-        let mut out = Vec::with_capacity(reply.len() / 2);
-        for pair in reply.chunks_exact(2) {
-            #[derive(Deserialize)]
-            struct Record {
-                payload: String,
-                attempts: u64,
-                error: String,
-                at: u64,
-            }
-            let rec: Record = serde_json::from_str(&pair[1])
-                .map_err(|e| QueueError::Protocol(format!("dead letter record: {e}")))?;
-            out.push(DeadLetter {
-                id: pair[0].clone(),
-                payload: rec.payload,
-                attempts: rec.attempts,
-                error: rec.error,
-                at: rec.at,
-            });
+        parse_dead_letters(&reply)
+    }
+
+    /// Dead letters that arrived after `after_ms` (Unix ms, Redis clock), oldest first, at most
+    /// `limit`: for watchers that report new dead letters.
+    pub async fn dead_letters_after(
+        &self,
+        after_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let keys = &self.shared.keys;
+        let mut conn = self.shared.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&keys.dead_index)
+            .arg(format!("({after_ms}"))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1))
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let reply: Vec<String> = self
+            .dead_op(
+                "list",
+                ids.len(),
+                &ids.iter()
+                    .filter_map(|id| JobId::new(id.clone()).ok())
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        parse_dead_letters(&reply)
     }
 
     /// Moves dead letters back to the queue, due now with fresh attempts: the given ids, or the

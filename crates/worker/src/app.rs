@@ -73,6 +73,7 @@ impl App {
             }
         }));
         tracing::info!(worker = %name, queues = ?self.config.queues, concurrency = self.config.concurrency, "worker started");
+        let gauges = tokio::spawn(export_depth(self.checks.clone(), stop_tx.subscribe()));
         tokio::select! {
             _ = shutdown => {}
             result = &mut running => {
@@ -93,6 +94,30 @@ impl App {
                 );
             }
         }
+        gauges.abort();
         Ok(())
+    }
+}
+
+/// Publishes the queue's depth per state as gauges, for dashboards, alerts and autoscalers.
+async fn export_depth<T>(queue: RedisQueue<T>, mut stop: watch::Receiver<bool>) {
+    let name = queue.config().name.clone();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Ok(stats) = queue.stats().await {
+            for (state, value) in [
+                ("ready", stats.ready),
+                ("scheduled", stats.scheduled),
+                ("active", stats.active),
+                ("dead", stats.dead),
+            ] {
+                metrics::gauge!("paywatch_queue_jobs", "queue" => name.clone(), "state" => state)
+                    .set(value as f64);
+            }
+        }
     }
 }

@@ -54,6 +54,68 @@ pub struct WorkerConfig {
     /// Provider endpoints and credentials.
     #[command(flatten)]
     pub providers: ProviderArgs,
+    /// Notification channels.
+    #[command(flatten)]
+    pub channels: ChannelArgs,
+}
+
+/// Notification channel settings; each is needed only by the workers serving its queue.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelArgs {
+    /// SMTP server for notify-email (`smtp://host:port`, `smtps://user:pass@host`, …).
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From mailbox of notification emails.
+    #[arg(long, env = "PAYWATCH_EMAIL_FROM")]
+    pub email_from: Option<String>,
+    /// An optional Reply-To mailbox.
+    #[arg(long, env = "PAYWATCH_EMAIL_REPLY_TO")]
+    pub email_reply_to: Option<String>,
+    /// Telegram bot token for notify-telegram.
+    #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true)]
+    pub telegram_bot_token: Option<String>,
+    /// Telegram Bot API base URL (the sandbox's fake one with --sandbox-url).
+    #[arg(long, env = "TELEGRAM_API_BASE")]
+    pub telegram_api_base: Option<Url>,
+    /// At most one message per chat per this long, across the fleet.
+    #[arg(long, env = "PAYWATCH_TELEGRAM_CHAT_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub telegram_chat_interval: Duration,
+    /// At most this many messages per second per bot, across the fleet.
+    #[arg(long, env = "PAYWATCH_TELEGRAM_PER_SECOND", default_value_t = 30)]
+    pub telegram_per_second: u32,
+    /// Webhook signing secret (`whsec_<base64>`) for notify-webhook.
+    #[arg(long, env = "PAYWATCH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// More signing secrets during a key rotation, comma-separated.
+    #[arg(
+        long,
+        env = "PAYWATCH_WEBHOOK_EXTRA_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_extra_secrets: Vec<String>,
+    /// Hosts, IPs or CIDRs webhooks may reach despite the SSRF guard, comma-separated.
+    #[arg(long, env = "PAYWATCH_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    pub webhook_allow_hosts: Vec<String>,
+    /// Multiplier on the webhook retry schedule (tests use tiny values).
+    #[arg(long, env = "PAYWATCH_WEBHOOK_SCHEDULE_SCALE", default_value_t = 1.0)]
+    pub webhook_schedule_scale: f64,
+    /// Ops email address (digests of unresolved orders and dead letters).
+    #[arg(long, env = "PAYWATCH_OPS_EMAIL")]
+    pub ops_email: Option<String>,
+    /// Ops Telegram chat id.
+    #[arg(
+        long,
+        env = "PAYWATCH_OPS_TELEGRAM_CHAT_ID",
+        allow_hyphen_values = true
+    )]
+    pub ops_telegram_chat_id: Option<i64>,
+    /// Ops webhook URL.
+    #[arg(long, env = "PAYWATCH_OPS_WEBHOOK_URL")]
+    pub ops_webhook_url: Option<String>,
+    /// Shortest time between two ops digests.
+    #[arg(long, env = "PAYWATCH_OPS_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub ops_interval: Duration,
 }
 
 /// Provider endpoints and credentials; a provider is configured when its base URL is set.

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::{NotifyTargets, OrderId, PaymentId, PaymentStatus, PollState, Provider};
+pub use crate::order::OrderSpec;
+use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
 
 /// Observations kept per order.
 pub const HISTORY_LEN: usize = 50;
@@ -25,31 +26,6 @@ pub const HISTORY_LEN: usize = 50;
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
 static OBSERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("observe.lua")));
 static TRANSITION: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("transition.lua")));
-
-/// An order as submitted: the immutable part, and the check-payment job's arguments.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrderSpec {
-    /// The shop's order id.
-    pub order_id: OrderId,
-    /// Which provider holds the payment.
-    pub provider: Provider,
-    /// The provider's id for the payment.
-    pub payment_id: PaymentId,
-    /// Who to tell when it settles.
-    #[serde(default)]
-    pub notify: NotifyTargets,
-    /// Opaque data echoed in notifications.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl OrderSpec {
-    /// The canonical JSON used for idempotency comparisons and as the job payload.
-    pub fn canonical_json(&self) -> Result<String, StoreError> {
-        serde_json::to_string(self).map_err(StoreError::Encode)
-    }
-}
 
 /// What happened when an order was submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +161,7 @@ impl OrderStore {
         spec: &OrderSpec,
         now: DateTime<Utc>,
     ) -> Result<Created, StoreError> {
-        let json = spec.canonical_json()?;
+        let json = spec.canonical_json().map_err(StoreError::Encode)?;
         let mut conn = self.conn.clone();
         let reply: Vec<String> = CREATE
             .key(self.order_key(&spec.order_id))

@@ -1,0 +1,170 @@
+//! The event a webhook carries and its stable id.
+//!
+//! Both are pure functions of the [`Notification`], so every retry of one event sends the same
+//! `webhook-id` and byte-identical body (only `webhook-timestamp` and the signature change),
+//! which is what lets receivers deduplicate.
+
+use chrono::SecondsFormat;
+use paywatch_core::{Notification, PaymentStatus, Provider};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Domain separation for the id hash, versioned so a future scheme cannot collide with this one.
+const ID_CONTEXT: &[u8] = b"paywatch.webhook.v1\0";
+
+/// A stable Standard Webhooks message id for `n`: `msg_` + 32 hex digits (128 bits) of
+/// SHA-256 over its identity (order, status, channel).
+///
+/// Hashing rather than echoing the identity keeps order ids out of a header that proxies log,
+/// and keeps the id short and free of characters a header may not carry.
+pub fn webhook_id(n: &Notification) -> String {
+    let digest = Sha256::new()
+        .chain_update(ID_CONTEXT)
+        .chain_update(n.identity().as_bytes())
+        .finalize();
+    let mut id = String::with_capacity(4 + 32);
+    id.push_str("msg_");
+    for byte in &digest[..16] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: String,
+    data: EventData<'a>,
+}
+
+/// Field order here is the order on the wire; every field is always present (null when
+/// unknown) except `delivered_codes`, which only `payment.paid` events carry.
+#[derive(Serialize)]
+struct EventData<'a> {
+    order_id: &'a str,
+    status: PaymentStatus,
+    provider: Provider,
+    payment_id: &'a str,
+    raw_status: Option<&'a str>,
+    detail: Option<&'a str>,
+    metadata: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_codes: Option<&'a [String]>,
+}
+
+/// The JSON body for `n`:
+///
+/// ```json
+/// {"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z",
+///  "data":{"order_id":"…","status":"paid","provider":"foxreload","payment_id":"…",
+///          "raw_status":"completed","detail":null,"metadata":{…},"delivered_codes":["…"]}}
+/// ```
+///
+/// `timestamp` is when the status was observed (`occurred_at`), not the send time, so the body
+/// is identical on every retry; `metadata` is echoed as stored in the job, which is the same
+/// bytes on every retry.
+///
+/// `delivered_codes` (the FoxReload codes the customer bought) are included for `paid` only —
+/// always, possibly empty, for a stable shape. That is deliberate: the webhook goes to the
+/// shop's own endpoint, which needs the codes to hand them to its customer, and the signature
+/// lets it trust them. They are kept out of everything else the sender produces (errors, logs).
+pub fn event_body(n: &Notification) -> Result<Vec<u8>, serde_json::Error> {
+    let event = Event {
+        kind: format!("payment.{}", n.status),
+        timestamp: n.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        data: EventData {
+            order_id: n.order_id.as_str(),
+            status: n.status,
+            provider: n.provider,
+            payment_id: n.payment_id.as_str(),
+            raw_status: n.raw_status.as_deref(),
+            detail: n.detail.as_deref(),
+            metadata: n.metadata.as_ref(),
+            delivered_codes: (n.status == PaymentStatus::Paid)
+                .then_some(n.delivered_codes.as_slice()),
+        },
+    };
+    serde_json::to_vec(&event)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use paywatch_core::{Channel, OrderId, PaymentId};
+
+    use super::*;
+
+    fn notification(status: PaymentStatus) -> Notification {
+        Notification {
+            order_id: OrderId::new("order-42").unwrap(),
+            status,
+            channel: Channel::Webhook,
+            target: "https://shop.example/hooks/paywatch?token=abc".into(),
+            provider: Provider::FoxReload,
+            payment_id: PaymentId::new("fx-9").unwrap(),
+            raw_status: Some("completed".into()),
+            detail: None,
+            metadata: Some(serde_json::json!({"a": [1, 2], "cart": 7})),
+            delivered_codes: vec!["CODE-1".into(), "CODE-2".into()],
+            occurred_at: chrono::Utc
+                .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+                .single()
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn id_is_stable_and_distinguishes_events() {
+        let paid = notification(PaymentStatus::Paid);
+        let id = webhook_id(&paid);
+        assert_eq!(id, webhook_id(&paid.clone()));
+        assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
+        assert!(id[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        // Same event whatever else changes; a different event for another status or order.
+        let mut retargeted = paid.clone();
+        retargeted.target = "https://elsewhere.example/".into();
+        retargeted.raw_status = None;
+        assert_eq!(webhook_id(&retargeted), id);
+        assert_ne!(webhook_id(&notification(PaymentStatus::Failed)), id);
+        let mut other = paid.clone();
+        other.order_id = OrderId::new("order-43").unwrap();
+        assert_ne!(webhook_id(&other), id);
+        assert!(!id.contains("order-42"));
+    }
+
+    #[test]
+    fn paid_body_has_the_documented_shape() {
+        let body = event_body(&notification(PaymentStatus::Paid)).unwrap();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z","data":{"order_id":"order-42","status":"paid","provider":"foxreload","payment_id":"fx-9","raw_status":"completed","detail":null,"metadata":{"a":[1,2],"cart":7},"delivered_codes":["CODE-1","CODE-2"]}}"#
+        );
+        assert_eq!(
+            event_body(&notification(PaymentStatus::Paid)).unwrap(),
+            body
+        );
+    }
+
+    #[test]
+    fn codes_only_ride_on_paid_events() {
+        for status in [
+            PaymentStatus::Failed,
+            PaymentStatus::Expired,
+            PaymentStatus::Cancelled,
+            PaymentStatus::Unresolved,
+        ] {
+            let body = event_body(&notification(status)).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["type"], format!("payment.{status}"));
+            assert!(json["data"].get("delivered_codes").is_none(), "{json}");
+            assert!(!String::from_utf8(body).unwrap().contains("CODE-1"));
+        }
+        let mut paid_without_codes = notification(PaymentStatus::Paid);
+        paid_without_codes.delivered_codes.clear();
+        let json: serde_json::Value =
+            serde_json::from_slice(&event_body(&paid_without_codes).unwrap()).unwrap();
+        assert_eq!(json["data"]["delivered_codes"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,333 @@
+//! The ops channel: operators hear about unresolved orders and dead-lettered jobs, as a digest
+//! sent at most once per interval so an outage (a thousand dead letters) is one message, not a
+//! thousand.
+//!
+//! - The check handler records each order that turns `unresolved` in a bounded Redis list.
+//! - One [`OpsWatcher`] per fleet (a Redis lease elects it among the processes serving
+//!   `notify-ops`) wakes every interval, collects those events and every queue's dead letters
+//!   since its last look, and enqueues one [`OpsDigest`] per configured ops destination.
+//! - The `notify-ops` handler delivers digests through the email, Telegram or webhook sender.
+
+use std::time::Duration;
+
+use apalis::prelude::{AbortError, BoxDynError, Data, RetryAfterError};
+use chrono::{DateTime, Utc};
+use paywatch_core::store::OrderSpec;
+use paywatch_core::{Channel, queues};
+use paywatch_queue::{JobId, JobInfo, NewJob, QueueConfig, RedisQueue, RetryPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::notify::DeliveryError;
+use crate::notify::deliver::NotifyContext;
+
+/// Items listed in one digest; the rest are counted.
+const MAX_ITEMS: usize = 20;
+/// Unresolved-order events kept waiting for the watcher.
+const MAX_EVENTS: isize = 1000;
+
+/// Where operators are told, and how often at most.
+#[derive(Debug, Clone, Default)]
+pub struct OpsTargets {
+    /// Ops email address.
+    pub email: Option<String>,
+    /// Ops Telegram chat.
+    pub telegram_chat_id: Option<i64>,
+    /// Ops webhook URL.
+    pub webhook_url: Option<String>,
+    /// Shortest time between two digests.
+    pub interval: Duration,
+}
+
+impl OpsTargets {
+    /// Whether any destination is configured.
+    pub fn any(&self) -> bool {
+        self.email.is_some() || self.telegram_chat_id.is_some() || self.webhook_url.is_some()
+    }
+
+    fn destinations(&self) -> Vec<(Channel, String)> {
+        let mut out = Vec::new();
+        if let Some(email) = &self.email {
+            out.push((Channel::Email, email.clone()));
+        }
+        if let Some(chat) = self.telegram_chat_id {
+            out.push((Channel::Telegram, chat.to_string()));
+        }
+        if let Some(url) = &self.webhook_url {
+            out.push((Channel::Webhook, url.clone()));
+        }
+        out
+    }
+}
+
+/// Something operators should look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpsItem {
+    /// paywatch stopped watching an order without a final answer.
+    Unresolved {
+        /// The order.
+        order_id: String,
+        /// Its provider.
+        provider: String,
+        /// The provider's payment id.
+        payment_id: String,
+        /// When it was given up.
+        at: DateTime<Utc>,
+    },
+    /// A job went to the dead letters.
+    DeadLetter {
+        /// The queue.
+        queue: String,
+        /// The job id.
+        job: String,
+        /// Why.
+        error: String,
+        /// When, Unix ms.
+        at: u64,
+    },
+}
+
+impl OpsItem {
+    /// One line of text describing the item.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Unresolved { order_id, provider, payment_id, at } => format!(
+                "unresolved: order {order_id} ({provider} payment {payment_id}) had no final answer by {}; it may still settle, check it by hand",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Self::DeadLetter { queue, job, error, .. } => {
+                let error: String = error.chars().take(240).collect();
+                format!("dead letter: {queue} job {job}: {error}")
+            }
+        }
+    }
+}
+
+/// One digest for one ops destination: a job on the `notify-ops` queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsDigest {
+    /// The channel to send it on.
+    pub channel: Channel,
+    /// The destination on that channel.
+    pub target: String,
+    /// End of the window it covers.
+    pub window_end: DateTime<Utc>,
+    /// The first items.
+    pub items: Vec<OpsItem>,
+    /// How many more there were.
+    pub more: usize,
+}
+
+impl OpsDigest {
+    /// The one-line summary (email subject, first line of the message).
+    pub fn title(&self) -> String {
+        let unresolved = self.items.iter().filter(|i| matches!(i, OpsItem::Unresolved { .. })).count();
+        let dead = self.items.len() - unresolved;
+        let more = if self.more > 0 { format!(" (+{} more)", self.more) } else { String::new() };
+        format!("paywatch ops: {unresolved} unresolved order(s), {dead} dead-lettered job(s){more}")
+    }
+
+    /// The plain-text body.
+    pub fn text(&self) -> String {
+        let mut text = format!("{}\n\n", self.title());
+        for item in &self.items {
+            text.push_str("- ");
+            text.push_str(&item.line());
+            text.push('\n');
+        }
+        if self.more > 0 {
+            text.push_str(&format!("… and {} more; see the dead letters of each queue.\n", self.more));
+        }
+        text
+    }
+
+    /// The signed webhook event body.
+    pub fn event(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&serde_json::json!({
+            "type": "ops.digest",
+            "timestamp": self.window_end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": {"items": self.items, "more": self.more},
+        }))
+    }
+}
+
+/// Records that an order was given up, for the next digest.
+pub async fn record_unresolved(
+    conn: &redis::aio::ConnectionManager,
+    prefix: &str,
+    spec: &OrderSpec,
+) -> Result<(), redis::RedisError> {
+    let item = OpsItem::Unresolved {
+        order_id: spec.order_id.to_string(),
+        provider: spec.provider.to_string(),
+        payment_id: spec.payment_id.to_string(),
+        at: Utc::now(),
+    };
+    let json = serde_json::to_string(&item).unwrap_or_default();
+    let mut conn = conn.clone();
+    redis::pipe()
+        .lpush(events_key(prefix), json)
+        .ltrim(events_key(prefix), 0, MAX_EVENTS - 1)
+        .query_async::<()>(&mut conn)
+        .await
+}
+
+fn events_key(prefix: &str) -> String {
+    format!("{prefix}:ops:events")
+}
+
+/// The queue of ops digests.
+pub fn queue_config(prefix: &str) -> QueueConfig {
+    QueueConfig::new(queues::NOTIFY_OPS)
+        .with_prefix(prefix)
+        .with_retry(RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_secs(10),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(30 * 60),
+            jitter: 0.2,
+        })
+        .with_keep_completed(Duration::from_secs(24 * 3600))
+}
+
+/// Collects ops items and enqueues digests; one active per fleet.
+#[derive(Debug)]
+pub struct OpsWatcher {
+    /// Redis connection.
+    pub conn: redis::aio::ConnectionManager,
+    /// Key prefix.
+    pub prefix: String,
+    /// This process's name, for the leader lease.
+    pub name: String,
+    /// Where digests go.
+    pub targets: OpsTargets,
+    /// The ops queue.
+    pub ops: RedisQueue<OpsDigest>,
+    /// Every queue whose dead letters are reported.
+    pub watched: Vec<RedisQueue<serde_json::Value>>,
+}
+
+impl OpsWatcher {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.targets.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = self.once().await {
+                tracing::warn!(error = %e, "ops digest round failed; trying again next interval");
+            }
+        }
+    }
+
+    /// One round: if this process leads, collect and enqueue a digest. Returns the items sent.
+    pub async fn once(&self) -> Result<usize, BoxDynError> {
+        if !self.lead().await? {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let mut items = Vec::new();
+        let events: Vec<String> = redis::cmd("LPOP")
+            .arg(events_key(&self.prefix))
+            .arg(MAX_EVENTS)
+            .query_async::<Option<Vec<String>>>(&mut conn)
+            .await?
+            .unwrap_or_default();
+        items.extend(events.iter().rev().filter_map(|e| serde_json::from_str::<OpsItem>(e).ok()));
+        let cursors = format!("{}:ops:cursor", self.prefix);
+        for queue in &self.watched {
+            let name = &queue.config().name;
+            let after: u64 = redis::cmd("HGET").arg(&cursors).arg(name).query_async::<Option<u64>>(&mut conn).await?.unwrap_or(0);
+            let dead = queue.dead_letters_after(after, 200).await?;
+            if let Some(last) = dead.iter().map(|d| d.at).max() {
+                let _: () = redis::cmd("HSET").arg(&cursors).arg(name).arg(last).query_async(&mut conn).await?;
+            }
+            // The first look only sets the cursor: old dead letters are not news.
+            if after == 0 {
+                continue;
+            }
+            items.extend(dead.into_iter().map(|d| OpsItem::DeadLetter {
+                queue: name.clone(),
+                job: d.id,
+                error: d.error,
+                at: d.at,
+            }));
+        }
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let total = items.len();
+        let more = total.saturating_sub(MAX_ITEMS);
+        items.truncate(MAX_ITEMS);
+        let window_end = Utc::now();
+        let jobs = self
+            .targets
+            .destinations()
+            .into_iter()
+            .filter_map(|(channel, target)| {
+                let id = JobId::new(format!("digest:{}:{channel}", window_end.timestamp_millis())).ok()?;
+                Some(NewJob::new(OpsDigest { channel, target, window_end, items: items.clone(), more }).with_id(id))
+            })
+            .collect();
+        self.ops.enqueue_many(jobs).await?;
+        tracing::info!(items = total, "ops digest enqueued");
+        Ok(total)
+    }
+
+    /// Takes or renews the fleet-wide lease; true when this process is the watcher.
+    async fn lead(&self) -> Result<bool, redis::RedisError> {
+        let key = format!("{}:ops:leader", self.prefix);
+        let ttl = (self.targets.interval * 3).as_millis() as u64;
+        let mut conn = self.conn.clone();
+        let took: Option<String> = redis::cmd("SET").arg(&key).arg(&self.name).arg("NX").arg("PX").arg(ttl).query_async(&mut conn).await?;
+        if took.is_some() {
+            return Ok(true);
+        }
+        let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        if holder.as_deref() == Some(self.name.as_str()) {
+            let _: i64 = redis::cmd("PEXPIRE").arg(&key).arg(ttl).query_async(&mut conn).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Delivers one digest on its channel.
+pub async fn deliver_digest(
+    digest: OpsDigest,
+    job: JobInfo,
+    ctx: Data<NotifyContext>,
+) -> Result<(), BoxDynError> {
+    let ctx: &NotifyContext = &ctx;
+    let result = match digest.channel {
+        Channel::Email => match &ctx.email {
+            Some(s) => s.send_text(&digest.target, &digest.title(), &digest.text()).await,
+            None => Err(DeliveryError::Transient("ops email is not configured on this worker".into())),
+        },
+        Channel::Telegram => match &ctx.telegram {
+            Some(s) => s.send_text(&digest.target, &digest.text()).await,
+            None => Err(DeliveryError::Transient("ops Telegram is not configured on this worker".into())),
+        },
+        Channel::Webhook => match &ctx.webhook {
+            Some(s) => {
+                let body = digest.event().map_err(|e| AbortError::new(e.to_string()))?;
+                let id = format!("msg_ops_{}", digest.window_end.timestamp_millis());
+                s.send_event(&digest.target, &id, body).await
+            }
+            None => Err(DeliveryError::Transient("ops webhook is not configured on this worker".into())),
+        },
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(DeliveryError::RetryAfter { after, reason }) => Err(Box::new(RetryAfterError::new(reason, after))),
+        Err(DeliveryError::Transient(reason)) => {
+            tracing::warn!(attempt = job.attempt, %reason, "ops digest not delivered; will retry");
+            Err(reason.into())
+        }
+        Err(DeliveryError::Permanent(reason)) => Err(Box::new(AbortError::new(reason))),
+    }
+}
