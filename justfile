@@ -17,8 +17,12 @@ redis:
 build:
     cargo build --workspace --all-targets
 
+# Python tools some integration tests run (an SMTP server), in .paywatch/venv.
+tools:
+    @scripts/ensure-test-tools.sh
+
 # Run the whole test suite against a real Redis.
-test: redis
+test: redis tools
     cargo test --workspace
 
 # Formatting and lints, warnings are errors.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `just demo`: sandbox providers, the producer API and two workers on the local Redis, ~40 orders
-# across the four providers, live progress and a summary. Stops everything it started.
+# `just demo`: sandbox providers, the producer API, two checking workers and a notifier on the
+# local Redis; ~40 orders across the four providers; live progress and a summary. Notifications go
+# to the sandbox's fake Telegram, to a signature-verifying webhook endpoint run by the demo, and to
+# a local SMTP sink when the test tools are installed (`just tools`). Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,10 +10,12 @@ cargo build --quiet -p paywatch-sandbox -p paywatch-producer -p paywatch-worker 
 bin=target/debug
 logs=.paywatch/demo
 mkdir -p "$logs"
-read -r sandbox_port api_port metrics_a metrics_b < <($bin/paywatch-demo ports 4 | paste -sd ' ')
+read -r sandbox_port api_port metrics_a metrics_b receiver_port smtp_port < <($bin/paywatch-demo ports 6 | paste -sd ' ')
 prefix="paywatch-demo-$$"
 sandbox="http://127.0.0.1:$sandbox_port"
 api="http://127.0.0.1:$api_port"
+# A demo-only signing key (the Standard Webhooks spec's example key).
+secret="whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 # Demo-speed polling: 0.5 s first delay ×1.5 up to 2 s; HandCash gives up after 12 s (unresolved).
 fast='{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"45s","not_found_retries":3}'
@@ -22,22 +26,42 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+    if command -v redis-cli >/dev/null 2>&1; then
+        redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+    fi
     echo "demo: stopped everything it started (logs in $logs/)"
 }
 trap cleanup EXIT
 
 export REDIS_URL PAYWATCH_PREFIX="$prefix" RUST_LOG="${RUST_LOG:-info}"
+notifier_queues="notify-telegram,notify-webhook,notify-ops"
+email_args=()
+demo_email_args=()
+if [[ -x .paywatch/venv/bin/python ]]; then
+    : >"$logs/mail.jsonl"
+    .paywatch/venv/bin/python tests/support/smtp_sink.py --port "$smtp_port" --record "$logs/mail.jsonl" >"$logs/smtp.log" 2>&1 &
+    pids+=($!)
+    notifier_queues="notify-email,$notifier_queues"
+    email_args=(--smtp-url "smtp://127.0.0.1:$smtp_port" --email-from "paywatch demo <payments@shop.example>")
+    demo_email_args=(--email buyer@example.com --mail-record "$logs/mail.jsonl")
+else
+    echo "demo: no SMTP sink (run 'just tools' for one); email is left out"
+fi
+
 $bin/paywatch-sandbox --listen "127.0.0.1:$sandbox_port" --webhook-target "$api" >"$logs/sandbox.log" 2>&1 &
 pids+=($!)
 $bin/paywatch-producer serve --listen "127.0.0.1:$api_port" --handcash-app-secret sandbox-handcash-secret >"$logs/producer.log" 2>&1 &
 pids+=($!)
 for i in a b; do
     port_var="metrics_$i"
-    $bin/paywatch-worker --name "demo-worker-$i" --sandbox-url "$sandbox" --policies "$policies" \
-        --queues "${PAYWATCH_DEMO_QUEUES:-check-payment}" \
-        --metrics-listen "127.0.0.1:${!port_var}" >"$logs/worker-$i.log" 2>&1 &
+    $bin/paywatch-worker --name "demo-checker-$i" --sandbox-url "$sandbox" --policies "$policies" \
+        --queues check-payment --metrics-listen "127.0.0.1:${!port_var}" >"$logs/checker-$i.log" 2>&1 &
     pids+=($!)
 done
-echo "demo: sandbox $sandbox, producer $api, workers with metrics on :$metrics_a and :$metrics_b, keys under $prefix"
-$bin/paywatch-demo run --sandbox "$sandbox" --api "$api" --metrics "http://127.0.0.1:$metrics_a/metrics"
+PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-worker --name demo-notifier --sandbox-url "$sandbox" \
+    --queues "$notifier_queues" "${email_args[@]}" --webhook-allow-hosts 127.0.0.1 \
+    --telegram-chat-interval 10ms --ops-telegram-chat-id 42 --ops-interval 5s >"$logs/notifier.log" 2>&1 &
+pids+=($!)
+echo "demo: sandbox $sandbox, producer $api, checkers with metrics on :$metrics_a and :$metrics_b, keys under $prefix"
+PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-demo run --sandbox "$sandbox" --api "$api" \
+    --metrics "http://127.0.0.1:$metrics_a/metrics" --receiver "127.0.0.1:$receiver_port" "${demo_email_args[@]}"

@@ -17,6 +17,59 @@ use tokio::task::JoinHandle;
 
 use crate::{cleanup, redis_url, unique_prefix, wait_for};
 
+/// The webhook signing secret of test stacks.
+pub const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// A loopback HTTP endpoint recording the webhooks it receives: (webhook-id, body).
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    /// Its URL.
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl WebhookReceiver {
+    /// Starts one on a random port, answering 200 to everything.
+    pub async fn start() -> Self {
+        use axum::http::HeaderMap;
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let log = log.clone();
+                async move {
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((id, body));
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, received }
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<(String, String)> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// A running paywatch: sandbox, producer API and any number of workers.
 #[derive(Debug)]
 pub struct Stack {
@@ -116,6 +169,39 @@ impl Stack {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    /// Arguments for a worker delivering Telegram (to the sandbox) and webhooks (to loopback
+    /// receivers, allow-listed), with a fast webhook retry schedule.
+    pub fn notifier_args(&self) -> Vec<String> {
+        let mut args = self.worker_args(1.0);
+        args.extend(
+            [
+                "--queues",
+                "notify-telegram,notify-webhook",
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+                "--webhook-allow-hosts",
+                "127.0.0.1",
+                "--webhook-schedule-scale",
+                "0.001",
+                "--telegram-chat-interval",
+                "5ms",
+            ]
+            .map(String::from),
+        );
+        args
+    }
+
+    /// Telegram messages the sandbox received for `chat`.
+    pub fn telegram_texts(&self, chat: i64) -> Vec<String> {
+        self.sandbox
+            .state()
+            .telegram_messages()
+            .into_iter()
+            .filter(|m| m.chat_id == paywatch_sandbox::ChatId::Id(chat))
+            .map(|m| m.text)
+            .collect()
     }
 
     /// Starts a worker with `args` (from [`Stack::worker_args`], possibly extended).

@@ -34,6 +34,10 @@ pub struct CheckContext {
     pub fanout: Fanout,
     /// Providers whose credentials were already reported as rejected (log once, not per job).
     pub rejected: Arc<Mutex<HashSet<Provider>>>,
+    /// Redis, for the ops channel's events.
+    pub conn: redis::aio::ConnectionManager,
+    /// Key prefix.
+    pub prefix: String,
 }
 
 /// Checks one order's payment once and decides what comes next.
@@ -162,6 +166,9 @@ async fn terminate(
         metrics::histogram!("paywatch_detection_seconds", "provider" => spec.provider.to_string())
             .record(took.as_secs_f64());
         tracing::info!(order = %spec.order_id, provider = %spec.provider, status = %status, after = ?took, "payment settled");
+        if status == PaymentStatus::Unresolved {
+            crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, spec).await?;
+        }
     } else {
         tracing::debug!(order = %spec.order_id, holds = %holds, "terminal status already recorded");
     }

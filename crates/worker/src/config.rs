@@ -11,6 +11,15 @@ use paywatch_core::providers::{
 use paywatch_core::{PollPolicies, ProvidersConfig, Secret, queues};
 use url::Url;
 
+use crate::notify::deliver::NotifyContext;
+use crate::notify::email::{EmailConfig, EmailSender};
+use crate::notify::telegram::{TelegramConfig, TelegramSender};
+use crate::notify::webhook::{WebhookConfig, WebhookSender};
+use crate::ops::OpsTargets;
+
+/// The sandbox's default bot token, used with `--sandbox-url` when none is configured.
+const SANDBOX_TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
+
 /// paywatch-worker: poll payment providers and fan out notifications.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -198,18 +207,51 @@ impl WorkerConfig {
             return Err(bad("PAYWATCH_QUEUES", "names no queue"));
         }
         for queue in &self.queues {
-            if queue != queues::CHECK_PAYMENT {
+            if !queues::ALL.contains(&queue.as_str()) {
                 let known = queues::ALL.join(", ");
-                let problem = if queues::ALL.contains(&queue.as_str()) {
-                    format!(
-                        "{queue}: notification delivery is not available in this build yet; serve {} only",
-                        queues::CHECK_PAYMENT
-                    )
-                } else {
-                    format!("unknown queue {queue:?}; known: {known}")
-                };
-                return Err(bad("PAYWATCH_QUEUES", problem));
+                return Err(bad(
+                    "PAYWATCH_QUEUES",
+                    format!("unknown queue {queue:?}; known: {known}"),
+                ));
             }
+        }
+        let serves = |q: &str| self.queues.iter().any(|s| s == q);
+        let c = &self.channels;
+        if serves(queues::NOTIFY_EMAIL) || c.ops_email.is_some() {
+            if c.smtp_url.is_none() {
+                return Err(bad(
+                    "SMTP_URL",
+                    "is required to send email (notify-email or PAYWATCH_OPS_EMAIL)",
+                ));
+            }
+            if c.email_from.is_none() {
+                return Err(bad("PAYWATCH_EMAIL_FROM", "is required to send email"));
+            }
+        }
+        if (serves(queues::NOTIFY_TELEGRAM) || c.ops_telegram_chat_id.is_some())
+            && self.telegram_token().is_none()
+        {
+            return Err(bad(
+                "TELEGRAM_BOT_TOKEN",
+                "is required to send Telegram messages",
+            ));
+        }
+        if (serves(queues::NOTIFY_WEBHOOK) || c.ops_webhook_url.is_some())
+            && c.webhook_secret.is_none()
+        {
+            return Err(bad(
+                "PAYWATCH_WEBHOOK_SECRET",
+                "is required to send webhooks (whsec_…)",
+            ));
+        }
+        if serves(queues::NOTIFY_OPS) && !self.ops_targets().any() {
+            return Err(bad(
+                "PAYWATCH_OPS_EMAIL",
+                "notify-ops needs an ops destination: PAYWATCH_OPS_EMAIL, PAYWATCH_OPS_TELEGRAM_CHAT_ID or PAYWATCH_OPS_WEBHOOK_URL",
+            ));
+        }
+        if c.ops_interval < Duration::from_secs(1) {
+            return Err(bad("PAYWATCH_OPS_INTERVAL", "must be at least 1s"));
         }
         if self.concurrency == 0 {
             return Err(bad("PAYWATCH_CONCURRENCY", "must be at least 1"));
@@ -275,6 +317,85 @@ impl WorkerConfig {
             });
         }
         Ok(config)
+    }
+
+    fn telegram_token(&self) -> Option<String> {
+        self.channels.telegram_bot_token.clone().or_else(|| {
+            self.sandbox_url
+                .as_ref()
+                .map(|_| SANDBOX_TELEGRAM_TOKEN.to_string())
+        })
+    }
+
+    /// Where ops digests go.
+    pub fn ops_targets(&self) -> OpsTargets {
+        OpsTargets {
+            email: self.channels.ops_email.clone(),
+            telegram_chat_id: self.channels.ops_telegram_chat_id,
+            webhook_url: self.channels.ops_webhook_url.clone(),
+            interval: self.channels.ops_interval,
+        }
+    }
+
+    /// The senders of every channel that has settings (each validated; errors name the variable).
+    pub fn notify_context(
+        &self,
+        conn: redis::aio::ConnectionManager,
+    ) -> Result<NotifyContext, ConfigError> {
+        let c = &self.channels;
+        let email = match (&c.smtp_url, &c.email_from) {
+            (Some(smtp_url), Some(from)) => Some(
+                EmailSender::new(EmailConfig {
+                    smtp_url: smtp_url.clone(),
+                    from: from.clone(),
+                    reply_to: c.email_reply_to.clone(),
+                    timeout: Duration::from_secs(30),
+                })
+                .map_err(|e| bad("SMTP_URL", e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let telegram = match self.telegram_token() {
+            Some(token) => {
+                let mut config = TelegramConfig::new(Secret::new(token));
+                if let Some(base) = c.telegram_api_base.clone().or_else(|| {
+                    self.sandbox_url
+                        .as_ref()
+                        .and_then(|s| s.join("telegram").ok())
+                }) {
+                    config.api_base = base;
+                }
+                config.per_chat_interval = c.telegram_chat_interval;
+                config.per_bot_per_second = c.telegram_per_second;
+                Some(
+                    TelegramSender::new(config, conn, format!("{}:telegram", self.prefix))
+                        .map_err(|e| bad("TELEGRAM_BOT_TOKEN", e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let webhook = match &c.webhook_secret {
+            Some(secret) => {
+                let mut config = WebhookConfig::new(Secret::new(secret.clone()));
+                config.extra_secrets = c
+                    .webhook_extra_secrets
+                    .iter()
+                    .map(|s| Secret::new(s.clone()))
+                    .collect();
+                config.allow_hosts = c.webhook_allow_hosts.clone();
+                config.schedule_scale = c.webhook_schedule_scale;
+                Some(
+                    WebhookSender::new(config)
+                        .map_err(|e| bad("PAYWATCH_WEBHOOK_SECRET", e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(NotifyContext {
+            email,
+            telegram,
+            webhook,
+        })
     }
 
     /// This worker's name: the configured one, or host-pid.

@@ -82,7 +82,8 @@ impl Fanout {
                     created += 1;
                     metrics::counter!("paywatch_notifications_enqueued_total", "channel" => channel.as_str()).increment(1);
                 }
-                Some(EnqueueOutcome::Duplicate) => {}
+                // Already waiting, or already delivered (the notifier queues remember): once.
+                Some(EnqueueOutcome::Duplicate | EnqueueOutcome::Completed) => {}
                 other => {
                     tracing::warn!(job = %id, outcome = ?other, "notification already exists in another form; left as is")
                 }

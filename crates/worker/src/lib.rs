@@ -5,6 +5,8 @@
 //! - [`fanout`]: one notification job per configured channel, idempotent on
 //!   (order, status, channel).
 //! - [`config`]: the worker's command line and environment.
+//! - [`notify`]: delivery per channel (email, Telegram, signed webhooks) and the notifier handler.
+//! - [`ops`]: digests of unresolved orders and dead letters for operators.
 //! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
 
 pub mod app;
@@ -12,3 +14,4 @@ pub mod check;
 pub mod config;
 pub mod fanout;
 pub mod notify;
+pub mod ops;

@@ -92,11 +92,18 @@ impl OpsItem {
     /// One line of text describing the item.
     pub fn line(&self) -> String {
         match self {
-            Self::Unresolved { order_id, provider, payment_id, at } => format!(
+            Self::Unresolved {
+                order_id,
+                provider,
+                payment_id,
+                at,
+            } => format!(
                 "unresolved: order {order_id} ({provider} payment {payment_id}) had no final answer by {}; it may still settle, check it by hand",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
-            Self::DeadLetter { queue, job, error, .. } => {
+            Self::DeadLetter {
+                queue, job, error, ..
+            } => {
                 let error: String = error.chars().take(240).collect();
                 format!("dead letter: {queue} job {job}: {error}")
             }
@@ -122,9 +129,17 @@ pub struct OpsDigest {
 impl OpsDigest {
     /// The one-line summary (email subject, first line of the message).
     pub fn title(&self) -> String {
-        let unresolved = self.items.iter().filter(|i| matches!(i, OpsItem::Unresolved { .. })).count();
+        let unresolved = self
+            .items
+            .iter()
+            .filter(|i| matches!(i, OpsItem::Unresolved { .. }))
+            .count();
         let dead = self.items.len() - unresolved;
-        let more = if self.more > 0 { format!(" (+{} more)", self.more) } else { String::new() };
+        let more = if self.more > 0 {
+            format!(" (+{} more)", self.more)
+        } else {
+            String::new()
+        };
         format!("paywatch ops: {unresolved} unresolved order(s), {dead} dead-lettered job(s){more}")
     }
 
@@ -137,7 +152,10 @@ impl OpsDigest {
             text.push('\n');
         }
         if self.more > 0 {
-            text.push_str(&format!("… and {} more; see the dead letters of each queue.\n", self.more));
+            text.push_str(&format!(
+                "… and {} more; see the dead letters of each queue.\n",
+                self.more
+            ));
         }
         text
     }
@@ -237,18 +255,39 @@ impl OpsWatcher {
             .query_async::<Option<Vec<String>>>(&mut conn)
             .await?
             .unwrap_or_default();
-        items.extend(events.iter().rev().filter_map(|e| serde_json::from_str::<OpsItem>(e).ok()));
+        items.extend(
+            events
+                .iter()
+                .rev()
+                .filter_map(|e| serde_json::from_str::<OpsItem>(e).ok()),
+        );
         let cursors = format!("{}:ops:cursor", self.prefix);
         for queue in &self.watched {
             let name = &queue.config().name;
-            let after: u64 = redis::cmd("HGET").arg(&cursors).arg(name).query_async::<Option<u64>>(&mut conn).await?.unwrap_or(0);
+            let cursor: Option<u64> = redis::cmd("HGET")
+                .arg(&cursors)
+                .arg(name)
+                .query_async(&mut conn)
+                .await?;
+            let Some(after) = cursor else {
+                // The first look only starts the cursor: older dead letters are not news.
+                let now = Utc::now().timestamp_millis().max(0) as u64;
+                let _: () = redis::cmd("HSETNX")
+                    .arg(&cursors)
+                    .arg(name)
+                    .arg(now)
+                    .query_async(&mut conn)
+                    .await?;
+                continue;
+            };
             let dead = queue.dead_letters_after(after, 200).await?;
             if let Some(last) = dead.iter().map(|d| d.at).max() {
-                let _: () = redis::cmd("HSET").arg(&cursors).arg(name).arg(last).query_async(&mut conn).await?;
-            }
-            // The first look only sets the cursor: old dead letters are not news.
-            if after == 0 {
-                continue;
+                let _: () = redis::cmd("HSET")
+                    .arg(&cursors)
+                    .arg(name)
+                    .arg(last)
+                    .query_async(&mut conn)
+                    .await?;
             }
             items.extend(dead.into_iter().map(|d| OpsItem::DeadLetter {
                 queue: name.clone(),
@@ -269,8 +308,21 @@ impl OpsWatcher {
             .destinations()
             .into_iter()
             .filter_map(|(channel, target)| {
-                let id = JobId::new(format!("digest:{}:{channel}", window_end.timestamp_millis())).ok()?;
-                Some(NewJob::new(OpsDigest { channel, target, window_end, items: items.clone(), more }).with_id(id))
+                let id = JobId::new(format!(
+                    "digest:{}:{channel}",
+                    window_end.timestamp_millis()
+                ))
+                .ok()?;
+                Some(
+                    NewJob::new(OpsDigest {
+                        channel,
+                        target,
+                        window_end,
+                        items: items.clone(),
+                        more,
+                    })
+                    .with_id(id),
+                )
             })
             .collect();
         self.ops.enqueue_many(jobs).await?;
@@ -283,13 +335,24 @@ impl OpsWatcher {
         let key = format!("{}:ops:leader", self.prefix);
         let ttl = (self.targets.interval * 3).as_millis() as u64;
         let mut conn = self.conn.clone();
-        let took: Option<String> = redis::cmd("SET").arg(&key).arg(&self.name).arg("NX").arg("PX").arg(ttl).query_async(&mut conn).await?;
+        let took: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&self.name)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl)
+            .query_async(&mut conn)
+            .await?;
         if took.is_some() {
             return Ok(true);
         }
         let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
         if holder.as_deref() == Some(self.name.as_str()) {
-            let _: i64 = redis::cmd("PEXPIRE").arg(&key).arg(ttl).query_async(&mut conn).await?;
+            let _: i64 = redis::cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl)
+                .query_async(&mut conn)
+                .await?;
             return Ok(true);
         }
         Ok(false)
@@ -305,12 +368,19 @@ pub async fn deliver_digest(
     let ctx: &NotifyContext = &ctx;
     let result = match digest.channel {
         Channel::Email => match &ctx.email {
-            Some(s) => s.send_text(&digest.target, &digest.title(), &digest.text()).await,
-            None => Err(DeliveryError::Transient("ops email is not configured on this worker".into())),
+            Some(s) => {
+                s.send_text(&digest.target, &digest.title(), &digest.text())
+                    .await
+            }
+            None => Err(DeliveryError::Transient(
+                "ops email is not configured on this worker".into(),
+            )),
         },
         Channel::Telegram => match &ctx.telegram {
             Some(s) => s.send_text(&digest.target, &digest.text()).await,
-            None => Err(DeliveryError::Transient("ops Telegram is not configured on this worker".into())),
+            None => Err(DeliveryError::Transient(
+                "ops Telegram is not configured on this worker".into(),
+            )),
         },
         Channel::Webhook => match &ctx.webhook {
             Some(s) => {
@@ -318,12 +388,16 @@ pub async fn deliver_digest(
                 let id = format!("msg_ops_{}", digest.window_end.timestamp_millis());
                 s.send_event(&digest.target, &id, body).await
             }
-            None => Err(DeliveryError::Transient("ops webhook is not configured on this worker".into())),
+            None => Err(DeliveryError::Transient(
+                "ops webhook is not configured on this worker".into(),
+            )),
         },
     };
     match result {
         Ok(()) => Ok(()),
-        Err(DeliveryError::RetryAfter { after, reason }) => Err(Box::new(RetryAfterError::new(reason, after))),
+        Err(DeliveryError::RetryAfter { after, reason }) => {
+            Err(Box::new(RetryAfterError::new(reason, after)))
+        }
         Err(DeliveryError::Transient(reason)) => {
             tracing::warn!(attempt = job.attempt, %reason, "ops digest not delivered; will retry");
             Err(reason.into())

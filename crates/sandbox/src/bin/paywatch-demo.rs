@@ -42,6 +42,18 @@ enum Command {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 50)]
         timeout_s: u64,
+        /// Where to receive the shop's signed webhooks (verified with this secret).
+        #[arg(long)]
+        receiver: Option<std::net::SocketAddr>,
+        /// The webhook signing secret the workers use.
+        #[arg(long, env = "PAYWATCH_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        /// Email address to notify (when an SMTP sink runs).
+        #[arg(long)]
+        email: Option<String>,
+        /// The SMTP sink's record file (one JSON line per accepted message).
+        #[arg(long)]
+        mail_record: Option<std::path::PathBuf>,
     },
 }
 
@@ -220,11 +232,79 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Where notifications go and how to count them.
+struct Notify {
+    receiver: Option<Receiver>,
+    email: Option<String>,
+    mail_record: Option<std::path::PathBuf>,
+}
+
+/// Deliveries a receiver saw: all, signature-verified, distinct webhook ids.
+type Seen = (usize, usize, std::collections::HashSet<String>);
+
+/// The shop's webhook endpoint: verifies every delivery with the `standardwebhooks` crate (an
+/// implementation independent of paywatch's) and counts distinct webhook ids.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+}
+
+impl Receiver {
+    async fn start(addr: std::net::SocketAddr, secret: &str) -> anyhow::Result<Self> {
+        let verifier = std::sync::Arc::new(
+            standardwebhooks::Webhook::new(secret)
+                .map_err(|e| anyhow::anyhow!("webhook secret: {e}"))?,
+        );
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/shop/webhooks",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (verifier, log) = (verifier.clone(), log.clone());
+                    async move {
+                        let ok = verifier.verify(&body, &headers).is_ok();
+                        let id = headers
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        let mut seen = log.lock().unwrap_or_else(|e| e.into_inner());
+                        seen.0 += 1;
+                        seen.1 += usize::from(ok);
+                        seen.2.insert(id);
+                        if ok {
+                            axum::http::StatusCode::NO_CONTENT
+                        } else {
+                            axum::http::StatusCode::UNAUTHORIZED
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            url: format!("http://{addr}/shop/webhooks"),
+            seen,
+        })
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        (seen.0, seen.1, seen.2.len())
+    }
+}
+
 async fn run(
     sandbox: &str,
     api: &str,
     metrics: Option<&str>,
     timeout: Duration,
+    notify: Notify,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -274,7 +354,11 @@ async fn run(
     for (id, provider, payment_id, note) in orders {
         let body = json!({
             "order_id": id, "provider": provider, "payment_id": payment_id,
-            "notify": {"telegram_chat_id": 1001},
+            "notify": {
+                "telegram_chat_id": 1001,
+                "webhook_url": notify.receiver.as_ref().map(|r| r.url.clone()),
+                "email": notify.email,
+            },
             "metadata": {"demo": true},
         });
         let r = http
@@ -401,19 +485,61 @@ async fn run(
             o.note
         );
     }
-    let telegram: Value = http
-        .get(format!("{sandbox}/_admin/telegram/messages"))
-        .send()
-        .await?
-        .json()
-        .await
-        .unwrap_or(Value::Null);
+    // Let the notifiers drain what the last settled orders enqueued.
+    let expected = tracked
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.view["status"].as_str(),
+                Some("paid" | "failed" | "expired" | "cancelled")
+            )
+        })
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut telegram = 0;
+    let mut ops = 0;
+    while Instant::now() < deadline {
+        let messages: Value = http
+            .get(format!("{sandbox}/_admin/telegram/messages"))
+            .send()
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let to = |chat: i64| {
+            messages.as_array().map_or(0, |m| {
+                m.iter().filter(|m| m["chat_id"] == json!(chat)).count()
+            })
+        };
+        telegram = to(1001);
+        ops = to(42);
+        let hooks = notify.receiver.as_ref().map_or(expected, |r| r.counts().2);
+        if telegram >= expected && hooks >= expected && ops >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!(
-        "\n{} orders in {:.1}s. Telegram messages delivered to the sandbox: {}.",
+        "\n{} orders in {:.1}s; {expected} got a final answer from their provider and were announced:",
         tracked.len(),
-        started.elapsed().as_secs_f64(),
-        telegram.as_array().map_or(0, Vec::len)
+        started.elapsed().as_secs_f64()
     );
+    println!("  Telegram (the sandbox's Bot API): {telegram} messages");
+    println!(
+        "  Ops digests (unresolved orders, dead letters) to the ops Telegram chat: {ops} message(s)"
+    );
+    if let Some(r) = &notify.receiver {
+        let (got, verified, ids) = r.counts();
+        println!(
+            "  Signed webhooks: {got} received, {verified} signature-verified, {ids} distinct webhook ids"
+        );
+    }
+    if let Some(record) = &notify.mail_record {
+        let mails = std::fs::read_to_string(record)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        println!("  Email (local SMTP sink): {mails} messages");
+    }
     println!("\nWhere to look next:");
     println!(
         "  curl -s {api}/v1/orders/{} | jq     # one order's status and history",
@@ -444,11 +570,22 @@ fn main() -> anyhow::Result<()> {
             api,
             metrics,
             timeout_s,
-        } => tokio::runtime::Runtime::new()?.block_on(run(
-            &sandbox,
-            &api,
-            metrics.as_deref(),
-            Duration::from_secs(timeout_s),
-        )),
+            receiver,
+            webhook_secret,
+            email,
+            mail_record,
+        } => tokio::runtime::Runtime::new()?.block_on(async move {
+            let receiver = match (receiver, webhook_secret) {
+                (Some(addr), Some(secret)) => Some(Receiver::start(addr, &secret).await?),
+                _ => None,
+            };
+            let notify = Notify {
+                receiver,
+                email,
+                mail_record,
+            };
+            let timeout = Duration::from_secs(timeout_s);
+            run(&sandbox, &api, metrics.as_deref(), timeout, notify).await
+        }),
     }
 }

@@ -13,7 +13,7 @@ use paywatch_queue::{JobInfo, Next, QueueConfig, RetryPolicy};
 
 use super::DeliveryError;
 use super::email::EmailSender;
-use super::telegram::TelegramSender;
+use super::telegram::{self, TelegramSender};
 use super::webhook::{self, WebhookSender};
 
 /// How long delivered notification ids are remembered (duplicates within it are no-ops).
@@ -69,6 +69,8 @@ pub async fn deliver(
 ) -> Result<Next<Notification>, BoxDynError> {
     let ctx: &NotifyContext = &ctx;
     let channel = n.channel;
+    // The crash tests stop the process here: leased, nothing sent yet.
+    fail::fail_point!("notify-before-send", |_| Ok(Next::Done));
     let result = match channel {
         Channel::Email => match &ctx.email {
             Some(sender) => sender.send(&n).await,
@@ -96,6 +98,10 @@ pub async fn deliver(
         Ok(()) => {
             tracing::info!(order = %n.order_id, %channel, status = %n.status, "notification delivered");
             Ok(Next::Done)
+        }
+        // Our own fleet-wide pacing is not a failure: wait without spending an attempt.
+        Err(DeliveryError::RetryAfter { after, reason }) if reason == telegram::PACED => {
+            Ok(Next::Reschedule { after, args: n })
         }
         Err(DeliveryError::RetryAfter { after, reason }) => {
             tracing::debug!(order = %n.order_id, %channel, ?after, %reason, "delivery deferred");

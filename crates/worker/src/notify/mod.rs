@@ -5,6 +5,7 @@
 //! outcomes (retry with backoff, retry after a delay, dead-letter). Senders never sleep to wait
 //! out a rate limit: they return [`DeliveryError::RetryAfter`] and the job is rescheduled.
 
+pub mod deliver;
 pub mod email;
 pub mod telegram;
 pub mod webhook;

@@ -1,1 +1,0 @@
-//! The email channel (being written).

@@ -1,1 +1,0 @@
-//! The telegram channel (being written).

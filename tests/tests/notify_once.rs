@@ -1,0 +1,286 @@
+//! Each notification once: a check that runs twice does not notify twice, and a notifier killed
+//! with `kill -9` at the worst moment behaves exactly as docs/notifications.md says.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use paywatch_core::{PaymentStatus, queues};
+use paywatch_queue::{JobId, NewJob};
+use paywatch_sandbox::{NewPayment, Provider};
+use paywatch_tests::stack::{Stack, WebhookReceiver};
+use paywatch_tests::wait_for;
+use serde_json::{Value, json};
+
+fn order(id: &str, payment_id: &str, chat: i64, hook: &str) -> Value {
+    json!({
+        "order_id": id, "provider": "cashless", "payment_id": payment_id,
+        "notify": {"telegram_chat_id": chat, "webhook_url": hook},
+    })
+}
+
+async fn paid_bill(stack: &Stack) -> String {
+    stack
+        .sandbox
+        .state()
+        .create_payment(
+            NewPayment::new(Provider::Cashless)
+                .step(0, "NOT_PAID")
+                .step(100, "FULLY_PAID"),
+        )
+        .expect("bill")
+        .id
+}
+
+async fn settled(stack: &Stack) {
+    wait_for(
+        "the notifier queues to drain",
+        Duration::from_secs(30),
+        || async {
+            let t = stack.stats(queues::NOTIFY_TELEGRAM).await;
+            let w = stack.stats(queues::NOTIFY_WEBHOOK).await;
+            (t.total == 0 && w.total == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_check_that_runs_twice_notifies_once() {
+    let stack = Stack::start("once-rerun").await;
+    let receiver = WebhookReceiver::start().await;
+    let checker = stack.worker(&stack.worker_args(0.01)).await;
+    let notifier = stack.worker(&stack.notifier_args()).await;
+    let bill = paid_bill(&stack).await;
+    let body = order("twice", &bill, 777, &receiver.url);
+    stack.submit(&body).await;
+    stack
+        .wait_status("twice", PaymentStatus::Paid, Duration::from_secs(20))
+        .await;
+    wait_for(
+        "one message and one webhook",
+        Duration::from_secs(20),
+        || async {
+            (stack.telegram_texts(777).len() == 1 && receiver.received().len() == 1).then_some(())
+        },
+    )
+    .await;
+    settled(&stack).await;
+
+    // Run the check again, twice: once as is, once as if a crash had hit between the fan-out and
+    // its "notified" mark (the order forgets it notified; the notifier queues do not).
+    let checks = stack.queue(queues::CHECK_PAYMENT).await;
+    let spec: Value = serde_json::from_value(body.clone()).expect("spec");
+    let mut conn = redis::Client::open(stack.redis.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for forget in [false, true] {
+        if forget {
+            let key = format!("{}:order:{{twice}}", stack.prefix);
+            let _: i64 = redis::cmd("HDEL")
+                .arg(&key)
+                .arg("notified")
+                .query_async(&mut conn)
+                .await
+                .expect("hdel");
+        }
+        checks
+            .enqueue(NewJob::new(spec.clone()).with_id(JobId::new("twice").expect("id")))
+            .await
+            .expect("re-enqueue the check");
+        wait_for(
+            "the extra check to finish",
+            Duration::from_secs(10),
+            || async {
+                let done = checks.stats().await.ok()?.total == 0;
+                let notified = stack.order("twice").await?["notified"] == json!(true);
+                (done && notified).then_some(())
+            },
+        )
+        .await;
+    }
+    settled(&stack).await;
+    checker.stop().await;
+    notifier.stop().await;
+    assert_eq!(stack.telegram_texts(777).len(), 1, "one Telegram message");
+    assert_eq!(receiver.received().len(), 1, "one webhook");
+    stack.finish().await;
+}
+
+fn spawn_notifier(stack: &Stack, failpoint: &str) -> Child {
+    let mut args = stack.notifier_args();
+    args.remove(0);
+    Command::new(env!("CARGO_BIN_EXE_pw-worker"))
+        .args(args)
+        .env("FAILPOINTS", failpoint)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pw-worker")
+}
+
+fn kill9(mut child: Child) {
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+}
+
+#[tokio::test]
+async fn a_notifier_killed_between_delivery_and_ack() {
+    let stack = Stack::start("once-kill-window").await;
+    let receiver = WebhookReceiver::start().await;
+    let checker = stack.worker(&stack.worker_args(0.01)).await;
+    // Parked right after the channel accepted the message, before the job is acknowledged.
+    let doomed = spawn_notifier(&stack, "notify-delivered=pause");
+    let bill = paid_bill(&stack).await;
+    stack
+        .submit(&order("window", &bill, 888, &receiver.url))
+        .await;
+    wait_for(
+        "the doomed notifier to deliver",
+        Duration::from_secs(30),
+        || async {
+            (stack.telegram_texts(888).len() == 1 && receiver.received().len() == 1).then_some(())
+        },
+    )
+    .await;
+    kill9(doomed);
+    let rescuer = stack.worker(&stack.notifier_args()).await;
+    settled(&stack).await;
+    rescuer.stop().await;
+    checker.stop().await;
+    // Exactly the documented window: the re-run delivers again.
+    assert_eq!(
+        stack.telegram_texts(888).len(),
+        2,
+        "Telegram: one duplicate inside the window"
+    );
+    let hooks = receiver.received();
+    assert_eq!(hooks.len(), 2, "webhook: delivered again (at least once)");
+    assert_eq!(
+        hooks[0], hooks[1],
+        "same webhook-id and body, so the receiver can dedupe"
+    );
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn a_notifier_killed_before_delivering_delivers_once() {
+    let stack = Stack::start("once-kill-before").await;
+    let receiver = WebhookReceiver::start().await;
+    let checker = stack.worker(&stack.worker_args(0.01)).await;
+    let doomed = spawn_notifier(&stack, "notify-before-send=pause");
+    let bill = paid_bill(&stack).await;
+    stack
+        .submit(&order("before", &bill, 999, &receiver.url))
+        .await;
+    wait_for(
+        "the doomed notifier to lease both jobs",
+        Duration::from_secs(30),
+        || async {
+            let t = stack.stats(queues::NOTIFY_TELEGRAM).await;
+            let w = stack.stats(queues::NOTIFY_WEBHOOK).await;
+            (t.active == 1 && w.active == 1).then_some(())
+        },
+    )
+    .await;
+    kill9(doomed);
+    let rescuer = stack.worker(&stack.notifier_args()).await;
+    settled(&stack).await;
+    rescuer.stop().await;
+    checker.stop().await;
+    assert_eq!(stack.telegram_texts(999).len(), 1, "Telegram: once");
+    assert_eq!(receiver.received().len(), 1, "webhook: once");
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn operators_get_one_digest_for_many_problems() {
+    let stack = Stack::start("ops-digest").await;
+    let mut args = stack.worker_args(0.01);
+    args.extend(
+        [
+            "--queues",
+            "check-payment,notify-ops",
+            "--ops-telegram-chat-id",
+            "4040",
+            "--ops-interval",
+            "2s",
+            "--policies",
+            r#"{"handcash": {"first_delay": "20ms", "multiplier": 1.5, "max_delay": "50ms", "fast_window": "100ms", "grace_interval": "50ms", "deadline": "400ms"}}"#,
+        ]
+        .map(String::from),
+    );
+    let worker = stack.worker(&args).await;
+    // The watcher's first look starts its cursors (older dead letters are not news).
+    let conn = redis::Client::open(stack.redis.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let cursors = format!("{}:ops:cursor", stack.prefix);
+    wait_for(
+        "the ops watcher's first look",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            let cursors = cursors.clone();
+            async move {
+                let n: u64 = redis::cmd("HLEN")
+                    .arg(&cursors)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (n >= 4).then_some(())
+            }
+        },
+    )
+    .await;
+    let unknown: Vec<String> = (0..5).map(|i| format!("ghost-{i}")).collect();
+    for (i, id) in unknown.iter().enumerate() {
+        let payment = format!("00000000-0000-0000-0000-00000000000{i}");
+        stack
+            .submit(&json!({"order_id": id, "provider": "miraclecash", "payment_id": payment}))
+            .await;
+    }
+    let stuck = stack
+        .sandbox
+        .state()
+        .create_payment(NewPayment::new(Provider::HandCash).step(0, "pending"))
+        .expect("payment");
+    stack
+        .submit(&json!({"order_id": "stuck", "provider": "handcash", "payment_id": stuck.id}))
+        .await;
+    stack
+        .wait_status("stuck", PaymentStatus::Unresolved, Duration::from_secs(10))
+        .await;
+    let texts = wait_for(
+        "a digest naming all six problems",
+        Duration::from_secs(20),
+        || async {
+            let texts = stack.telegram_texts(4040);
+            let all = texts.join("\n");
+            let named: HashSet<&str> = unknown
+                .iter()
+                .map(String::as_str)
+                .chain(["stuck"])
+                .filter(|id| all.contains(id))
+                .collect();
+            (named.len() == 6).then_some(texts)
+        },
+    )
+    .await;
+    worker.stop().await;
+    assert!(
+        texts.len() <= 2,
+        "one digest per interval, not one message per problem: {texts:?}"
+    );
+    let all = texts.join("\n");
+    assert!(
+        all.contains("unresolved") && all.contains("dead letter"),
+        "{all}"
+    );
+    stack.finish().await;
+}
