@@ -180,6 +180,20 @@ pub fn compare(
             format!("{:.1}× less", br / pr),
         ),
     ];
+    let mut rows = rows.to_vec();
+    for (payload, pw, bq) in mem {
+        let shape = if payload == "small" {
+            r#"{"i":N}"#
+        } else {
+            r#"{"order_id":"ord-N","provider":"cashless"}"#
+        };
+        rows.push((
+            format!("Redis bytes per pending delayed job, payload `{shape}` ({mem_jobs} jobs)"),
+            format!("{pw:.0}"),
+            format!("{bq:.0}"),
+            format!("{:.2}× less", bq / pw),
+        ));
+    }
     let mut table =
         String::from("| metric | paywatch-queue | BullMQ 6 | ratio |\n|---|---|---|---|\n");
     for (metric, p, b, ratio) in rows {

@@ -174,11 +174,16 @@ impl Stack {
     /// Arguments for a worker delivering Telegram (to the sandbox) and webhooks (to loopback
     /// receivers, allow-listed), with a fast webhook retry schedule.
     pub fn notifier_args(&self) -> Vec<String> {
+        self.notifier_args_for("notify-telegram,notify-webhook")
+    }
+
+    /// [`Stack::notifier_args`] serving only `queues` (comma-separated).
+    pub fn notifier_args_for(&self, queues: &str) -> Vec<String> {
         let mut args = self.worker_args(1.0);
         args.extend(
             [
                 "--queues",
-                "notify-telegram,notify-webhook",
+                queues,
                 "--webhook-secret",
                 WEBHOOK_SECRET,
                 "--webhook-allow-hosts",

@@ -8,8 +8,9 @@ mail client would see. Scripted failures:
   --tempfail ADDR=N   answer RCPT TO:<ADDR> with "451 4.3.0 try again later" N times, then accept
   --auth USER:PASS    require AUTH (PLAIN or LOGIN, allowed without TLS) with these credentials
 
-Run by tests/tests/notify_email.rs with the interpreter in .paywatch/venv
-(scripts/ensure-test-tools.sh installs it). It runs until killed.
+Prints "ready PORT" once it accepts connections, then runs until killed. Run by
+tests/tests/notify_email.rs with the interpreter in .paywatch/venv (scripts/ensure-test-tools.sh
+installs it).
 """
 
 import argparse
@@ -70,7 +71,9 @@ def authenticator(user, password):
             and auth_data.login.decode() == user
             and auth_data.password.decode() == password
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers "535 5.7.8 Authentication credentials invalid"
+        # itself (its default, handled=True, would leave the client waiting for a reply).
+        return AuthResult(success=ok, handled=False)
 
     return check
 
@@ -105,6 +108,8 @@ def main():
         }
     controller = Controller(handler, hostname="127.0.0.1", port=args.port, **smtp_options)
     controller.start()
+    # The test waits for this line: proof that this process, not some other, owns the port.
+    print(f"ready {args.port}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -11,7 +11,7 @@ use paywatch_tests::{free_port, wait_for};
 use paywatch_worker::notify::DeliveryError;
 use paywatch_worker::notify::email::{EmailConfig, EmailSender};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const FROM: &str = "noreply@paywatch.test";
 const REPLY_TO: &str = "support@shop.test";
@@ -27,6 +27,17 @@ struct SmtpSink {
 impl SmtpSink {
     /// Starts the sink with extra `smtp_sink.py` flags and waits until it accepts connections.
     async fn start(flags: &[&str]) -> Self {
+        // Another process may take the free port before the sink binds it; then the sink exits
+        // and a fresh port is tried.
+        for _ in 0..3 {
+            if let Some(sink) = Self::try_start(free_port(), flags).await {
+                return sink;
+            }
+        }
+        panic!("smtp_sink.py did not start (see its stderr above)");
+    }
+
+    async fn try_start(port: u16, flags: &[&str]) -> Option<Self> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = root.join("../.paywatch/venv/bin/python");
         assert!(
@@ -34,41 +45,33 @@ impl SmtpSink {
             "{} is missing: run scripts/ensure-test-tools.sh (`just test` does)",
             python.display()
         );
-        let port = free_port();
         let record = std::env::temp_dir().join(format!(
             "paywatch-smtp-{}.jsonl",
             uuid::Uuid::new_v4().simple()
         ));
-        let child = tokio::process::Command::new(&python)
+        let mut child = tokio::process::Command::new(&python)
             .arg(root.join("support/smtp_sink.py"))
             .args(["--port", &port.to_string()])
             .arg("--record")
             .arg(&record)
             .args(flags)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start smtp_sink.py");
-        let mut sink = Self {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = Self {
             child,
             port,
             record,
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = sink.child.try_wait().expect("poll smtp_sink.py") {
-                panic!("smtp_sink.py exited before accepting connections: {status}");
-            }
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "smtp_sink.py did not accept connections on port {port} within 15 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sink
+        // The sink prints "ready PORT" once it listens, or exits (closing stdout) if it cannot.
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("smtp_sink.py neither got ready nor exited within 15 s")
+            .expect("read smtp_sink.py output");
+        (first == Some(format!("ready {port}"))).then_some(sink)
     }
 
     fn url(&self) -> String {
@@ -119,12 +122,12 @@ fn sender(smtp_url: &str) -> EmailSender {
 
 fn notification(status: PaymentStatus, target: &str) -> Notification {
     Notification {
-        order_id: OrderId::new("ORD-1001").unwrap(),
+        order_id: OrderId::new("ORD-1001").expect("valid order id"),
         status,
         channel: Channel::Email,
         target: target.to_owned(),
         provider: Provider::FoxReload,
-        payment_id: PaymentId::new("fox-77").unwrap(),
+        payment_id: PaymentId::new("fox-77").expect("valid payment id"),
         raw_status: Some("completed".to_owned()),
         detail: None,
         metadata: Some(json!({ "customer": "<b>Ann & Bob</b>" })),

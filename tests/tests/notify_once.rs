@@ -109,8 +109,11 @@ async fn a_check_that_runs_twice_notifies_once() {
     stack.finish().await;
 }
 
-fn spawn_notifier(stack: &Stack, failpoint: &str) -> Child {
-    let mut args = stack.notifier_args();
+/// A `pw-worker` process serving one notifier queue, with a fail point armed. One queue per
+/// process, so a worker parked at the fail point (which blocks its thread) cannot starve another
+/// queue's worker of the runtime.
+fn spawn_notifier(stack: &Stack, queue: &str, failpoint: &str) -> Child {
+    let mut args = stack.notifier_args_for(queue);
     args.remove(0);
     Command::new(env!("CARGO_BIN_EXE_pw-worker"))
         .args(args)
@@ -133,7 +136,8 @@ async fn a_notifier_killed_between_delivery_and_ack() {
     let receiver = WebhookReceiver::start().await;
     let checker = stack.worker(&stack.worker_args(0.01)).await;
     // Parked right after the channel accepted the message, before the job is acknowledged.
-    let doomed = spawn_notifier(&stack, "notify-delivered=pause");
+    let doomed = [queues::NOTIFY_TELEGRAM, queues::NOTIFY_WEBHOOK]
+        .map(|q| spawn_notifier(&stack, q, "notify-delivered=pause"));
     let bill = paid_bill(&stack).await;
     stack
         .submit(&order("window", &bill, 888, &receiver.url))
@@ -146,7 +150,7 @@ async fn a_notifier_killed_between_delivery_and_ack() {
         },
     )
     .await;
-    kill9(doomed);
+    doomed.into_iter().for_each(kill9);
     let rescuer = stack.worker(&stack.notifier_args()).await;
     settled(&stack).await;
     rescuer.stop().await;
@@ -171,7 +175,8 @@ async fn a_notifier_killed_before_delivering_delivers_once() {
     let stack = Stack::start("once-kill-before").await;
     let receiver = WebhookReceiver::start().await;
     let checker = stack.worker(&stack.worker_args(0.01)).await;
-    let doomed = spawn_notifier(&stack, "notify-before-send=pause");
+    let doomed = [queues::NOTIFY_TELEGRAM, queues::NOTIFY_WEBHOOK]
+        .map(|q| spawn_notifier(&stack, q, "notify-before-send=pause"));
     let bill = paid_bill(&stack).await;
     stack
         .submit(&order("before", &bill, 999, &receiver.url))
@@ -186,7 +191,7 @@ async fn a_notifier_killed_before_delivering_delivers_once() {
         },
     )
     .await;
-    kill9(doomed);
+    doomed.into_iter().for_each(kill9);
     let rescuer = stack.worker(&stack.notifier_args()).await;
     settled(&stack).await;
     rescuer.stop().await;

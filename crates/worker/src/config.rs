@@ -12,8 +12,8 @@ use paywatch_core::{PollPolicies, ProvidersConfig, Secret, queues};
 use url::Url;
 
 use crate::notify::deliver::NotifyContext;
-use crate::notify::email::{EmailConfig, EmailSender};
-use crate::notify::telegram::{TelegramConfig, TelegramSender};
+use crate::notify::email::{EmailConfig, EmailConfigError, EmailSender};
+use crate::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};
 use crate::notify::webhook::{WebhookConfig, WebhookSender};
 use crate::ops::OpsTargets;
 
@@ -351,7 +351,16 @@ impl WorkerConfig {
                     reply_to: c.email_reply_to.clone(),
                     timeout: Duration::from_secs(30),
                 })
-                .map_err(|e| bad("SMTP_URL", e.to_string()))?,
+                .map_err(|e| {
+                    let variable = match &e {
+                        EmailConfigError::InvalidMailbox { field, .. } if *field == "reply_to" => {
+                            "PAYWATCH_EMAIL_REPLY_TO"
+                        }
+                        EmailConfigError::InvalidMailbox { .. } => "PAYWATCH_EMAIL_FROM",
+                        _ => "SMTP_URL",
+                    };
+                    bad(variable, e.to_string())
+                })?,
             ),
             _ => None,
         };
@@ -369,7 +378,19 @@ impl WorkerConfig {
                 config.per_bot_per_second = c.telegram_per_second;
                 Some(
                     TelegramSender::new(config, conn, format!("{}:telegram", self.prefix))
-                        .map_err(|e| bad("TELEGRAM_BOT_TOKEN", e.to_string()))?,
+                        .map_err(|e| {
+                            let variable = match &e {
+                                TelegramConfigError::InvalidApiBase(_) => "TELEGRAM_API_BASE",
+                                TelegramConfigError::InvalidChatInterval(_) => {
+                                    "PAYWATCH_TELEGRAM_CHAT_INTERVAL"
+                                }
+                                TelegramConfigError::InvalidBotRate(_) => {
+                                    "PAYWATCH_TELEGRAM_PER_SECOND"
+                                }
+                                _ => "TELEGRAM_BOT_TOKEN",
+                            };
+                            bad(variable, e.to_string())
+                        })?,
                 )
             }
             None => None,

@@ -447,8 +447,8 @@ async fn run(
     }
 
     println!(
-        "\n{:<18} {:<12} {:<11} {:>6} {:>10}  {}",
-        "order", "provider", "status", "checks", "detected", "scenario"
+        "\n{:<18} {:<12} {:<11} {:>6} {:>10}  scenario",
+        "order", "provider", "status", "checks", "detected"
     );
     println!("{}", "-".repeat(100));
     for o in &tracked {

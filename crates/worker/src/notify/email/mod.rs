@@ -1,8 +1,13 @@
 //! The email channel: one multipart (text + HTML) message per notification over SMTP.
 //!
 //! The transport comes from one `SMTP_URL` (see [`EmailConfig::smtp_url`] for the accepted
-//! forms) and is lettre's pooled async SMTP client. The URL's password is never logged or
-//! returned: errors and `Debug` output name the server as `host:port` only.
+//! forms) and is lettre's async SMTP client, one connection per email. The URL's password is
+//! never logged or returned: errors and `Debug` output name the server as `host:port` only.
+//!
+//! Why no connection pool: lettre's async client only times out connecting, not waiting for a
+//! reply, so a stuck server is cut off by dropping the whole send after
+//! [`EmailConfig::timeout`]. Dropping closes an unpooled connection; a pooled one would be
+//! parked mid-dialogue and answer the next email with the stale reply.
 //!
 //! SMTP replies are classified as the server meant them: a 4xx reply (greylisting, a full queue)
 //! is [`DeliveryError::Transient`], a 5xx rejection is [`DeliveryError::Permanent`], both with the
@@ -51,7 +56,7 @@ pub struct EmailConfig {
     pub from: String,
     /// An optional `Reply-To` mailbox.
     pub reply_to: Option<String>,
-    /// Limit for connecting and for each SMTP reply.
+    /// Limit for one whole delivery: connecting, TLS, the SMTP dialogue and `QUIT`.
     pub timeout: Duration,
 }
 
@@ -138,6 +143,7 @@ pub struct EmailSender {
     reply_to: Option<Mailbox>,
     server: String,
     security: SmtpSecurity,
+    timeout: Duration,
     /// The decoded and the raw (percent-encoded) password, scrubbed from every error message in
     /// case a server or library echoes them.
     scrub: Vec<String>,
@@ -148,6 +154,7 @@ impl fmt::Debug for EmailSender {
         f.debug_struct("EmailSender")
             .field("server", &self.server)
             .field("security", &self.security)
+            .field("timeout", &self.timeout)
             .field("from", &self.from.to_string())
             .field("reply_to", &self.reply_to.as_ref().map(ToString::to_string))
             .finish_non_exhaustive()
@@ -156,8 +163,6 @@ impl fmt::Debug for EmailSender {
 
 impl EmailSender {
     /// Validates `config` and sets up the (lazily connecting) SMTP transport.
-    ///
-    /// Call it inside a Tokio runtime: the connection pool starts its idle-cleanup task here.
     pub fn new(config: EmailConfig) -> Result<Self, EmailConfigError> {
         let parsed = ParsedUrl::parse(&config.smtp_url)?;
         let from = parse_mailbox("from", &config.from)?;
@@ -182,6 +187,7 @@ impl EmailSender {
             reply_to,
             server: parsed.server,
             security: parsed.security,
+            timeout: config.timeout,
             scrub: parsed.scrub,
         })
     }
@@ -257,11 +263,16 @@ impl EmailSender {
         // Only a bug (a missing From) fails to build; such a message could never be sent.
         let message = message
             .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))?;
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|err| self.classify(&err))
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(_response)) => Ok(()),
+            Ok(Err(err)) => Err(self.classify(&err)),
+            // Dropping the send closed the connection. If the server had already taken the
+            // message, the retry is a duplicate with the same Message-ID.
+            Err(_elapsed) => Err(DeliveryError::Transient(format!(
+                "SMTP server {} timed out after {:?}",
+                self.server, self.timeout
+            ))),
+        }
     }
 
     fn classify(&self, err: &smtp::Error) -> DeliveryError {

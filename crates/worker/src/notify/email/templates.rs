@@ -224,18 +224,7 @@ fn html_body(
 /// Escapes text for HTML element content and attribute values; also valid for Telegram's HTML
 /// parse mode, which accepts these named and numeric entities.
 pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_quoted_attribute(text).into_owned()
 }
 
 /// `text` on one line: control characters (newlines included) become spaces, so a provider's
@@ -366,7 +355,7 @@ mod tests {
     fn escape_covers_the_five_characters() {
         assert_eq!(
             escape_html(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
         );
     }
 }

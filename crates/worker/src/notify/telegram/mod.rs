@@ -278,7 +278,7 @@ impl TelegramSender {
             // A 200 that is not `{"ok": true}` (cut off, or a proxy's page): the message may or
             // may not have gone out; retrying risks a duplicate, which beats losing it.
             s if s.is_success() => Err(DeliveryError::Transient(format!(
-                "Telegram answered {code} without ok:true: {description}"
+                "Telegram answered {code} with no readable `ok: true` answer: {description}"
             ))),
             StatusCode::TOO_MANY_REQUESTS => {
                 match parameters
@@ -367,8 +367,9 @@ struct ApiParameters {
 enum ChatTarget {
     /// A numeric chat id (negative for groups and channels).
     Id(i64, String),
-    /// A public channel's `@username`.
-    Username(String),
+    /// A public channel's `@username`, as given and lowercased (Telegram ignores case, so the
+    /// lowercased form is the pacing key).
+    Username(String, String),
 }
 
 impl ChatTarget {
@@ -390,20 +391,20 @@ impl ChatTarget {
         let name = target.strip_prefix('@')?;
         let valid = (5..=32).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        valid.then(|| Self::Username(target.to_owned()))
+        valid.then(|| Self::Username(target.to_owned(), target.to_ascii_lowercase()))
     }
 
     /// The pacing key component: the canonical id or the username.
     fn key(&self) -> &str {
         match self {
-            Self::Id(_, text) | Self::Username(text) => text,
+            Self::Id(_, key) | Self::Username(_, key) => key,
         }
     }
 
     fn json(&self) -> serde_json::Value {
         match self {
             Self::Id(id, _) => serde_json::Value::from(*id),
-            Self::Username(name) => serde_json::Value::from(name.as_str()),
+            Self::Username(name, _) => serde_json::Value::from(name.as_str()),
         }
     }
 }
@@ -440,8 +441,11 @@ mod tests {
             Some(ChatTarget::Id(-1001234, "-1001234".into()))
         );
         assert_eq!(
-            ChatTarget::parse("@paywatch_ops"),
-            Some(ChatTarget::Username("@paywatch_ops".into()))
+            ChatTarget::parse("@PayWatch_Ops"),
+            Some(ChatTarget::Username(
+                "@PayWatch_Ops".into(),
+                "@paywatch_ops".into()
+            ))
         );
         for bad in ["", "@", "@abc", "hello", "@bad-name", "12ab", "@x:y"] {
             assert_eq!(ChatTarget::parse(bad), None, "{bad:?}");
