@@ -4,7 +4,8 @@
 -- Returns {now, next due or -1, earliest lease expiry or -1, reclaimed count,
 --          {id, payload, attempts, due, id, payload, attempts, due, ...}}
 -- Every Redis call below is batched over the (bounded) batch, so a fetch costs a fixed number of
--- calls however many jobs it leases.
+-- calls however many jobs it leases. `attempts` holds the runs that did not finish (failures and
+-- expired leases), so a first run writes nothing there; the attempt reported is that plus one.
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local n = tonumber(ARGV[1])
@@ -17,12 +18,17 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, to
 if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[4], unpack(expired))
-  local back = {}
-  for _, id in ipairs(expired) do
+  -- A run whose lease expired did not finish: it counts as an attempt.
+  local before = redis.call('HMGET', KEYS[5], unpack(expired))
+  local back, counts = {}, {}
+  for i, id in ipairs(expired) do
     back[#back + 1] = now
     back[#back + 1] = id
+    counts[#counts + 1] = id
+    counts[#counts + 1] = (tonumber(before[i]) or 0) + 1
   end
   redis.call('ZADD', KEYS[2], unpack(back))
+  redis.call('HSET', KEYS[5], unpack(counts))
 end
 
 local out = {}
@@ -34,7 +40,7 @@ if n > 0 then
     redis.call('ZREM', KEYS[2], unpack(ids))
     local payloads = redis.call('HMGET', KEYS[1], unpack(ids))
     local attempts = redis.call('HMGET', KEYS[5], unpack(ids))
-    local leases, tokens, counts = {}, {}, {}
+    local leases, tokens = {}, {}
     for i, id in ipairs(ids) do
       -- A due entry without a record cannot run; dropping it from `due` is all there is to do.
       if payloads[i] then
@@ -43,8 +49,6 @@ if n > 0 then
         leases[#leases + 1] = id
         tokens[#tokens + 1] = id
         tokens[#tokens + 1] = token
-        counts[#counts + 1] = id
-        counts[#counts + 1] = a
         out[#out + 1] = id
         out[#out + 1] = payloads[i]
         out[#out + 1] = a
@@ -54,7 +58,6 @@ if n > 0 then
     if #leases > 0 then
       redis.call('ZADD', KEYS[3], unpack(leases))
       redis.call('HSET', KEYS[4], unpack(tokens))
-      redis.call('HSET', KEYS[5], unpack(counts))
     end
   end
 end

@@ -6,9 +6,9 @@
 -- ARGV: 1 keep completed ids for this many ms (0: don't), then per op 5 values: op, id, token, a, b
 --   complete   -
 --   reschedule a = delay ms, b = new payload ('' keeps the payload); resets attempts
---   retry      a = delay ms, b = error text; keeps attempts
+--   retry      a = delay ms, b = error text; counts the failed run as an attempt
 --   dead       a = unused,   b = reason
---   release    -            (back to due now, the attempt not counted)
+--   release    -            (back to due now, the run not counted as an attempt)
 -- A job promoted while it ran (a webhook said "check now") is rescheduled for now, not later.
 -- Returns one integer per op: 1 applied, 0 stale.
 local now_t = redis.call('TIME')
@@ -69,17 +69,16 @@ for i, op in ipairs(ops) do
     elseif kind == 'retry' then
       errors[#errors + 1] = id
       errors[#errors + 1] = b
+      redis.call('HINCRBY', KEYS[5], id, 1)
       at(id, soon or (now + tonumber(a)))
     elseif kind == 'dead' then
       local payload = redis.call('HGET', KEYS[1], id) or ''
-      local attempts = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+      local attempts = tonumber(redis.call('HGET', KEYS[5], id) or '0') + 1
       redis.call('HSET', KEYS[7], id, cjson.encode({payload = payload, attempts = attempts, error = b, at = now}))
       redis.call('ZADD', KEYS[8], now, id)
       gone[#gone + 1] = id
       gone_meta[#gone_meta + 1] = id
     elseif kind == 'release' then
-      local attempts = redis.call('HINCRBY', KEYS[5], id, -1)
-      if attempts <= 0 then redis.call('HDEL', KEYS[5], id) end
       at(id, now)
     end
     counts[kind] = (counts[kind] or 0) + 1
