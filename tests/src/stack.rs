@@ -29,28 +29,36 @@ pub struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
-    /// Starts one on a random port, answering 200 to everything.
+    /// Starts one on a random port: `/hook` answers 200, `/flaky` 500 to its first request and
+    /// 200 after, `/gone` 410.
     pub async fn start() -> Self {
-        use axum::http::HeaderMap;
-        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = received.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                let log = log.clone();
-                async move {
-                    let id = headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    log.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((id, body));
-                    "ok"
-                }
-            }),
-        );
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        type Log = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+        async fn record(
+            State(log): State<Log>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: String,
+        ) -> StatusCode {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let earlier = log.iter().filter(|(i, _)| *i == id).count();
+            log.push((id, body));
+            match uri.path() {
+                "/gone" => StatusCode::GONE,
+                "/flaky" if earlier == 0 => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::OK,
+            }
+        }
+        let received: Log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(record))
+            .with_state(received.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
@@ -59,6 +67,11 @@ impl WebhookReceiver {
             let _ = axum::serve(listener, app).await;
         });
         Self { url, received }
+    }
+
+    /// The URL of one of its other paths (`flaky`, `gone`).
+    pub fn path(&self, path: &str) -> String {
+        self.url.replace("/hook", &format!("/{path}"))
     }
 
     /// What it received so far.

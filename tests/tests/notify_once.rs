@@ -130,24 +130,26 @@ fn kill9(mut child: Child) {
     child.wait().expect("reap");
 }
 
-#[tokio::test]
-async fn a_notifier_killed_between_delivery_and_ack() {
-    let stack = Stack::start("once-kill-window").await;
+/// Runs one paid order through a checker and notifier processes parked at `failpoint`, waits
+/// for `parked` to hold, kills the notifiers with `kill -9`, lets a healthy notifier finish, and
+/// returns what the receivers got: Telegram messages to `chat` and webhooks.
+async fn kill_notifiers_at(
+    test: &str,
+    failpoint: &str,
+    chat: i64,
+    parked: impl AsyncFn(&Stack, &WebhookReceiver) -> bool,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let stack = Stack::start(test).await;
     let receiver = WebhookReceiver::start().await;
     let checker = stack.worker(&stack.worker_args(0.01)).await;
-    // Parked right after the channel accepted the message, before the job is acknowledged.
     let doomed = [queues::NOTIFY_TELEGRAM, queues::NOTIFY_WEBHOOK]
-        .map(|q| spawn_notifier(&stack, q, "notify-delivered=pause"));
+        .map(|q| spawn_notifier(&stack, q, failpoint));
     let bill = paid_bill(&stack).await;
-    stack
-        .submit(&order("window", &bill, 888, &receiver.url))
-        .await;
+    stack.submit(&order(test, &bill, chat, &receiver.url)).await;
     wait_for(
-        "the doomed notifier to deliver",
+        "the notifiers to reach the fail point",
         Duration::from_secs(30),
-        || async {
-            (stack.telegram_texts(888).len() == 1 && receiver.received().len() == 1).then_some(())
-        },
+        || async { parked(&stack, &receiver).await.then_some(()) },
     )
     .await;
     doomed.into_iter().for_each(kill9);
@@ -155,50 +157,54 @@ async fn a_notifier_killed_between_delivery_and_ack() {
     settled(&stack).await;
     rescuer.stop().await;
     checker.stop().await;
+    let got = (stack.telegram_texts(chat), receiver.received());
+    stack.finish().await;
+    got
+}
+
+#[tokio::test]
+async fn a_notifier_killed_between_delivery_and_ack() {
+    // Parked right after the channel accepted the message, before the job is acknowledged.
+    let (telegram, hooks) = kill_notifiers_at(
+        "window",
+        "notify-delivered=pause",
+        888,
+        async |stack, receiver| {
+            stack.telegram_texts(888).len() == 1 && receiver.received().len() == 1
+        },
+    )
+    .await;
     // Exactly the documented window: the re-run delivers again.
     assert_eq!(
-        stack.telegram_texts(888).len(),
+        telegram.len(),
         2,
         "Telegram: one duplicate inside the window"
     );
-    let hooks = receiver.received();
     assert_eq!(hooks.len(), 2, "webhook: delivered again (at least once)");
     assert_eq!(
         hooks[0], hooks[1],
         "same webhook-id and body, so the receiver can dedupe"
     );
-    stack.finish().await;
 }
 
 #[tokio::test]
 async fn a_notifier_killed_before_delivering_delivers_once() {
-    let stack = Stack::start("once-kill-before").await;
-    let receiver = WebhookReceiver::start().await;
-    let checker = stack.worker(&stack.worker_args(0.01)).await;
-    let doomed = [queues::NOTIFY_TELEGRAM, queues::NOTIFY_WEBHOOK]
-        .map(|q| spawn_notifier(&stack, q, "notify-before-send=pause"));
-    let bill = paid_bill(&stack).await;
-    stack
-        .submit(&order("before", &bill, 999, &receiver.url))
-        .await;
-    wait_for(
-        "the doomed notifier to lease both jobs",
-        Duration::from_secs(30),
-        || async {
+    // Parked with the jobs leased and nothing sent.
+    let (telegram, hooks) = kill_notifiers_at(
+        "before",
+        "notify-before-send=pause",
+        999,
+        async |stack, receiver| {
             let t = stack.stats(queues::NOTIFY_TELEGRAM).await;
             let w = stack.stats(queues::NOTIFY_WEBHOOK).await;
-            (t.active == 1 && w.active == 1).then_some(())
+            let nothing_sent =
+                stack.telegram_texts(999).is_empty() && receiver.received().is_empty();
+            t.active == 1 && w.active == 1 && nothing_sent
         },
     )
     .await;
-    doomed.into_iter().for_each(kill9);
-    let rescuer = stack.worker(&stack.notifier_args()).await;
-    settled(&stack).await;
-    rescuer.stop().await;
-    checker.stop().await;
-    assert_eq!(stack.telegram_texts(999).len(), 1, "Telegram: once");
-    assert_eq!(receiver.received().len(), 1, "webhook: once");
-    stack.finish().await;
+    assert_eq!(telegram.len(), 1, "Telegram: once");
+    assert_eq!(hooks.len(), 1, "webhook: once");
 }
 
 #[tokio::test]
@@ -287,5 +293,89 @@ async fn operators_get_one_digest_for_many_problems() {
         all.contains("unresolved") && all.contains("dead letter"),
         "{all}"
     );
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn transient_failures_retry_and_permanent_ones_are_dead_lettered() {
+    let stack = Stack::start("notify-outcomes").await;
+    let receiver = WebhookReceiver::start().await;
+    let checker = stack.worker(&stack.worker_args(0.01)).await;
+    let notifier = stack.worker(&stack.notifier_args()).await;
+    // Telegram answers 429 once (retry_after 1 s) to the first order's chat, then delivers; the
+    // webhook answers 500 once, then 200. The second order's chat does not exist and its
+    // endpoint is gone.
+    stack
+        .sandbox
+        .state()
+        .set_fault(
+            paywatch_sandbox::FaultScope::Telegram,
+            paywatch_sandbox::Fault::rate_limited(1).times(1),
+        )
+        .expect("telegram fault");
+    let retried = paid_bill(&stack).await;
+    stack
+        .submit(&order("retried", &retried, 5151, &receiver.path("flaky")))
+        .await;
+    let doomed = paid_bill(&stack).await;
+    stack
+        .submit(&order(
+            "doomed",
+            &doomed,
+            paywatch_sandbox::CHAT_NOT_FOUND,
+            &receiver.path("gone"),
+        ))
+        .await;
+    let dead = wait_for(
+        "both of the second order's notifications in the dead letters",
+        Duration::from_secs(30),
+        || async {
+            let t = stack
+                .queue(queues::NOTIFY_TELEGRAM)
+                .await
+                .dead_letters(10)
+                .await
+                .ok()?;
+            let w = stack
+                .queue(queues::NOTIFY_WEBHOOK)
+                .await
+                .dead_letters(10)
+                .await
+                .ok()?;
+            (t.len() == 1 && w.len() == 1).then_some((t, w))
+        },
+    )
+    .await;
+    settled(&stack).await;
+    notifier.stop().await;
+    checker.stop().await;
+    assert_eq!(
+        stack.telegram_texts(5151).len(),
+        1,
+        "delivered after the 429"
+    );
+    let flaky: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|(_, b)| b.contains("\"retried\""))
+        .collect();
+    assert_eq!(flaky.len(), 2, "500, then delivered");
+    assert_eq!(
+        flaky[0].0, flaky[1].0,
+        "the retry carries the same webhook-id"
+    );
+    let (telegram, webhook) = dead;
+    assert_eq!(telegram[0].id, "doomed:paid:telegram");
+    assert!(
+        telegram[0].error.contains("chat not found"),
+        "{}",
+        telegram[0].error
+    );
+    assert_eq!(
+        telegram[0].attempts, 1,
+        "no retries for a permanent failure"
+    );
+    assert_eq!(webhook[0].id, "doomed:paid:webhook");
+    assert!(webhook[0].error.contains("410"), "{}", webhook[0].error);
     stack.finish().await;
 }

@@ -236,7 +236,7 @@ impl WebhookSender {
         let body = event_body(n).map_err(|e| {
             DeliveryError::Permanent(format!("could not serialize the webhook event: {e}"))
         })?;
-        let redact = self.redactions(n, target);
+        let redact = self.redactions(&n.delivered_codes, target);
         self.post(target, webhook_id, body, &redact).await
     }
 
@@ -249,14 +249,7 @@ impl WebhookSender {
         body: Vec<u8>,
     ) -> Result<(), DeliveryError> {
         let target = Target::parse(url)?;
-        let redact: Vec<Secret> = self
-            .inner
-            .keys
-            .redactions()
-            .iter()
-            .chain(&target.redact)
-            .cloned()
-            .collect();
+        let redact = self.redactions(&[], &target);
         self.post(&target, webhook_id, body, &redact).await
     }
 
@@ -318,7 +311,7 @@ impl WebhookSender {
 
     /// Everything a response snippet or error text must not repeat, longest first so a
     /// shorter piece never leaves part of a longer one visible.
-    fn redactions(&self, n: &Notification, target: &Target) -> Vec<Secret> {
+    fn redactions(&self, codes: &[String], target: &Target) -> Vec<Secret> {
         let mut all: Vec<Secret> = self
             .inner
             .keys
@@ -326,7 +319,7 @@ impl WebhookSender {
             .iter()
             .chain(&target.redact)
             .cloned()
-            .chain(n.delivered_codes.iter().map(|c| Secret::new(c.as_str())))
+            .chain(codes.iter().map(|c| Secret::new(c.as_str())))
             .collect();
         all.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
         all
