@@ -58,6 +58,7 @@ fn ensure_background(shared: &Arc<Shared>) {
     if shared.background_started.swap(true, Ordering::SeqCst) {
         return;
     }
+    metrics::gauge!("paywatch_queue_redis_up", "queue" => shared.config.name.clone()).set(1.0);
     let rx = shared
         .settle_rx
         .lock()

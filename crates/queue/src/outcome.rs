@@ -17,6 +17,9 @@ use crate::QueueError;
 pub enum Next<T> {
     /// The job is finished; its record is deleted.
     Done,
+    /// Run this same job again after the delay, with the same arguments (same id, no new job, no
+    /// worker slot held while it waits).
+    After(Duration),
     /// Run this same job again after `after`, with `args` replacing its arguments (same id, no new
     /// job, no worker slot held while it waits).
     Reschedule {
@@ -36,8 +39,8 @@ pub enum Settlement {
     Reschedule {
         /// Delay in milliseconds.
         after_ms: u64,
-        /// The new payload (JSON).
-        payload: String,
+        /// The new payload (JSON); `None` keeps the stored one.
+        payload: Option<String>,
     },
 }
 
@@ -65,10 +68,18 @@ impl<T: Serialize> JobOutcome for Next<T> {
     fn settlement(&self) -> Result<Settlement, QueueError> {
         match self {
             Next::Done => Ok(Settlement::Complete),
+            Next::After(after) => Ok(Settlement::Reschedule {
+                after_ms: millis(*after),
+                payload: None,
+            }),
             Next::Reschedule { after, args } => Ok(Settlement::Reschedule {
-                after_ms: after.as_millis().min(u64::MAX as u128) as u64,
-                payload: serde_json::to_string(args).map_err(QueueError::Encode)?,
+                after_ms: millis(*after),
+                payload: Some(serde_json::to_string(args).map_err(QueueError::Encode)?),
             }),
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }

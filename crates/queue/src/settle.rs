@@ -28,9 +28,18 @@ const MAX_ERROR_LEN: usize = 2000;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SettleOp {
     Complete,
-    Reschedule { after_ms: u64, payload: String },
-    Retry { after_ms: u64, error: String },
-    Dead { reason: String },
+    /// `payload: None` keeps the stored payload.
+    Reschedule {
+        after_ms: u64,
+        payload: Option<String>,
+    },
+    Retry {
+        after_ms: u64,
+        error: String,
+    },
+    Dead {
+        reason: String,
+    },
     Release,
 }
 
@@ -193,7 +202,9 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
         for (id, token, op, _) in batch.iter() {
             let (a, b): (u64, &str) = match op {
                 SettleOp::Complete | SettleOp::Release => (0, ""),
-                SettleOp::Reschedule { after_ms, payload } => (*after_ms, payload),
+                SettleOp::Reschedule { after_ms, payload } => {
+                    (*after_ms, payload.as_deref().unwrap_or(""))
+                }
                 SettleOp::Retry { after_ms, error } => (*after_ms, error),
                 SettleOp::Dead { reason } => (0, reason),
             };
@@ -434,7 +445,19 @@ mod tests {
             decide(&again, 1, &policy()),
             SettleOp::Reschedule {
                 after_ms: 1500,
-                payload: "7".into()
+                payload: Some("7".into())
+            }
+        );
+    }
+
+    #[test]
+    fn after_keeps_the_stored_arguments() {
+        let again: Result<Next<u32>, BoxDynError> = Ok(Next::After(Duration::from_secs(2)));
+        assert_eq!(
+            decide(&again, 1, &policy()),
+            SettleOp::Reschedule {
+                after_ms: 2000,
+                payload: None
             }
         );
     }

@@ -85,10 +85,8 @@ pub async fn check_payment(
                 finish(ctx, &spec).await?;
                 return Ok(Next::Done);
             }
-            Ok(Next::Reschedule {
-                after: delay,
-                args: spec,
-            })
+            // The arguments never change: the poll state lives in the order record.
+            Ok(Next::After(delay))
         }
         PollDecision::Terminal(status) => {
             let codes = result

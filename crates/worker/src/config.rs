@@ -25,7 +25,12 @@ const SANDBOX_TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
 #[command(version, about)]
 pub struct WorkerConfig {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
     /// Key prefix of this deployment.
     #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX)]

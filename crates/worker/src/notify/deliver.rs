@@ -101,7 +101,7 @@ pub async fn deliver(
         }
         // Our own fleet-wide pacing is not a failure: wait without spending an attempt.
         Err(DeliveryError::RetryAfter { after, reason }) if reason == telegram::PACED => {
-            Ok(Next::Reschedule { after, args: n })
+            Ok(Next::After(after))
         }
         Err(DeliveryError::RetryAfter { after, reason }) => {
             tracing::debug!(order = %n.order_id, %channel, ?after, %reason, "delivery deferred");
