@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::*;
 use paywatch_queue::{
-    EnqueueOutcome, JobId, JobInfo, NewJob, Next, Promoted, QueueConfig, QueueError, RedisQueue,
-    RetryPolicy, Schedule,
+    DeadCursor, EnqueueOutcome, JobId, JobInfo, NewJob, Next, Promoted, QueueConfig, QueueError,
+    RedisQueue, RetryPolicy, Schedule,
 };
 use paywatch_tests::{TestJob, cleanup, redis_url, unique_prefix, wait_for};
 
@@ -558,6 +558,47 @@ async fn promote_moves_a_scheduled_job_to_now_or_right_after_its_run() {
         },
     )
     .await;
+    running.abort();
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_followed_with_a_cursor() {
+    let prefix = unique_prefix("dead-cursor");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    async fn handle(_: TestJob) -> Result<(), BoxDynError> {
+        Err(Box::new(AbortError::new("no")))
+    }
+    let worker = WorkerBuilder::new("dead-cursor")
+        .backend(q.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    let dead_count = |n: u64| {
+        let q = q.clone();
+        async move {
+            wait_for("dead letters", Duration::from_secs(10), || {
+                let q = q.clone();
+                async move { q.stats().await.ok().filter(|s| s.dead == n) }
+            })
+            .await
+        }
+    };
+    for _ in 0..3 {
+        q.push(TestJob { n: 0, max: 0 }).await.expect("push");
+    }
+    dead_count(3).await;
+    let (first, cursor) = q
+        .dead_letters_after(&DeadCursor::default(), 10)
+        .await
+        .expect("read");
+    assert_eq!(first.len(), 3);
+    let (again, same) = q.dead_letters_after(&cursor, 10).await.expect("read again");
+    assert!(again.is_empty(), "each dead letter is read once");
+    assert_eq!(same, cursor);
+    q.push(TestJob { n: 0, max: 0 }).await.expect("push");
+    dead_count(4).await;
+    let (later, _) = q.dead_letters_after(&cursor, 10).await.expect("read later");
+    assert_eq!(later.len(), 1, "only the new one");
     running.abort();
     cleanup(&redis_url(), &prefix).await;
 }

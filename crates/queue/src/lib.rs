@@ -59,5 +59,5 @@ pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
 pub use outcome::{JobOutcome, Next, Settlement};
-pub use queue::{DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
+pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
 pub use settle::{SettleLayer, SettleService};

@@ -211,6 +211,15 @@ pub struct QueueStats {
     pub dead_lettered: u64,
 }
 
+/// A position in a queue's dead letters (time, then id), for reading each new one once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadCursor {
+    /// Dead-letter time, Unix ms.
+    pub at: u64,
+    /// The last id read at that time.
+    pub id: String,
+}
+
 /// A job in the dead letters, with the reason it is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -402,37 +411,47 @@ impl<T> RedisQueue<T> {
         parse_dead_letters(&reply)
     }
 
-    /// Dead letters that arrived after `after_ms` (Unix ms, Redis clock), oldest first, at most
-    /// `limit`: for watchers that report new dead letters.
+    /// Dead letters that arrived after `cursor` (oldest first, at most `limit`), and the cursor
+    /// to pass next time: for watchers that report each new dead letter once.
     pub async fn dead_letters_after(
         &self,
-        after_ms: u64,
+        cursor: &DeadCursor,
         limit: usize,
-    ) -> Result<Vec<DeadLetter>, QueueError> {
+    ) -> Result<(Vec<DeadLetter>, DeadCursor), QueueError> {
         let keys = &self.shared.keys;
         let mut conn = self.shared.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        // Inclusive of the cursor's millisecond: letters sharing it sort by id, so the ones up
+        // to the cursor's id are skipped and a later letter in the same millisecond is not lost.
+        let page: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(&keys.dead_index)
-            .arg(format!("({after_ms}"))
+            .arg(cursor.at)
             .arg("+inf")
+            .arg("WITHSCORES")
             .arg("LIMIT")
             .arg(0)
-            .arg(limit.max(1))
+            .arg(limit.max(1) + 64)
             .query_async(&mut conn)
             .await?;
+        let ids: Vec<JobId> = page
+            .into_iter()
+            .filter(|(id, at)| *at as u64 > cursor.at || id.as_str() > cursor.id.as_str())
+            .take(limit.max(1))
+            .filter_map(|(id, _)| JobId::new(id).ok())
+            .collect();
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), cursor.clone()));
         }
-        let reply: Vec<String> = self
-            .dead_op(
-                "list",
-                ids.len(),
-                &ids.iter()
-                    .filter_map(|id| JobId::new(id.clone()).ok())
-                    .collect::<Vec<_>>(),
-            )
-            .await?;
-        parse_dead_letters(&reply)
+        let reply: Vec<String> = self.dead_op("list", ids.len(), &ids).await?;
+        let letters = parse_dead_letters(&reply)?;
+        let next = letters
+            .iter()
+            .map(|d| DeadCursor {
+                at: d.at,
+                id: d.id.clone(),
+            })
+            .max_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)))
+            .unwrap_or_else(|| cursor.clone());
+        Ok((letters, next))
     }
 
     /// Moves dead letters back to the queue, due now with fresh attempts: the given ids, or the

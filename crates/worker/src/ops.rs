@@ -14,7 +14,7 @@ use apalis::prelude::{AbortError, BoxDynError, Data, RetryAfterError};
 use chrono::{DateTime, Utc};
 use paywatch_core::store::OrderSpec;
 use paywatch_core::{Channel, queues};
-use paywatch_queue::{JobId, JobInfo, NewJob, QueueConfig, RedisQueue, RetryPolicy};
+use paywatch_queue::{DeadCursor, JobId, JobInfo, NewJob, QueueConfig, RedisQueue, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -264,28 +264,32 @@ impl OpsWatcher {
         let cursors = format!("{}:ops:cursor", self.prefix);
         for queue in &self.watched {
             let name = &queue.config().name;
-            let cursor: Option<u64> = redis::cmd("HGET")
+            let stored: Option<String> = redis::cmd("HGET")
                 .arg(&cursors)
                 .arg(name)
                 .query_async(&mut conn)
                 .await?;
-            let Some(after) = cursor else {
+            let Some(cursor) = stored.and_then(|c| serde_json::from_str::<DeadCursor>(&c).ok())
+            else {
                 // The first look only starts the cursor: older dead letters are not news.
-                let now = Utc::now().timestamp_millis().max(0) as u64;
+                let start = DeadCursor {
+                    at: Utc::now().timestamp_millis().max(0) as u64,
+                    id: String::new(),
+                };
                 let _: () = redis::cmd("HSETNX")
                     .arg(&cursors)
                     .arg(name)
-                    .arg(now)
+                    .arg(serde_json::to_string(&start)?)
                     .query_async(&mut conn)
                     .await?;
                 continue;
             };
-            let dead = queue.dead_letters_after(after, 200).await?;
-            if let Some(last) = dead.iter().map(|d| d.at).max() {
+            let (dead, next) = queue.dead_letters_after(&cursor, 200).await?;
+            if next != cursor {
                 let _: () = redis::cmd("HSET")
                     .arg(&cursors)
                     .arg(name)
-                    .arg(last)
+                    .arg(serde_json::to_string(&next)?)
                     .query_async(&mut conn)
                     .await?;
             }
