@@ -307,8 +307,19 @@ async fn an_idle_worker_costs_at_most_two_commands_a_second() {
                 .expect("info")
         }
     };
-    // Let it settle into idleness, then count over 4 s.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The worker's first fetch finds nothing; from then on it is idle. Count over 4 s.
+    wait_for("the worker's first fetch", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            info.contains("cmdstat_evalsha:").then_some(())
+        }
+    })
+    .await;
     let scripts_and_pops = |info: &str| -> u64 {
         info.lines()
             .filter(|l| {
