@@ -1,5 +1,6 @@
-//! HandCash payment requests: `GET {base}/v3/paymentRequests/{id}` with `App-Id` and
-//! `App-Secret` headers.
+//! HandCash payment requests: `GET {base}/v3/paymentRequests/public/{id}`, sent with the app's
+//! `App-Id` and `App-Secret` headers (HandCash's credentials for its API; a wrong pair is
+//! reported as rejected credentials).
 //!
 //! HandCash does not publish its status values, so payment is inferred from evidence (a
 //! `transactionId`, or `paymentsCount > 0`) and expiry from `expiresAt`, not from the string.
@@ -16,12 +17,12 @@ use crate::secret::Secret;
 use crate::status::PaymentStatus;
 
 /// Path segments between the base URL and the payment request id.
-pub(crate) const PATH: &[&str] = &["v3", "paymentRequests"];
+pub(crate) const PATH: &[&str] = &["v3", "paymentRequests", "public"];
 
 /// Base URL and credentials for HandCash.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HandCashConfig {
-    /// API root, e.g. `https://cloud.handcash.io`; `/v3/paymentRequests/{id}` is appended.
+    /// API root, e.g. `https://cloud.handcash.io`; `/v3/paymentRequests/public/{id}` is appended.
     pub base_url: url::Url,
     /// Sent as `App-Id`.
     pub app_id: Secret,

@@ -597,7 +597,7 @@ mod tests {
             paths,
             [
                 "/cashless/api/v3/bills/ID",
-                "/handcash/v3/paymentRequests/ID",
+                "/handcash/v3/paymentRequests/public/ID",
                 "/miraclecash/external/payments/prompt/ID",
                 "/foxreload/api/orders/ID",
             ]
