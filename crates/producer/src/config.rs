@@ -85,3 +85,89 @@ pub struct EnqueueArgs {
     #[arg(long)]
     pub metadata: Option<String>,
 }
+
+impl EnqueueArgs {
+    /// The order these flags describe, validated like an API request.
+    pub fn to_spec(&self) -> Result<paywatch_core::OrderSpec, crate::validate::FieldError> {
+        let metadata = match self.metadata.as_deref() {
+            None => serde_json::Value::Null,
+            Some(text) => serde_json::from_str(text).map_err(|e| crate::validate::FieldError {
+                field: "metadata".into(),
+                message: format!("is not JSON: {e}"),
+            })?,
+        };
+        crate::validate::order_spec(&serde_json::json!({
+            "order_id": self.order_id,
+            "provider": self.provider,
+            "payment_id": self.payment_id,
+            "notify": {
+                "email": self.email,
+                "telegram_chat_id": self.telegram_chat_id,
+                "webhook_url": self.webhook_url,
+            },
+            "metadata": metadata,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enqueue(args: &[&str]) -> EnqueueArgs {
+        let cli = Cli::try_parse_from(["paywatch-producer", "enqueue"].iter().chain(args))
+            .expect("parse");
+        match cli.command {
+            Command::Enqueue(args) => args,
+            Command::Serve(_) => unreachable!("parsed an enqueue"),
+        }
+    }
+
+    #[test]
+    fn the_cli_builds_the_same_order_as_the_api() {
+        let args = enqueue(&[
+            "--order-id",
+            "o-1",
+            "--provider",
+            "foxreload",
+            "--payment-id",
+            "fr_1",
+            "--telegram-chat-id",
+            "-100",
+            "--metadata",
+            r#"{"cart":3}"#,
+        ]);
+        let spec = args.to_spec().expect("valid");
+        assert_eq!(spec.notify.telegram_chat_id, Some(-100));
+        assert_eq!(spec.metadata, Some(serde_json::json!({"cart": 3})));
+    }
+
+    #[test]
+    fn cli_errors_name_the_field() {
+        let bad_email = enqueue(&[
+            "--order-id",
+            "o",
+            "--provider",
+            "cashless",
+            "--payment-id",
+            "p",
+            "--email",
+            "nope",
+        ]);
+        assert_eq!(
+            bad_email.to_spec().expect_err("invalid").field,
+            "notify.email"
+        );
+        let bad_meta = enqueue(&[
+            "--order-id",
+            "o",
+            "--provider",
+            "cashless",
+            "--payment-id",
+            "p",
+            "--metadata",
+            "{",
+        ]);
+        assert_eq!(bad_meta.to_spec().expect_err("invalid").field, "metadata");
+    }
+}

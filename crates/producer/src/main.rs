@@ -3,8 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
-use paywatch_producer::{Producer, Submitted, http, validate};
-use serde_json::json;
+use paywatch_producer::{Producer, Submitted, http};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,21 +37,9 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         Command::Enqueue(args) => {
-            let metadata: Option<serde_json::Value> = args
-                .metadata
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .context("--metadata must be a JSON object")?;
-            let body = json!({
-                "order_id": args.order_id,
-                "provider": args.provider,
-                "payment_id": args.payment_id,
-                "notify": {"email": args.email, "telegram_chat_id": args.telegram_chat_id, "webhook_url": args.webhook_url},
-                "metadata": metadata,
-            });
-            let spec =
-                validate::order_spec(&body).map_err(|e| anyhow::anyhow!("invalid order: {e}"))?;
+            let spec = args
+                .to_spec()
+                .map_err(|e| anyhow::anyhow!("invalid order: {e}"))?;
             match producer.enqueue_order(&spec).await? {
                 Submitted::Created => println!("{}: created, first check enqueued", spec.order_id),
                 Submitted::Existing(status) => {
