@@ -8,6 +8,7 @@
 //! - [`notify`]: delivery per channel (email, Telegram, signed webhooks) and the notifier handler.
 //! - [`ops`]: digests of unresolved orders and dead letters for operators.
 //! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
+//! - [`telemetry`]: logs and the Prometheus endpoint.
 
 pub mod app;
 pub mod check;
@@ -15,3 +16,4 @@ pub mod config;
 pub mod fanout;
 pub mod notify;
 pub mod ops;
+pub mod telemetry;

@@ -1,25 +1,14 @@
 //! `paywatch-worker`: load config, init telemetry, run until SIGTERM/ctrl-c, drain.
 
-use anyhow::Context;
 use clap::Parser;
 use paywatch_worker::app::App;
 use paywatch_worker::config::WorkerConfig;
+use paywatch_worker::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Some(addr) = config.metrics_listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .context("PAYWATCH_METRICS_LISTEN")?;
-    }
+    telemetry::init(&config)?;
     let app = App::build(config).await?;
     app.run_until(shutdown_signal()).await
 }

@@ -11,6 +11,7 @@ use paywatch_worker::config::WorkerConfig;
 async fn main() -> anyhow::Result<()> {
     let scenario = fail::FailScenario::setup();
     let config = WorkerConfig::parse();
+    paywatch_worker::telemetry::init(&config)?;
     let app = App::build(config).await?;
     app.run_until(async {
         let _ = tokio::signal::ctrl_c().await;
