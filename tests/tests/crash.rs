@@ -88,13 +88,17 @@ async fn a_killed_workers_lease_expires_and_another_process_reruns_the_job() {
         }
     })
     .await;
+    // Handlers mark a job done just before their run is settled: wait for the settles too.
+    wait_for("every job to be settled", Duration::from_secs(10), || {
+        let q = q.clone();
+        async move { q.stats().await.ok().filter(|s| s.total == 0) }
+    })
+    .await;
     kill9(&mut rescuer);
     let unique: HashSet<_> = done.iter().collect();
     assert_eq!(unique.len(), 40, "nothing lost");
     assert_eq!(done.len(), 40, "nothing completed twice");
     // The jobs the dead worker held came back once its 2 s lease ran out, not minutes later.
-    let stats = q.stats().await.expect("stats");
-    assert_eq!(stats.total, 0);
     assert!(
         killed_at.elapsed() < Duration::from_secs(2 + 1 + 5),
         "recovery took {:?}",
@@ -177,12 +181,9 @@ async fn reschedule_is_atomic_when_workers_die_around_it() {
                 .query_async(&mut c)
                 .await
                 .expect("sample");
+        // The handler marks the last step done just before returning, so from then on the job
+        // may still be leased for a moment (its completion is being settled).
         if done > 0 {
-            assert_eq!(
-                (in_due, in_leases, records),
-                (None, None, 0),
-                "finished job fully gone"
-            );
             break;
         }
         assert_eq!(records, 1, "exactly one job record");
@@ -199,6 +200,27 @@ async fn reschedule_is_atomic_when_workers_die_around_it() {
         assert!(Instant::now() < deadline, "the job never finished");
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
+    wait_for(
+        "the finished job to be fully gone",
+        Duration::from_secs(20),
+        || {
+            let mut c = c.clone();
+            let keys = keys.clone();
+            let id = id.clone();
+            async move {
+                let gone: (Option<f64>, Option<f64>, u64) = redis::pipe()
+                    .atomic()
+                    .zscore(&keys.due, id.as_str())
+                    .zscore(&keys.leases, id.as_str())
+                    .hlen(&keys.jobs)
+                    .query_async(&mut c)
+                    .await
+                    .ok()?;
+                (gone == (None, None, 0)).then_some(())
+            }
+        },
+    )
+    .await;
     kill9(&mut child);
     let runs: Vec<String> = c.lrange(&marks.runs, 0, -1).await.expect("runs");
     let steps: Vec<u32> = runs
@@ -215,10 +237,10 @@ async fn reschedule_is_atomic_when_workers_die_around_it() {
         );
     }
     assert_eq!((steps.first(), steps.last()), (Some(&0), Some(&60)));
-    assert_eq!(
-        c.llen::<_, u64>(&marks.done).await.expect("done"),
-        1,
-        "finished once"
+    // At least once: a kill between the last step's mark and its settle runs that step again.
+    assert!(
+        c.llen::<_, u64>(&marks.done).await.expect("done") >= 1,
+        "finished"
     );
     assert!(kills >= 3, "the test killed workers {kills} times");
     cleanup(&url, &prefix).await;
