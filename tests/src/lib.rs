@@ -44,12 +44,14 @@ where
     }
 }
 
-/// A free TCP port on the loopback interface.
+/// A free TCP port on the loopback interface, outside the kernel's ephemeral range (32768+), so
+/// that a server restarted on it cannot find it taken by some other test's `127.0.0.1:0`.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    let start = 20_000 + (uuid::Uuid::new_v4().as_u128() % 10_000) as u16;
+    (0..10_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i) % 10_000)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("no free loopback port in 20000-29999")
 }
 
 /// A private `redis-server` child process on a free port, killed when dropped.
