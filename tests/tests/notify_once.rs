@@ -317,6 +317,13 @@ async fn transient_failures_retry_and_permanent_ones_are_dead_lettered() {
     stack
         .submit(&order("retried", &retried, 5151, &receiver.path("flaky")))
         .await;
+    // The injected 429 is for the first message; the doomed order comes once it was used.
+    wait_for(
+        "the 429 to be answered",
+        Duration::from_secs(20),
+        || async { (stack.sandbox.state().request_stats().telegram.faulted >= 1).then_some(()) },
+    )
+    .await;
     let doomed = paid_bill(&stack).await;
     stack
         .submit(&order(
