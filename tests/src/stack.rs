@@ -211,6 +211,24 @@ impl Stack {
         args
     }
 
+    /// Scripts a payment in the sandbox and returns its provider id.
+    pub fn payment(&self, payment: paywatch_sandbox::NewPayment) -> String {
+        self.sandbox
+            .state()
+            .create_payment(payment)
+            .expect("sandbox payment")
+            .id
+    }
+
+    /// A Cashless bill that is unpaid at first and fully paid after `ms`.
+    pub fn bill_paid_after(&self, ms: u64) -> String {
+        self.payment(
+            paywatch_sandbox::NewPayment::new(paywatch_sandbox::Provider::Cashless)
+                .step(0, "NOT_PAID")
+                .step(ms, "FULLY_PAID"),
+        )
+    }
+
     /// Telegram messages the sandbox received for `chat`.
     pub fn telegram_texts(&self, chat: i64) -> Vec<String> {
         self.sandbox

@@ -20,16 +20,7 @@ fn order(id: &str, payment_id: &str, chat: i64, hook: &str) -> Value {
 }
 
 async fn paid_bill(stack: &Stack) -> String {
-    stack
-        .sandbox
-        .state()
-        .create_payment(
-            NewPayment::new(Provider::Cashless)
-                .step(0, "NOT_PAID")
-                .step(100, "FULLY_PAID"),
-        )
-        .expect("bill")
-        .id
+    stack.bill_paid_after(100)
 }
 
 async fn settled(stack: &Stack) {

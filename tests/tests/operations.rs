@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use paywatch_core::PaymentStatus;
 use paywatch_producer::Producer;
-use paywatch_sandbox::{NewPayment, Provider};
 use paywatch_tests::stack::Stack;
 use paywatch_tests::{RedisServer, free_port, unique_prefix, wait_for};
 use serde_json::json;
@@ -97,17 +96,9 @@ async fn a_worker_exposes_prometheus_metrics() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pw-worker");
-    let bill = stack
-        .sandbox
-        .state()
-        .create_payment(
-            NewPayment::new(Provider::Cashless)
-                .step(0, "NOT_PAID")
-                .step(100, "FULLY_PAID"),
-        )
-        .expect("bill");
+    let bill = stack.bill_paid_after(100);
     stack
-        .submit(&json!({"order_id": "m-1", "provider": "cashless", "payment_id": bill.id, "notify": {"telegram_chat_id": 1}}))
+        .submit(&json!({"order_id": "m-1", "provider": "cashless", "payment_id": bill, "notify": {"telegram_chat_id": 1}}))
         .await;
     stack
         .wait_status("m-1", PaymentStatus::Paid, Duration::from_secs(20))

@@ -21,29 +21,14 @@ async fn a_provider_webhook_triggers_an_immediate_verified_check() {
     let mut args = stack.worker_args(1.0);
     args.extend(["--policies".to_string(), slow_policies()]);
     let worker = stack.worker(&args).await;
-    let bill = stack
-        .sandbox
-        .state()
-        .create_payment(
-            NewPayment::new(Provider::Cashless)
-                .step(0, "NOT_PAID")
-                .step(500, "FULLY_PAID"),
-        )
-        .expect("bill");
-    let request = stack
-        .sandbox
-        .state()
-        .create_payment(
-            NewPayment::new(Provider::HandCash)
-                .step(0, "pending")
-                .step(500, "paid"),
-        )
-        .expect("payment request");
+    let bill = stack.bill_paid_after(500);
+    let request = stack.payment(
+        NewPayment::new(Provider::HandCash)
+            .step(0, "pending")
+            .step(500, "paid"),
+    );
     let started = Instant::now();
-    for (id, provider, payment) in [
-        ("c1", "cashless", &bill.id),
-        ("h1", "handcash", &request.id),
-    ] {
+    for (id, provider, payment) in [("c1", "cashless", &bill), ("h1", "handcash", &request)] {
         let (code, _) = stack
             .submit(&json!({"order_id": id, "provider": provider, "payment_id": payment}))
             .await;
