@@ -25,6 +25,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
+local REVISION = 2        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -297,6 +298,8 @@ local function identifier(field, v)
     fail(field, 'may only contain printable ASCII without spaces (bad character at byte ' ..
       (bad - 1) .. ')')
   end
+  -- URLs read these as "this path" and "the parent path": such an id could never be linked to.
+  if field == 'order_id' and (v == '.' or v == '..') then fail(field, 'must not be . or ..') end
   return v
 end
 
@@ -654,9 +657,9 @@ local function check_now(keys, args)
   return {id, 'none'}
 end
 
--- FCALL_RO paywatch_version 0 -> {contract, oldest contract still served}
+-- FCALL_RO paywatch_version 0 -> {contract, oldest contract still served, revision}
 local function version()
-  return {CONTRACT, MIN_COMPATIBLE}
+  return {CONTRACT, MIN_COMPATIBLE, REVISION}
 end
 
 -- FCALL_RO paywatch_shard 0 <order id> <shard count> -> the order's shard (for clients that
