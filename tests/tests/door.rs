@@ -488,3 +488,73 @@ async fn an_order_submitted_through_fcall_is_checked_and_found_by_webhooks() {
     assert_eq!(again, ["exists", "paid", "final"]);
     stack.finish().await;
 }
+
+/// 500 identical webhooks in 4 s for a bill the provider still calls unpaid: the order stays one
+/// job and its checks keep the gap, so the storm costs a few provider calls, not hundreds.
+#[tokio::test]
+async fn a_webhook_storm_costs_a_few_provider_calls() {
+    let stack = Stack::start("door-storm").await;
+    let slow = json!({"first_delay": "60s", "multiplier": 1.5, "max_delay": "60s",
+        "fast_window": "10m", "grace_interval": "5m", "deadline": "1h"});
+    let mut args = stack.worker_args(1.0);
+    args.extend([
+        "--policies".to_string(),
+        json!({"cashless": slow}).to_string(),
+    ]);
+    let worker = stack.worker(&args).await;
+    let bill = stack.payment(
+        paywatch_sandbox::NewPayment::new(paywatch_sandbox::Provider::Cashless).step(0, "NOT_PAID"),
+    );
+    let (code, _) = stack
+        .submit(&json!({"order_id": "storm", "provider": "cashless", "payment_id": bill}))
+        .await;
+    assert_eq!(code, 202);
+    let calls = || {
+        stack
+            .sandbox
+            .state()
+            .stats(paywatch_sandbox::Provider::Cashless, &bill)
+            .map_or(0, |s| s.checks)
+    };
+    paywatch_tests::wait_for("the first check", Duration::from_secs(5), || async {
+        (calls() == 1).then_some(())
+    })
+    .await;
+    // The storm: 40 bursts of 12-13 webhooks, 100 ms apart.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sent = 0;
+    for burst in 0..40 {
+        tick.tick().await;
+        let n = if burst % 2 == 0 { 13 } else { 12 };
+        let posts = (0..n).map(|_| {
+            stack
+                .http
+                .post(format!("{}/webhooks/cashless", stack.api))
+                .json(&json!({"bill": {"id": bill, "status": "FULLY_PAID"}}))
+                .send()
+        });
+        for response in futures::future::join_all(posts).await {
+            assert_eq!(response.expect("webhook").status().as_u16(), 200);
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 500);
+    // Let the check the last webhooks asked for happen (at most one gap later).
+    paywatch_tests::wait_for("the storm's last check", Duration::from_secs(5), || async {
+        let view = stack.order("storm").await?;
+        (view["checking_now"] == json!(false)
+            && view["next_check_at"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .is_some_and(|t| t > chrono::Utc::now() + chrono::Duration::seconds(30)))
+        .then_some(())
+    })
+    .await;
+    let storm_calls = calls() - 1;
+    assert!(
+        (1..=3).contains(&storm_calls),
+        "500 webhooks in 4 s cost {storm_calls} provider calls"
+    );
+    worker.stop().await;
+    stack.finish().await;
+}

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Address the Prometheus metrics endpoint listens on (none when unset).
     #[arg(long, env = "PAYWATCH_PRODUCER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The least time between two checks of one order that provider webhooks can cause: a
+    /// storm of webhooks costs a few provider calls, not one each.
+    #[arg(long, env = "PAYWATCH_WEBHOOK_MIN_GAP", default_value = "2s", value_parser = paywatch_core::durations::parse_duration)]
+    pub webhook_min_gap: std::time::Duration,
     /// HandCash app secret, to authenticate HandCash webhooks (refused when unset).
     #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
     pub handcash_app_secret: Option<String>,

@@ -51,7 +51,11 @@ impl ProducerError {
 #[derive(Debug, Clone)]
 pub struct Producer {
     store: OrderStore,
+    webhook_gap: Duration,
 }
+
+/// The least time between two provider calls for one order that webhooks can cause.
+pub const DEFAULT_WEBHOOK_GAP: Duration = Duration::from_secs(2);
 
 /// One Redis connection, reconnecting by itself, that gives up on a call quickly so a request
 /// during an outage gets a 503 instead of hanging.
@@ -88,7 +92,16 @@ impl Producer {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            webhook_gap: DEFAULT_WEBHOOK_GAP,
+        })
+    }
+
+    /// Sets the least time between two provider calls for one order that webhooks can cause.
+    pub fn with_webhook_gap(mut self, gap: Duration) -> Self {
+        self.webhook_gap = gap;
+        self
     }
 
     /// Accepts an order given as the JSON of `POST /v1/orders`, as the client sent it.
@@ -119,7 +132,10 @@ impl Producer {
         provider: Provider,
         payment_id: &PaymentId,
     ) -> Result<Vec<(OrderId, Promotion)>, ProducerError> {
-        Ok(self.store.check_now(provider, payment_id).await?)
+        Ok(self
+            .store
+            .check_now(provider, payment_id, self.webhook_gap)
+            .await?)
     }
 
     /// Whether Redis answers.

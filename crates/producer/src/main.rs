@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
             let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
+            let producer = producer.with_webhook_gap(args.webhook_min_gap);
             paywatch_producer::serve(
                 listener,
                 http::router(producer, handcash),

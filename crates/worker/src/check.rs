@@ -60,6 +60,7 @@ pub async fn check_payment(
         raw_status: None,
         poll: PollState::new(&policy, record.created_at()),
         last_error: None,
+        last_checked_ms: 0,
         final_at: None,
         detail: None,
         delivered_codes: Vec::new(),
@@ -67,6 +68,7 @@ pub async fn check_payment(
     });
     let result = ctx.providers.check(provider, &record.payment_id).await;
     let now = Utc::now();
+    state.last_checked_ms = now.timestamp_millis();
     let decision = policy.next(&mut state.poll, result.as_ref(), now);
     count_check(provider, &result);
     let mut entry = history_entry(&result, &decision, now);

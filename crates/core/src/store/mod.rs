@@ -428,11 +428,14 @@ impl OrderStore {
     }
 
     /// A provider's webhook named this payment: makes the check of every order watching it due
-    /// now. One call per shard, since the payment does not say which shard its order is in.
+    /// now, but never sooner than `gap` after its previous check (a storm of webhooks costs a
+    /// few provider calls, not one each). One call per shard, since the payment does not say
+    /// which shard its order is in.
     pub async fn check_now(
         &self,
         provider: Provider,
         payment_id: &PaymentId,
+        gap: std::time::Duration,
     ) -> Result<Vec<(OrderId, Promotion)>, StoreError> {
         let mut found = Vec::new();
         for shard in 0..self.shards {
@@ -441,7 +444,8 @@ impl OrderStore {
                 .arg(1)
                 .arg(self.keys(shard).base)
                 .arg(provider.as_str())
-                .arg(payment_id.as_str());
+                .arg(payment_id.as_str())
+                .arg(gap.as_millis() as u64);
             let reply: Option<(String, String)> = self.call(&cmd).await?;
             let Some((id, what)) = reply else { continue };
             let promotion = match what.as_str() {

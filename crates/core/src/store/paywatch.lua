@@ -25,7 +25,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 2        -- bumped on every change of this file (library.rs checks it)
+local REVISION = 3        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -630,28 +630,43 @@ local function finalize(keys, args)
   return rec
 end
 
--- FCALL paywatch_check_now 1 <shard key> <provider> <payment id>
--- A provider webhook named this payment: make its order's check due now. Returns the order id
--- and what happened ('moved', 'due', 'running', 'none') or nil when no order watches it.
+-- FCALL paywatch_check_now 1 <shard key> <provider> <payment id> [min gap ms]
+-- A provider webhook named this payment: check its order now. Storms coalesce: however many
+-- webhooks arrive, a check never follows the previous one by less than the gap (default 2000 ms),
+-- and a check that is due or running absorbs them all. Returns the order id and what happened
+-- ('moved', 'due', 'running', 'none') or nil when no order watches the payment.
 local function check_now(keys, args)
   local base, provider, payment = keys[1], args[1], args[2]
   if type(provider) ~= 'string' or type(payment) ~= 'string' then
     fail('body', 'expects a provider and a payment id')
   end
+  local gap = tonumber(args[3] or '2000') or 2000
   shard_of(base)
   local id = redis.call('HGET', base .. ':payments', provider .. ':' .. payment)
   if not id then return nil end
+  local now = now_ms()
   local due = redis.call('ZSCORE', base .. ':due', id)
   if due then
-    local now = now_ms()
-    if tonumber(due) <= now then return {id, 'due'} end
-    redis.call('ZADD', base .. ':due', 'XX', now, id)
+    due = tonumber(due)
+    if due <= now then return {id, 'due'} end
+    -- Not before the last check plus the gap (the record knows when that was).
+    local at = now
+    local rec = redis.call('HGET', base .. ':jobs', id)
+    local ok, v = pcall(parse_json, rec or '')
+    if ok and type(v) == 'table' and v.arr and is_object(v.arr[8]) then
+      local last = v.arr[8].obj.l
+      if type(last) == 'table' and last.num then at = math.max(now, tonumber(last.num) + gap) end
+    end
+    if at >= due then return {id, 'due'} end
+    redis.call('ZADD', base .. ':due', 'XX', at, id)
     redis.call('LPUSH', base .. ':signal', '1')
     redis.call('LTRIM', base .. ':signal', 0, SIGNALS_KEPT - 1)
     return {id, 'moved'}
   end
   if redis.call('ZSCORE', base .. ':leases', id) then
-    redis.call('HSET', base .. ':promoted', id, '1')
+    -- The running check may have asked before the payment moved: one more follows it, not
+    -- before the gap (the queue's settle reads this as "due not before").
+    redis.call('HSETNX', base .. ':promoted', id, string.format('%d', now + gap))
     return {id, 'running'}
   end
   return {id, 'none'}

@@ -58,6 +58,9 @@ pub struct CheckState {
     /// The last error, while polling goes on.
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the provider was last asked (Unix ms): provider webhooks keep a gap after it.
+    #[serde(rename = "l", default)]
+    pub last_checked_ms: i64,
     /// When the order reached its final status.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub final_at: Option<DateTime<Utc>>,
@@ -260,6 +263,7 @@ mod tests {
             raw_status: Some("paid".into()),
             poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
             last_error: None,
+            last_checked_ms: 0,
             final_at: None,
             detail: None,
             delivered_codes: vec!["SECRET-CODE".into()],
@@ -279,6 +283,7 @@ mod tests {
             raw_status: None,
             poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
             last_error: None,
+            last_checked_ms: 0,
             final_at: None,
             detail: None,
             delivered_codes: Vec::new(),
