@@ -118,7 +118,7 @@ fn paced_wait(result: &Result<(), DeliveryError>) -> Duration {
 }
 
 #[tokio::test]
-async fn paid_message_reaches_the_chat_with_escaped_values_and_codes() {
+async fn paid_message_reaches_the_chat_with_escaped_values_and_no_codes() {
     let h = Harness::start("tg-success").await;
     let sender = h.sender(h.config()).await;
 
@@ -143,8 +143,12 @@ async fn paid_message_reaches_the_chat_with_escaped_values_and_codes() {
         text.contains("foxreload") && text.contains("fox-77"),
         "{text}"
     );
-    assert!(text.contains("<code>FOX-AAAA-1111</code>"), "{text}");
-    assert!(text.contains("<code>FOX-BBBB-2222</code>"), "{text}");
+    // Delivered codes are secret: email and signed webhook only, never a chat.
+    assert!(
+        !text.contains("FOX-AAAA-1111") && !text.contains("FOX-BBBB-2222"),
+        "{text}"
+    );
+    assert!(text.contains("codes were sent by email"), "{text}");
 
     let unresolved = &messages[1];
     assert_eq!(unresolved.chat_id, ChatId::Username("@paywatch_ops".into()));
