@@ -44,20 +44,26 @@
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
+mod backoff;
 mod config;
 mod error;
+mod fetch;
 mod job;
 pub mod keys;
+mod lease;
+mod middleware;
 mod outcome;
 mod queue;
 mod scripts;
 mod settle;
+mod settler;
+mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
+pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
-pub use settle::{SettleLayer, SettleService};
