@@ -81,22 +81,15 @@ async fn a_killed_workers_lease_expires_and_another_process_reruns_the_job() {
     let _: () = c.del(&marks.started).await.expect("reset marks");
 
     let mut rescuer = spawn_worker(&url, &prefix, "slow", 2000, 10);
-    let done = wait_for("every job to be done", Duration::from_secs(30), || {
-        let mut c = c.clone();
-        let key = marks.done.clone();
-        async move {
-            let done: Vec<String> = c.lrange(&key, 0, -1).await.ok()?;
-            (done.len() >= 40).then_some(done)
-        }
-    })
-    .await;
-    // Handlers mark a job done just before their run is settled: wait for the settles too.
-    wait_for("every job to be settled", Duration::from_secs(10), || {
+    // Handlers mark a job done just before their run is settled, so "done" is read only once
+    // every job is settled: a job run twice would have marked itself twice by then.
+    wait_for("every job to be settled", Duration::from_secs(40), || {
         let q = q.clone();
         async move { q.stats().await.ok().filter(|s| s.total == 0) }
     })
     .await;
     kill9(&mut rescuer);
+    let done: Vec<String> = c.lrange(&marks.done, 0, -1).await.expect("done marks");
     let unique: HashSet<_> = done.iter().collect();
     assert_eq!(unique.len(), 40, "nothing lost");
     assert_eq!(done.len(), 40, "nothing completed twice");
