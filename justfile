@@ -25,10 +25,11 @@ tools:
 test: redis tools
     cargo test --workspace
 
-# Formatting and lints, warnings are errors.
+# Formatting, lints (warnings are errors) and unused dependencies (`cargo install cargo-machete --locked`).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo machete
 
 # Benchmarks side by side with the reference peer (BullMQ): `just bench queue`.
 bench what="queue": redis

@@ -41,23 +41,38 @@
 //! Every range in every script has a `LIMIT`; nothing unpacks an unbounded list. Retry policy
 //! ([`RetryPolicy`]) lives in Rust. `docs/queue.md` has the whole story.
 //!
+//! # Modules
+//!
+//! `queue` is the public handle; `shared` the per-process hub every other part meets at, so no
+//! module reaches into another's internals and there are no module cycles (only `backend`, which
+//! implements apalis' backend for the handle, depends on `queue`). A worker's side:
+//! `backend` (the apalis backend) → `fetch` (leasing, with `wake` for idle waits) →
+//! `middleware` (settles each run) → `settle` (what a result means) → `settler` (batched writes)
+//! and `lease` (extension and release). `backoff` paces every reconnect loop.
+//!
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
+mod backoff;
 mod config;
 mod error;
+mod fetch;
 mod job;
 pub mod keys;
+mod lease;
+mod middleware;
 mod outcome;
 mod queue;
 mod scripts;
 mod settle;
+mod settler;
+mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
+pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
-pub use settle::{SettleLayer, SettleService};
