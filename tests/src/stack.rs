@@ -17,6 +17,12 @@ use tokio::task::JoinHandle;
 
 use crate::{cleanup, redis_url, unique_prefix, wait_for};
 
+/// The API token of test stacks (their HTTP client sends it).
+pub const API_TOKEN: &str = "test-token-0123456789abcdefghij";
+
+/// The events-link secret of test stacks.
+pub const EVENTS_SECRET: &str = "test-events-secret-0123456789abcdef";
+
 /// The webhook signing secret of test stacks.
 pub const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -159,7 +165,7 @@ impl Stack {
                 .handcash_app_secret
                 .clone(),
         ));
-        let router = paywatch_producer::http::router(producer, handcash);
+        let router = paywatch_producer::http::router(producer, handcash, test_auth());
         let producer_task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -168,7 +174,7 @@ impl Stack {
             redis,
             sandbox,
             api,
-            http: reqwest::Client::new(),
+            http: authorized_client(),
             shards,
             producer_task,
         }
@@ -351,4 +357,23 @@ impl Stack {
         self.producer_task.abort();
         cleanup(&self.redis, &self.prefix).await;
     }
+}
+
+/// The credentials of test stacks: [`API_TOKEN`] and [`EVENTS_SECRET`].
+pub fn test_auth() -> paywatch_producer::auth::ApiAuth {
+    paywatch_producer::auth::ApiAuth::new([API_TOKEN.to_string()], Some(EVENTS_SECRET.to_string()))
+        .expect("auth")
+}
+
+/// An HTTP client that sends the test stacks' API token with every request.
+pub fn authorized_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer test-token-0123456789abcdefghij"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }

@@ -726,3 +726,159 @@ async fn the_function_library_is_never_downgraded() {
         .expect("submits after reloading the library");
     assert_eq!(submitted, paywatch_producer::Submitted::Created);
 }
+
+/// The API needs a token (any of several, for rotation); health, readiness and provider
+/// webhooks do not, and tokens never show in answers.
+#[tokio::test]
+async fn the_api_needs_a_token() {
+    let stack = Stack::start("door-auth").await;
+    let plain = reqwest::Client::new();
+    let order = json!({"order_id": "auth-1", "provider": "cashless", "payment_id": "p"});
+    for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
+        let mut post = plain.post(format!("{}/v1/orders", stack.api)).json(&order);
+        let mut get = plain.get(format!("{}/v1/orders/auth-1", stack.api));
+        if let Some(token) = token {
+            post = post.bearer_auth(token);
+            get = get.bearer_auth(token);
+        }
+        let post = post.send().await.expect("post");
+        assert_eq!(post.status().as_u16(), 401, "{token:?}");
+        assert_eq!(
+            post.headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer realm=\"paywatch\"")
+        );
+        assert_eq!(get.send().await.expect("get").status().as_u16(), 401);
+    }
+    assert!(stack.order("auth-1").await.is_none(), "nothing stored");
+    for open in ["/healthz", "/readyz"] {
+        let code = plain
+            .get(format!("{}{open}", stack.api))
+            .send()
+            .await
+            .expect("get")
+            .status();
+        assert_eq!(code.as_u16(), 200, "{open}");
+    }
+    let hook = plain
+        .post(format!("{}/webhooks/cashless", stack.api))
+        .json(&json!({"bill": {"id": "unknown"}}))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(
+        hook.status().as_u16(),
+        200,
+        "provider webhooks keep their own checks"
+    );
+    let (code, reply) = stack.submit(&order).await;
+    assert_eq!(code, 202);
+    assert!(!reply.to_string().contains(paywatch_tests::stack::API_TOKEN));
+    // Rotation: a second token works beside the first.
+    let auth = paywatch_producer::auth::ApiAuth::new(
+        [
+            paywatch_tests::stack::API_TOKEN.to_string(),
+            "next-token-abcdefghijklmnopqrstuv".to_string(),
+        ],
+        None,
+    )
+    .expect("auth");
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        "Bearer next-token-abcdefghijklmnopqrstuv"
+            .parse()
+            .expect("header"),
+    );
+    assert!(auth.allows(&headers));
+    stack.finish().await;
+}
+
+/// A front end follows one order live: the current state first, then each change, and the
+/// stream ends once paywatch stops watching. With the signed link, no API token is needed.
+#[tokio::test]
+async fn a_front_end_follows_an_order_over_server_sent_events() {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let stack = Stack::start("door-sse").await;
+    let bill = stack.payment(
+        paywatch_sandbox::NewPayment::new(paywatch_sandbox::Provider::Cashless)
+            .step(0, "NOT_PAID")
+            .step(1500, "PARTIALLY_PAID")
+            .step(3000, "FULLY_PAID"),
+    );
+    let (code, reply) = stack
+        .submit(&json!({"order_id": "live/1", "provider": "cashless", "payment_id": bill}))
+        .await;
+    assert_eq!(code, 202);
+    let link = reply["links"]["events"]
+        .as_str()
+        .expect("events link")
+        .to_string();
+    assert!(
+        link.starts_with("/v1/orders/live%2F1/events?sig="),
+        "{link}"
+    );
+    // Without the signature (and without a token) the stream is refused.
+    let plain = reqwest::Client::new();
+    let unsigned = plain
+        .get(format!("{}/v1/orders/live%2F1/events", stack.api))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let forged = plain
+        .get(format!("{}{}", stack.api, link.replace("sig=", "sig=x")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(forged.status().as_u16(), 401);
+
+    let response = plain
+        .get(format!("{}{link}", stack.api))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+    );
+    let worker = stack.worker(&stack.worker_args(0.1)).await;
+    let events: Vec<Value> = tokio::time::timeout(
+        Duration::from_secs(30),
+        response
+            .bytes_stream()
+            .eventsource()
+            .map(|e| {
+                let e = e.expect("event");
+                assert_eq!(e.event, "status");
+                serde_json::from_str::<Value>(&e.data).expect("json")
+            })
+            .collect(),
+    )
+    .await
+    .expect("the stream ends once the order is final");
+    worker.stop().await;
+    let statuses: Vec<&str> = events.iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(statuses.first(), Some(&"pending"), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&"paid"), "{statuses:?}");
+    assert!(statuses.contains(&"partially_paid"), "{statuses:?}");
+    let last = events.last().expect("events");
+    assert_eq!(last["phase"], json!("final"));
+    assert_eq!(last["order_id"], json!("live/1"));
+    // The API token works on the stream too; a final order's stream is one event long.
+    let again = stack
+        .http
+        .get(format!("{}/v1/orders/live%2F1/events", stack.api))
+        .send()
+        .await
+        .expect("events");
+    let events: Vec<_> = again.bytes_stream().eventsource().collect().await;
+    assert_eq!(events.len(), 1);
+    stack.finish().await;
+}

@@ -21,9 +21,13 @@ async fn health_readiness_and_errors_while_redis_is_away() {
         .expect("bind");
     let api = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, paywatch_producer::http::router(producer, None)).await;
+        let _ = axum::serve(
+            listener,
+            paywatch_producer::http::router(producer, None, paywatch_tests::stack::test_auth()),
+        )
+        .await;
     });
-    let http = reqwest::Client::new();
+    let http = paywatch_tests::stack::authorized_client();
     let status = |path: &'static str| {
         let (http, api) = (http.clone(), api.clone());
         async move {

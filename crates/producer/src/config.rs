@@ -65,6 +65,19 @@ pub struct ServeArgs {
     /// storm of webhooks costs a few provider calls, not one each.
     #[arg(long, env = "PAYWATCH_WEBHOOK_MIN_GAP", default_value = "2s", value_parser = paywatch_core::durations::parse_duration)]
     pub webhook_min_gap: std::time::Duration,
+    /// API tokens accepted on /v1/* as `Authorization: Bearer <token>`, comma-separated (several
+    /// at once to rotate them); at least 24 characters each.
+    #[arg(
+        long,
+        env = "PAYWATCH_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
+    /// Secret that signs each order's events link, so a browser can follow one order's status
+    /// without an API token (unset: the events stream needs a token too).
+    #[arg(long, env = "PAYWATCH_EVENTS_SECRET", hide_env_values = true)]
+    pub events_secret: Option<String>,
     /// HandCash app secret, to authenticate HandCash webhooks (refused when unset).
     #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
     pub handcash_app_secret: Option<String>,

@@ -6,7 +6,12 @@
 //!   it is the one judge of every door.
 //! - `GET /v1/orders/{order_id}` → the order as it stands. Order ids may hold any printable ASCII;
 //!   `links.self` percent-encodes them, so every accepted id is reachable through its link.
+//! - `GET /v1/orders/{order_id}/events` → Server-Sent Events: the order as it stands, then every
+//!   change, closing once paywatch has stopped watching it (see [`crate::events`]).
 //! - `GET /healthz` (the process is up), `GET /readyz` (Redis answers).
+//!
+//! `/v1/*` needs an API token (`Authorization: Bearer …`, see [`crate::auth`]); the events stream
+//! also takes the per-order signature a shop's backend can hand to its front end.
 //! - `POST /webhooks/cashless`, `POST /webhooks/handcash`: provider webhooks (see
 //!   [`crate::webhooks`]).
 
@@ -21,7 +26,17 @@ use paywatch_core::{OrderId, PaymentStatus};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
+use crate::auth::ApiAuth;
 use crate::{Producer, ProducerError, Submitted};
+
+/// What the API's handlers share.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Orders.
+    pub producer: Producer,
+    /// Credentials.
+    pub auth: ApiAuth,
+}
 
 /// What stays unescaped in a path segment: RFC 3986's unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -34,20 +49,36 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The API's routes over a [`Producer`], provider webhooks included.
-pub fn router(producer: Producer, handcash_app_secret: Option<paywatch_core::Secret>) -> Router {
+pub fn router(
+    producer: Producer,
+    handcash_app_secret: Option<paywatch_core::Secret>,
+    auth: ApiAuth,
+) -> Router {
     let webhooks = crate::webhooks::router(crate::webhooks::WebhookState {
         producer: producer.clone(),
         handcash_app_secret,
     });
-    Router::new()
+    let api = Api { producer, auth };
+    let orders = Router::new()
         .route(
             "/v1/orders",
             post(create_order).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
         )
         .route("/v1/orders/{order_id}", get(get_order))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.auth.clone(),
+            crate::auth::require_token,
+        ));
+    Router::new()
+        .merge(orders)
+        // Checks its own credentials: a token, or the order's signature for browsers.
+        .route(
+            "/v1/orders/{order_id}/events",
+            get(crate::events::order_events),
+        )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
-        .with_state(producer)
+        .with_state(api)
         .merge(webhooks)
 }
 
@@ -56,7 +87,21 @@ pub fn order_path(order_id: &str) -> String {
     format!("/v1/orders/{}", utf8_percent_encode(order_id, SEGMENT))
 }
 
-fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+/// An order's links: itself, and its events stream (signed for browsers when a secret is set).
+pub fn links(auth: &ApiAuth, order_id: &str) -> Value {
+    let path = order_path(order_id);
+    let events = match auth.events_signature(order_id) {
+        Some(sig) => format!("{path}/events?sig={sig}"),
+        None => format!("{path}/events"),
+    };
+    json!({"self": path, "events": events})
+}
+
+pub(crate) fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    field: Option<&str>,
+) -> Response {
     let mut body = json!({"error": message.into()});
     if let Some(field) = field {
         body["field"] = json!(field);
@@ -64,7 +109,7 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
     (status, Json(body)).into_response()
 }
 
-fn internal(e: &ProducerError) -> Response {
+pub(crate) fn internal(e: &ProducerError) -> Response {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "redis unavailable");
         error(
@@ -87,11 +132,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn create_order(
-    State(producer): State<Producer>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     // A form or a text/plain body is what a cross-site page can send without asking.
     if !is_json(&headers) {
         return error(
@@ -100,7 +141,7 @@ async fn create_order(
             Some("content-type"),
         );
     }
-    let submitted = match producer.submit_json(&body).await {
+    let submitted = match api.producer.submit_json(&body).await {
         Ok(s) => s,
         Err(ProducerError::Invalid(f)) if f.is_syntax() => {
             return error(StatusCode::BAD_REQUEST, f.to_string(), Some(&f.field));
@@ -142,13 +183,13 @@ async fn create_order(
             "status": status,
             "phase": phase,
             "created": created,
-            "links": {"self": order_path(order_id)},
+            "links": links(&api.auth, order_id),
         })),
     )
         .into_response()
 }
 
-async fn get_order(State(producer): State<Producer>, Path(order_id): Path<String>) -> Response {
+async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Response {
     let Ok(id) = order_id.parse::<OrderId>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -156,8 +197,12 @@ async fn get_order(State(producer): State<Producer>, Path(order_id): Path<String
             Some("order_id"),
         );
     };
-    match producer.order(&id).await {
-        Ok(Some(view)) => Json(order_view(&view)).into_response(),
+    match api.producer.order(&id).await {
+        Ok(Some(view)) => {
+            let mut body = order_view(&view);
+            body["links"] = links(&api.auth, id.as_str());
+            Json(body).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no order {id}"), None),
         Err(e) => internal(&e),
     }
@@ -195,8 +240,8 @@ pub fn order_view(view: &OrderView) -> Value {
     })
 }
 
-async fn ready(State(producer): State<Producer>) -> Response {
-    if producer.ready().await {
+async fn ready(State(api): State<Api>) -> Response {
+    if api.producer.ready().await {
         Json(json!({"status": "ready"})).into_response()
     } else {
         error(StatusCode::SERVICE_UNAVAILABLE, "redis unreachable", None)

@@ -6,7 +6,9 @@
 //! client (docs/enqueue-from-any-language.md). So they accept and refuse exactly the same orders.
 //! Provider webhooks ([`webhooks`]) move an order's scheduled check to now.
 
+pub mod auth;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod webhooks;
 

@@ -31,11 +31,12 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
+            let auth = paywatch_producer::auth::ApiAuth::new(args.api_tokens, args.events_secret)?;
             let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
             let producer = producer.with_webhook_gap(args.webhook_min_gap);
             paywatch_producer::serve(
                 listener,
-                http::router(producer, handcash),
+                http::router(producer, handcash, auth),
                 paywatch_core::shutdown::signal(),
             )
             .await?;

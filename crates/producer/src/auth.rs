@@ -1,0 +1,192 @@
+//! Who may use the API: bearer tokens for `/v1/*`, and signed links for a browser's live status.
+//!
+//! Several tokens may be configured at once so they can be rotated without downtime (add the new
+//! one, move clients over, remove the old one). Tokens are compared in constant time, every one of
+//! them, so the time taken says nothing about which prefix matched. A browser cannot send an
+//! `Authorization` header with `EventSource` and must never hold the shop's API token, so the
+//! events stream also accepts a per-order signature (HMAC-SHA256 of the order id under
+//! `PAYWATCH_EVENTS_SECRET`) that the shop's backend hands to its front end.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use paywatch_core::Secret;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// The shortest token accepted: long enough that guessing is hopeless.
+pub const MIN_TOKEN_LEN: usize = 24;
+
+/// A token or secret that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct AuthConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong (never the value).
+    pub problem: String,
+}
+
+/// The API's credentials.
+#[derive(Debug, Clone)]
+pub struct ApiAuth {
+    tokens: Vec<Secret>,
+    events_secret: Option<Secret>,
+}
+
+fn check(variable: &'static str, value: &str) -> Result<(), AuthConfigError> {
+    if value.len() < MIN_TOKEN_LEN {
+        return Err(AuthConfigError {
+            variable,
+            problem: format!("each value must be at least {MIN_TOKEN_LEN} characters long"),
+        });
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthConfigError {
+            variable,
+            problem: "values may only contain printable ASCII without spaces".into(),
+        });
+    }
+    Ok(())
+}
+
+impl ApiAuth {
+    /// Tokens accepted on `/v1/*` (at least one), and the secret that signs events links.
+    pub fn new(
+        tokens: impl IntoIterator<Item = String>,
+        events_secret: Option<String>,
+    ) -> Result<Self, AuthConfigError> {
+        let tokens: Vec<String> = tokens.into_iter().filter(|t| !t.is_empty()).collect();
+        if tokens.is_empty() {
+            return Err(AuthConfigError {
+                variable: "PAYWATCH_API_TOKENS",
+                problem: "set at least one API token (comma-separated for rotation)".into(),
+            });
+        }
+        for token in &tokens {
+            check("PAYWATCH_API_TOKENS", token)?;
+        }
+        if let Some(secret) = &events_secret {
+            check("PAYWATCH_EVENTS_SECRET", secret)?;
+        }
+        Ok(Self {
+            tokens: tokens.into_iter().map(Secret::new).collect(),
+            events_secret: events_secret.map(Secret::new),
+        })
+    }
+
+    /// Whether the request carries one of the tokens.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(presented) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // Compare against every token, always, so timing tells nothing.
+        self.tokens.iter().fold(false, |found, token| {
+            found | bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()))
+        })
+    }
+
+    /// The signature that lets a browser follow one order's events, when a secret is set.
+    pub fn events_signature(&self, order_id: &str) -> Option<String> {
+        let secret = self.events_secret.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).ok()?;
+        mac.update(b"paywatch events v1\0");
+        mac.update(order_id.as_bytes());
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// Whether `signature` is the events signature of `order_id`.
+    pub fn verifies(&self, order_id: &str, signature: &str) -> bool {
+        self.events_signature(order_id)
+            .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(signature.as_bytes())))
+    }
+}
+
+/// The 401 every unauthenticated request gets.
+pub fn unauthorized() -> Response {
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({
+            "error": "send an API token: Authorization: Bearer <token>",
+            "field": "authorization",
+        })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"paywatch\""),
+    );
+    response
+}
+
+/// Middleware: the request must carry a token.
+pub async fn require_token(State(auth): State<ApiAuth>, request: Request, next: Next) -> Response {
+    if auth.allows(request.headers()) {
+        next.run(request).await
+    } else {
+        unauthorized()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "token-aaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "token-bbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn every_configured_token_works_and_nothing_else() {
+        let auth = ApiAuth::new([A.to_string(), B.to_string()], None).expect("valid");
+        assert!(auth.allows(&bearer(A)) && auth.allows(&bearer(B)));
+        assert!(!auth.allows(&bearer("token-aaaaaaaaaaaaaaaaaaaaaaab")));
+        assert!(!auth.allows(&bearer(&A[..A.len() - 1])));
+        assert!(!auth.allows(&HeaderMap::new()));
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert!(!auth.allows(&basic));
+    }
+
+    #[test]
+    fn bad_configuration_names_the_variable_and_never_the_value() {
+        let e = ApiAuth::new(Vec::<String>::new(), None).expect_err("none");
+        assert_eq!(e.variable, "PAYWATCH_API_TOKENS");
+        let e = ApiAuth::new(["short-secret".to_string()], None).expect_err("short");
+        assert!(!e.to_string().contains("short-secret"), "{e}");
+        let e = ApiAuth::new([A.to_string()], Some("tiny".into())).expect_err("tiny");
+        assert_eq!(e.variable, "PAYWATCH_EVENTS_SECRET");
+        let debug = format!("{:?}", ApiAuth::new([A.to_string()], None).expect("ok"));
+        assert!(!debug.contains(A), "{debug}");
+    }
+
+    #[test]
+    fn events_signatures_are_per_order() {
+        let auth = ApiAuth::new([A.to_string()], Some(B.to_string())).expect("valid");
+        let sig = auth.events_signature("o-1").expect("signed");
+        assert!(auth.verifies("o-1", &sig));
+        assert!(!auth.verifies("o-2", &sig));
+        assert!(!auth.verifies("o-1", "x"));
+        let unsigned = ApiAuth::new([A.to_string()], None).expect("valid");
+        assert_eq!(unsigned.events_signature("o-1"), None);
+        assert!(!unsigned.verifies("o-1", &sig));
+    }
+}
