@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use paywatch_queue::{JobId, NewJob, QueueConfig, RedisQueue};
-use paywatch_tests::{RedisServer, TestJob, cleanup, marks, redis_url, unique_prefix, wait_for};
+use paywatch_tests::{
+    Marks, RedisServer, TestJob, cleanup, marks, redis_url, unique_prefix, wait_for,
+};
 use redis::AsyncCommands;
 use tokio::sync::Semaphore;
 
@@ -41,6 +43,20 @@ async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
         .expect("connect")
 }
 
+/// Waits until handlers have started at least `jobs` distinct jobs.
+async fn wait_started(c: &redis::aio::MultiplexedConnection, marks: &Marks, jobs: u64) {
+    wait_for(
+        &format!("workers to start {jobs} job(s)"),
+        Duration::from_secs(20),
+        || {
+            let mut c = c.clone();
+            let key = marks.started.clone();
+            async move { (c.scard::<_, u64>(&key).await.ok()? >= jobs).then_some(()) }
+        },
+    )
+    .await;
+}
+
 async fn queue(url: &str, prefix: &str, lease: Duration) -> RedisQueue<TestJob> {
     let config = QueueConfig::new("jobs")
         .with_prefix(prefix)
@@ -66,16 +82,7 @@ async fn a_killed_workers_lease_expires_and_another_process_reruns_the_job() {
     }
     // The first process hangs inside its jobs; kill it once it holds some.
     let mut doomed = spawn_worker(&url, &prefix, "hang", 2000, 0);
-    wait_for(
-        "the doomed worker to start jobs",
-        Duration::from_secs(20),
-        || {
-            let mut c = c.clone();
-            let key = marks.started.clone();
-            async move { (c.scard::<_, u64>(&key).await.ok()? >= 4).then_some(()) }
-        },
-    )
-    .await;
+    wait_started(&c, &marks, 4).await;
     kill9(&mut doomed);
     let killed_at = Instant::now();
     let _: () = c.del(&marks.started).await.expect("reset marks");
@@ -116,16 +123,7 @@ async fn leases_are_reclaimed_within_lease_plus_one_second() {
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let mut doomed = spawn_worker(&url, &prefix, "hang", 2000, 0);
-    wait_for(
-        "the doomed worker to start the job",
-        Duration::from_secs(20),
-        || {
-            let mut c = c.clone();
-            let key = marks.started.clone();
-            async move { (c.scard::<_, u64>(&key).await.ok()? >= 1).then_some(()) }
-        },
-    )
-    .await;
+    wait_started(&c, &marks, 1).await;
     let rescuer = WorkerBuilder::new("rescuer")
         .backend(q.clone())
         .data(tx)
