@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `just demo`: sandbox providers, the producer API, two checking workers and a notifier on the
 # local Redis; ~40 orders across the four providers; live progress and a summary. Notifications go
-# to the sandbox's fake Telegram, to a signature-verifying webhook endpoint run by the demo, and to
-# a local SMTP sink when the test tools are installed (`just tools`). Stops everything it started.
+# to the sandbox's fake Telegram, to a signature-verifying webhook endpoint and to a local SMTP
+# server, both run inside paywatch-demo. Stops everything it started. Runs without just: it uses
+# the Redis at REDIS_URL, or has scripts/ensure-redis.sh start one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet -p paywatch-sandbox -p paywatch-producer -p paywatch-worker --bins
-bin=target/debug
+scripts/ensure-redis.sh "${REDIS_URL:=redis://127.0.0.1:6379}"
+bin="$(scripts/cargo-bins.sh --quiet -p paywatch-sandbox -p paywatch-producer -p paywatch-worker --bins)"
 logs=.paywatch/demo
 mkdir -p "$logs"
 read -r sandbox_port api_port metrics_a metrics_b receiver_port smtp_port < <($bin/paywatch-demo ports 6 | paste -sd ' ')
@@ -34,19 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 export REDIS_URL PAYWATCH_PREFIX="$prefix" RUST_LOG="${RUST_LOG:-info}"
-notifier_queues="notify-telegram,notify-webhook,notify-ops"
-email_args=()
-demo_email_args=()
-if [[ -x .paywatch/venv/bin/python ]]; then
-    : >"$logs/mail.jsonl"
-    .paywatch/venv/bin/python tests/support/smtp_sink.py --port "$smtp_port" --record "$logs/mail.jsonl" >"$logs/smtp.log" 2>&1 &
-    pids+=($!)
-    notifier_queues="notify-email,$notifier_queues"
-    email_args=(--smtp-url "smtp://127.0.0.1:$smtp_port" --email-from "paywatch demo <payments@shop.example>")
-    demo_email_args=(--email buyer@example.com --mail-record "$logs/mail.jsonl")
-else
-    echo "demo: no SMTP sink (run 'just tools' for one); email is left out"
-fi
+notifier_queues="notify-email,notify-telegram,notify-webhook,notify-ops"
 
 $bin/paywatch-sandbox --listen "127.0.0.1:$sandbox_port" --webhook-target "$api" >"$logs/sandbox.log" 2>&1 &
 pids+=($!)
@@ -59,9 +48,11 @@ for i in a b; do
     pids+=($!)
 done
 PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-worker --name demo-notifier --sandbox-url "$sandbox" \
-    --queues "$notifier_queues" "${email_args[@]}" --webhook-allow-hosts 127.0.0.1 \
+    --queues "$notifier_queues" --smtp-url "smtp://127.0.0.1:$smtp_port" \
+    --email-from "paywatch demo <payments@shop.example>" --webhook-allow-hosts 127.0.0.1 \
     --telegram-chat-interval 10ms --ops-telegram-chat-id 42 --ops-interval 5s >"$logs/notifier.log" 2>&1 &
 pids+=($!)
 echo "demo: sandbox $sandbox, producer $api, checkers with metrics on :$metrics_a and :$metrics_b, keys under $prefix"
 PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-demo run --sandbox "$sandbox" --api "$api" \
-    --metrics "http://127.0.0.1:$metrics_a/metrics" --receiver "127.0.0.1:$receiver_port" "${demo_email_args[@]}"
+    --metrics "http://127.0.0.1:$metrics_a/metrics" --receiver "127.0.0.1:$receiver_port" \
+    --email buyer@example.com --smtp "127.0.0.1:$smtp_port"

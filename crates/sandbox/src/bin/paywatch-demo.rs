@@ -48,12 +48,12 @@ enum Command {
         /// The webhook signing secret the workers use.
         #[arg(long, env = "PAYWATCH_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
-        /// Email address to notify (when an SMTP sink runs).
-        #[arg(long)]
+        /// Email address to notify (with --smtp).
+        #[arg(long, requires = "smtp")]
         email: Option<String>,
-        /// The SMTP sink's record file (one JSON line per accepted message).
-        #[arg(long)]
-        mail_record: Option<std::path::PathBuf>,
+        /// Where to run the local SMTP server the notifier delivers email to.
+        #[arg(long, requires = "email")]
+        smtp: Option<std::net::SocketAddr>,
     },
 }
 
@@ -236,7 +236,7 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 struct Notify {
     receiver: Option<Receiver>,
     email: Option<String>,
-    mail_record: Option<std::path::PathBuf>,
+    smtp: Option<paywatch_sandbox::smtp::SmtpSink>,
 }
 
 /// Deliveries a receiver saw: all, signature-verified, distinct webhook ids.
@@ -514,7 +514,11 @@ async fn run(
         telegram = to(1001);
         ops = to(42);
         let hooks = notify.receiver.as_ref().map_or(expected, |r| r.counts().2);
-        if telegram >= expected && hooks >= expected && ops >= 1 {
+        let mails = notify
+            .smtp
+            .as_ref()
+            .map_or(expected, |smtp| smtp.messages().len());
+        if telegram >= expected && hooks >= expected && mails >= expected && ops >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -534,11 +538,9 @@ async fn run(
             "  Signed webhooks: {got} received, {verified} signature-verified, {ids} distinct webhook ids"
         );
     }
-    if let Some(record) = &notify.mail_record {
-        let mails = std::fs::read_to_string(record)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        println!("  Email (local SMTP sink): {mails} messages");
+    if let Some(smtp) = &notify.smtp {
+        let mails = smtp.messages().len();
+        println!("  Email (local SMTP server): {mails} messages");
     }
     println!("\nWhere to look next:");
     println!(
@@ -573,16 +575,24 @@ fn main() -> anyhow::Result<()> {
             receiver,
             webhook_secret,
             email,
-            mail_record,
+            smtp,
         } => tokio::runtime::Runtime::new()?.block_on(async move {
             let receiver = match (receiver, webhook_secret) {
                 (Some(addr), Some(secret)) => Some(Receiver::start(addr, &secret).await?),
                 _ => None,
             };
+            let smtp = match smtp {
+                Some(addr) => Some(
+                    paywatch_sandbox::smtp::SmtpSink::start(Default::default(), addr)
+                        .await
+                        .with_context(|| format!("SMTP server on {addr}"))?,
+                ),
+                None => None,
+            };
             let notify = Notify {
                 receiver,
                 email,
-                mail_record,
+                smtp,
             };
             let timeout = Duration::from_secs(timeout_s);
             run(&sandbox, &api, metrics.as_deref(), timeout, notify).await
