@@ -178,27 +178,38 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a fresh server (no persistence) and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with_password(None).await
+    }
+
+    /// Same, requiring `password` (`requirepass`) when one is given; [`RedisServer::url`]
+    /// carries it.
+    pub async fn start_with_password(password: Option<&str>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("paywatch-redis-{port}"));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         let mut server = Self {
             port,
             dir,
+            password: password.map(str::to_owned),
             child: None,
         };
         server.spawn().await;
         server
     }
 
-    /// The URL of this server.
+    /// The URL of this server (with its password, if it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The TCP port the server listens on.
@@ -221,9 +232,19 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new(redis_server_binary());
+        command.args(["--port", &self.port.to_string()]).args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

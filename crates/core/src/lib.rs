@@ -39,6 +39,6 @@ pub use providers::{
     CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,
     MiracleCashConfig, ProviderClient, ProvidersConfig,
 };
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 pub use status::{PaymentStatus, UnknownPaymentStatus};
 pub use store::{Created, HistoryEntry, OrderRecord, OrderStore, StoreError};
