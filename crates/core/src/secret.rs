@@ -232,7 +232,10 @@ fn redact_secret_keys(text: &str) -> String {
         let is_key = j < bytes.len() && bytes[j] == b':';
         let lowered = key.to_ascii_lowercase();
         if !is_key || !SECRET_KEYS.iter().any(|k| lowered.contains(k)) {
-            i = after_key;
+            // Try the next quote, not the one after this "string": the body is broken JSON, and
+            // one stray quote would otherwise pair every later quote wrongly and hide the keys
+            // (`"{"appSecret": "…"` leaked the secret).
+            i += 1;
             continue;
         }
         j += 1;
@@ -413,6 +416,19 @@ mod tests {
         assert!(!snippet.contains("CODE-1"), "{snippet}");
         assert!(!snippet.contains("12345"), "{snippet}");
         assert!(snippet.contains("completed"), "{snippet}");
+    }
+
+    #[test]
+    fn snippet_redacts_secret_values_after_a_stray_quote() {
+        // Found by the providers' property tests.
+        for body in [
+            r#""{"appSecret": "aa0Aa0", "status": "ok"}"#,
+            r#"x" "y {"token": "aa0Aa0"}"#,
+            r#"{"note": "a " b", "api_key": "aa0Aa0"}"#,
+        ] {
+            let snippet = redacted_snippet(body.as_bytes(), &[]);
+            assert!(!snippet.contains("aa0Aa0"), "{body} -> {snippet}");
+        }
     }
 
     #[test]
