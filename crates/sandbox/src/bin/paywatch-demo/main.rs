@@ -3,7 +3,8 @@
 //! It scripts ~40 payments in a running paywatch-sandbox (every terminal status of every
 //! provider, partial payments, rate limits, provider webhooks, a payment nobody settles and one
 //! the provider never heard of), submits an order for each through the producer's HTTP API, shows
-//! live progress, and ends with a summary table. `scripts/demo.sh` starts and stops the processes.
+//! live progress, and ends with a summary table. `paywatch-demo up` (the `up` module) starts
+//! and stops the processes around it; `run` drives a fleet started some other way.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+
+mod up;
 
 #[derive(Debug, Parser)]
 #[command(about)]
@@ -27,6 +30,13 @@ enum Command {
     Ports {
         #[arg(default_value_t = 1)]
         n: usize,
+    },
+    /// The whole demo: Redis if none answers, the sandbox, the producer, two checkers and a
+    /// notifier (built by cargo), the scenario, a summary; then everything is stopped.
+    Up {
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 50)]
+        timeout_s: u64,
     },
     /// Run the scenario against a running sandbox and producer.
     Run {
@@ -566,6 +576,9 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", l.local_addr()?.port());
             }
             Ok(())
+        }
+        Command::Up { timeout_s } => {
+            tokio::runtime::Runtime::new()?.block_on(up::up(Duration::from_secs(timeout_s)))
         }
         Command::Run {
             sandbox,
