@@ -75,3 +75,62 @@ async fn a_built_worker_shows_no_secret_in_debug() {
     }
     assert!(text.contains("127.0.0.1"), "{text}");
 }
+
+/// A worker whose Redis refuses its password, is not there, or whose URL is broken says so (it
+/// exits, or keeps retrying with a warning) without showing the password or any other
+/// credential it was given.
+#[tokio::test]
+async fn a_worker_that_cannot_reach_redis_shows_no_secret() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let redis = RedisServer::start_with_password(Some(REDIS_PASSWORD)).await;
+    let wrong = "wr0ng-redis-pw-77e1";
+    let closed = paywatch_tests::free_port();
+    for url in [
+        format!("redis://:{wrong}@127.0.0.1:{}", redis.port()),
+        format!("redis://:{wrong}@127.0.0.1:{closed}"),
+        format!("redis://:{wrong}@127.0.0.1:notaport"),
+    ] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pw-worker"))
+            .args([
+                "--queues",
+                "notify-telegram",
+                "--sandbox-url",
+                "http://127.0.0.1:1",
+            ])
+            .env("REDIS_URL", &url)
+            .env("TELEGRAM_BOT_TOKEN", "123:tg-token-7a0e44")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run pw-worker");
+        // Logs go to stdout or stderr depending on the subscriber; read both, one line at a time,
+        // until the worker has said what is wrong (or exited), within a deadline.
+        let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut text = String::new();
+        let said_so = |text: &str| text.contains("unavailable") || text.contains("rror");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mut out_open, mut err_open) = (true, true);
+        while (out_open || err_open) && !said_so(&text) {
+            let line = tokio::select! {
+                line = out.next_line(), if out_open => line.ok().flatten().or_else(|| { out_open = false; None }),
+                line = err.next_line(), if err_open => line.ok().flatten().or_else(|| { err_open = false; None }),
+                _ = tokio::time::sleep_until(deadline) => panic!("{url}: nothing said within 30 s: {text}"),
+            };
+            if let Some(line) = line {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        assert!(said_so(&text), "{url}: exited without an error: {text}");
+        for needle in [wrong, "tg-token-7a0e44"] {
+            assert!(!text.contains(needle), "{needle} in: {text}");
+        }
+    }
+}
