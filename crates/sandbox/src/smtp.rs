@@ -145,7 +145,11 @@ async fn accept(listener: TcpListener, builder: SessionBuilder, handler: SinkHan
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else {
+                    // Out of descriptors and the like: do not spin on a failing accept.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
                 let session = builder.build(peer.ip(), handler.clone());
                 sessions.spawn(async move {
                     if let Err(e) = serve(stream, session).await {
