@@ -14,7 +14,10 @@ fi
 if [[ ! -d bench/bullmq/node_modules ]]; then
     (cd bench/bullmq && npm ci --no-audit --no-fund --loglevel=error)
 fi
-cargo build --release -p paywatch-bench
-mkdir -p target/bench
-target/release/paywatch-bench compare --redis "$REDIS_URL" --out target/bench/queue.md ${BENCH_ARGS:-}
-echo "table written to target/bench/queue.md"
+bin="$(scripts/cargo-bins.sh --release -p paywatch-bench)"
+# Wherever cargo builds (CARGO_TARGET_DIR moves it), the table goes next to the build.
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"\(.*\)"$/\1/')"
+mkdir -p "$target_dir/bench"
+"$bin/paywatch-bench" compare --redis "$REDIS_URL" --out "$target_dir/bench/queue.md" ${BENCH_ARGS:-}
+echo "table written to $target_dir/bench/queue.md"

@@ -1,67 +1,10 @@
 #!/usr/bin/env bash
-# `just demo`: sandbox providers, the producer API, two checking workers and a notifier on the
-# local Redis; ~40 orders across the four providers; live progress and a summary. Notifications go
-# to the sandbox's fake Telegram, to a signature-verifying webhook endpoint run by the demo, and to
-# a local SMTP sink when the test tools are installed (`just tools`). Stops everything it started.
+# `just demo`: sandbox providers, the producer API, two checking workers and a notifier on Redis;
+# ~40 orders across the four providers; live progress and a summary; email, Telegram and signed
+# webhooks all delivered (to the sandbox's Telegram and to a webhook endpoint and an SMTP server
+# run inside paywatch-demo). Stops everything it started. All the work is `paywatch-demo up`,
+# which runs the same without this script:
+#   cargo run -p paywatch-sandbox --bin paywatch-demo -- up
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-cargo build --quiet -p paywatch-sandbox -p paywatch-producer -p paywatch-worker --bins
-bin=target/debug
-logs=.paywatch/demo
-mkdir -p "$logs"
-read -r sandbox_port api_port metrics_a metrics_b receiver_port smtp_port < <($bin/paywatch-demo ports 6 | paste -sd ' ')
-prefix="paywatch-demo-$$"
-sandbox="http://127.0.0.1:$sandbox_port"
-api="http://127.0.0.1:$api_port"
-# A demo-only signing key (the Standard Webhooks spec's example key).
-secret="whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
-
-# Demo-speed polling: 0.5 s first delay ×1.5 up to 2 s; HandCash gives up after 12 s (unresolved).
-fast='{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"45s","not_found_retries":3}'
-handcash='{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"12s"}'
-policies="{\"cashless\":$fast,\"handcash\":$handcash,\"miraclecash\":$fast,\"foxreload\":$fast}"
-
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if command -v redis-cli >/dev/null 2>&1; then
-        redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
-    fi
-    echo "demo: stopped everything it started (logs in $logs/)"
-}
-trap cleanup EXIT
-
-export REDIS_URL PAYWATCH_PREFIX="$prefix" RUST_LOG="${RUST_LOG:-info}"
-notifier_queues="notify-telegram,notify-webhook,notify-ops"
-email_args=()
-demo_email_args=()
-if [[ -x .paywatch/venv/bin/python ]]; then
-    : >"$logs/mail.jsonl"
-    .paywatch/venv/bin/python tests/support/smtp_sink.py --port "$smtp_port" --record "$logs/mail.jsonl" >"$logs/smtp.log" 2>&1 &
-    pids+=($!)
-    notifier_queues="notify-email,$notifier_queues"
-    email_args=(--smtp-url "smtp://127.0.0.1:$smtp_port" --email-from "paywatch demo <payments@shop.example>")
-    demo_email_args=(--email buyer@example.com --mail-record "$logs/mail.jsonl")
-else
-    echo "demo: no SMTP sink (run 'just tools' for one); email is left out"
-fi
-
-$bin/paywatch-sandbox --listen "127.0.0.1:$sandbox_port" --webhook-target "$api" >"$logs/sandbox.log" 2>&1 &
-pids+=($!)
-$bin/paywatch-producer serve --listen "127.0.0.1:$api_port" --handcash-app-secret sandbox-handcash-secret >"$logs/producer.log" 2>&1 &
-pids+=($!)
-for i in a b; do
-    port_var="metrics_$i"
-    $bin/paywatch-worker --name "demo-checker-$i" --sandbox-url "$sandbox" --policies "$policies" \
-        --queues check-payment --metrics-listen "127.0.0.1:${!port_var}" >"$logs/checker-$i.log" 2>&1 &
-    pids+=($!)
-done
-PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-worker --name demo-notifier --sandbox-url "$sandbox" \
-    --queues "$notifier_queues" "${email_args[@]}" --webhook-allow-hosts 127.0.0.1 \
-    --telegram-chat-interval 10ms --ops-telegram-chat-id 42 --ops-interval 5s >"$logs/notifier.log" 2>&1 &
-pids+=($!)
-echo "demo: sandbox $sandbox, producer $api, checkers with metrics on :$metrics_a and :$metrics_b, keys under $prefix"
-PAYWATCH_WEBHOOK_SECRET="$secret" $bin/paywatch-demo run --sandbox "$sandbox" --api "$api" \
-    --metrics "http://127.0.0.1:$metrics_a/metrics" --receiver "127.0.0.1:$receiver_port" "${demo_email_args[@]}"
+exec cargo run --quiet -p paywatch-sandbox --bin paywatch-demo -- up "$@"

@@ -19,7 +19,8 @@ struct Cli {
         long,
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     redis: String,
     /// Key prefix (default: a random one).

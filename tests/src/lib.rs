@@ -1,7 +1,9 @@
 //! Shared test harness for paywatch's integration tests.
 //!
-//! Tests talk to a real Redis. Most of them share the one at `REDIS_URL` (the justfile makes sure
-//! one answers) and isolate themselves with [`unique_prefix`]. Tests that kill or restart Redis
+//! Tests talk to a real Redis. Most of them share one ([`redis_url`]): the one at `REDIS_URL` when
+//! it answers, otherwise a `redis-server` this test process starts on a free loopback port (once,
+//! shared by its tests, gone when the process exits), so `cargo test` needs no Redis set up
+//! beforehand. They isolate themselves with [`unique_prefix`]. Tests that kill or restart Redis
 //! start a private [`RedisServer`] on a free port instead, so they never touch a server they did
 //! not start.
 
@@ -10,12 +12,129 @@ pub mod stack;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The Redis most tests share: `REDIS_URL`, or the default local port.
+/// The Redis most tests share: `REDIS_URL` (default `redis://127.0.0.1:6379`) when it answers,
+/// otherwise a `redis-server` started by this process on a free loopback port (see
+/// [`SharedRedis`]). Decided once per test process.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let wanted =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        if ping_blocking(&wanted) {
+            return wanted;
+        }
+        let shared = SharedRedis::start();
+        eprintln!(
+            "paywatch-tests: no Redis answers at REDIS_URL; started redis-server at {}",
+            shared.url
+        );
+        let url = shared.url.clone();
+        // Kept for the life of the process: its stdin pipe is what keeps the server alive.
+        static KEEP: Mutex<Option<SharedRedis>> = Mutex::new(None);
+        *KEEP.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared);
+        url
+    })
+    .clone()
+}
+
+/// A `redis-server` shared by the tests of one process, which outlives no test run.
+///
+/// libtest ends the process without running destructors of statics, and a test binary may be
+/// killed outright, so a `Drop` cannot be relied on. Instead the server runs under a small `sh`
+/// watchdog whose stdin is a pipe from this process: when the process exits for any reason
+/// (even `kill -9`) the kernel closes the pipe, `read` sees end of file and the watchdog kills
+/// the server.
+#[derive(Debug)]
+pub struct SharedRedis {
+    url: String,
+    watchdog: Child,
+    _pipe: ChildStdin,
+}
+
+impl SharedRedis {
+    /// Starts the server and waits (up to 10 s) until it answers PING. Panics with advice when
+    /// `redis-server` is not installed: the harness installs nothing itself.
+    pub fn start() -> Self {
+        if let Err(e) = Command::new(redis_server_binary())
+            .arg("--version")
+            .output()
+        {
+            panic!(
+                "no Redis answers at REDIS_URL and `{}` cannot run ({e}): install redis-server \
+                 (Debian: apt-get install redis-server) or set REDIS_URL",
+                redis_server_binary()
+            );
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-shared-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("create redis dir");
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(concat!(
+                r#""$0" "$@" & server=$!; "#,
+                // Returns at end of file: this test process is gone.
+                r#"while IFS= read -r _; do :; done; "#,
+                r#"kill "$server" 2>/dev/null; wait "$server"; rm -rf "$DIR""#
+            ))
+            .arg(redis_server_binary())
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .env("DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sh for redis-server");
+        let pipe = watchdog.stdin.take().expect("piped stdin");
+        let url = format!("redis://127.0.0.1:{port}");
+        let start = Instant::now();
+        while !ping_blocking(&url) {
+            if let Ok(Some(status)) = watchdog.try_wait() {
+                panic!(
+                    "no Redis answers at REDIS_URL and `{}` could not start ({status}); install \
+                     redis-server (Debian: apt-get install redis-server) or set REDIS_URL",
+                    redis_server_binary()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server on port {port} did not answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self {
+            url,
+            watchdog,
+            _pipe: pipe,
+        }
+    }
+
+    /// The URL of the server.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The process id of the watchdog shell (its child is the server).
+    pub fn watchdog_pid(&self) -> u32 {
+        self.watchdog.id()
+    }
+}
+
+/// Whether a Redis at `url` answers PING within a second (blocking; for use outside a runtime).
+pub fn ping_blocking(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+        return false;
+    };
+    redis::cmd("PING").query::<String>(&mut conn).is_ok()
 }
 
 /// A key prefix no other test (or run) uses, so tests can run in parallel on one Redis.
@@ -59,27 +178,38 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a fresh server (no persistence) and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with_password(None).await
+    }
+
+    /// Same, requiring `password` (`requirepass`) when one is given; [`RedisServer::url`]
+    /// carries it.
+    pub async fn start_with_password(password: Option<&str>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("paywatch-redis-{port}"));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         let mut server = Self {
             port,
             dir,
+            password: password.map(str::to_owned),
             child: None,
         };
         server.spawn().await;
         server
     }
 
-    /// The URL of this server.
+    /// The URL of this server (with its password, if it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The TCP port the server listens on.
@@ -102,15 +232,25 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new(redis_server_binary());
+        command.args(["--port", &self.port.to_string()]).args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start redis-server (is it installed? `just redis` installs it)");
+            .expect("start redis-server (is it installed? Debian: apt-get install redis-server)");
         self.child = Some(child);
         let url = self.url();
         wait_for(

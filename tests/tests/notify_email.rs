@@ -1,90 +1,47 @@
-//! The email channel against a real SMTP server: aiosmtpd, run as a child process by
-//! `tests/support/smtp_sink.py` from the virtualenv `scripts/ensure-test-tools.sh` builds.
+//! The email channel against a real SMTP server over a real socket: the sandbox's SMTP sink
+//! (`paywatch_sandbox::smtp`, the `mailin` protocol state machine, messages parsed with
+//! `mail-parser`), run inside the test process on a free port.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use paywatch_core::{Channel, Notification, OrderId, PaymentId, PaymentStatus, Provider};
+use paywatch_sandbox::smtp::{SmtpSink as Server, SmtpSinkConfig};
 use paywatch_tests::{free_port, wait_for};
 use paywatch_worker::notify::DeliveryError;
 use paywatch_worker::notify::email::{EmailConfig, EmailSender};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const FROM: &str = "noreply@paywatch.test";
 const REPLY_TO: &str = "support@shop.test";
 const BUYER: &str = "buyer@shop.test";
 
-/// An aiosmtpd child process on a free port, recording accepted messages to a JSON-lines file.
+/// The SMTP server a test delivers to, with the accepted messages as JSON for easy assertions.
 struct SmtpSink {
-    child: tokio::process::Child,
+    server: Server,
     port: u16,
-    record: PathBuf,
 }
 
 impl SmtpSink {
-    /// Starts the sink with extra `smtp_sink.py` flags and waits until it accepts connections.
-    async fn start(flags: &[&str]) -> Self {
-        // Another process may take the free port before the sink binds it; then the sink exits
-        // and a fresh port is tried.
-        for _ in 0..3 {
-            if let Some(sink) = Self::try_start(free_port(), flags).await {
-                return sink;
-            }
-        }
-        panic!("smtp_sink.py did not start (see its stderr above)");
-    }
-
-    async fn try_start(port: u16, flags: &[&str]) -> Option<Self> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("../.paywatch/venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/ensure-test-tools.sh (`just test` does)",
-            python.display()
-        );
-        let record = std::env::temp_dir().join(format!(
-            "paywatch-smtp-{}.jsonl",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let mut child = tokio::process::Command::new(&python)
-            .arg(root.join("support/smtp_sink.py"))
-            .args(["--port", &port.to_string()])
-            .arg("--record")
-            .arg(&record)
-            .args(flags)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start smtp_sink.py");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let sink = Self {
-            child,
-            port,
-            record,
-        };
-        // The sink prints "ready PORT" once it listens, or exits (closing stdout) if it cannot.
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+    /// Starts a sink on a free loopback port.
+    async fn start(config: SmtpSinkConfig) -> Self {
+        let server = Server::start(config, "127.0.0.1:0".parse().expect("addr"))
             .await
-            .expect("smtp_sink.py neither got ready nor exited within 15 s")
-            .expect("read smtp_sink.py output");
-        (first == Some(format!("ready {port}"))).then_some(sink)
+            .expect("start the SMTP sink");
+        let port = server.addr().port();
+        Self { server, port }
     }
 
     fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// The messages accepted so far, oldest first.
     fn messages(&self) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(&self.record) else {
-            return Vec::new();
-        };
-        text.lines()
-            .map(|line| serde_json::from_str(line).expect("record line is JSON"))
+        self.server
+            .messages()
+            .iter()
+            .map(|m| serde_json::to_value(m).expect("message as JSON"))
             .collect()
     }
 
@@ -100,13 +57,6 @@ impl SmtpSink {
             },
         )
         .await
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_file(&self.record);
     }
 }
 
@@ -158,7 +108,7 @@ fn part<'a>(message: &'a Value, content_type: &str) -> &'a str {
 
 #[tokio::test]
 async fn paid_email_is_multipart_with_codes() {
-    let sink = SmtpSink::start(&[]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig::default()).await;
     let sender = sender(&sink.url());
 
     sender
@@ -209,7 +159,7 @@ async fn paid_email_is_multipart_with_codes() {
 
 #[tokio::test]
 async fn every_outcome_has_its_own_subject_and_the_same_message_id_on_retry() {
-    let sink = SmtpSink::start(&[]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig::default()).await;
     let sender = sender(&sink.url());
     let outcomes = [
         (PaymentStatus::Failed, "Payment failed for order ORD-1001"),
@@ -249,7 +199,11 @@ async fn every_outcome_has_its_own_subject_and_the_same_message_id_on_retry() {
 
 #[tokio::test]
 async fn greylisting_451_is_transient_then_the_retry_succeeds() {
-    let sink = SmtpSink::start(&["--tempfail", &format!("{BUYER}=1")]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig {
+        tempfail: [(BUYER.to_owned(), 1)].into(),
+        ..SmtpSinkConfig::default()
+    })
+    .await;
     let sender = sender(&sink.url());
     let n = notification(PaymentStatus::Paid, BUYER);
 
@@ -271,7 +225,11 @@ async fn greylisting_451_is_transient_then_the_retry_succeeds() {
 #[tokio::test]
 async fn rejected_mailbox_550_is_permanent_with_the_servers_reply() {
     let gone = "gone@shop.test";
-    let sink = SmtpSink::start(&["--reject", gone]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig {
+        reject: [gone.to_owned()].into(),
+        ..SmtpSinkConfig::default()
+    })
+    .await;
     let sender = sender(&sink.url());
 
     let result = sender.send(&notification(PaymentStatus::Paid, gone)).await;
@@ -295,7 +253,7 @@ async fn rejected_mailbox_550_is_permanent_with_the_servers_reply() {
 
 #[tokio::test]
 async fn invalid_recipient_address_is_permanent_and_nothing_is_sent() {
-    let sink = SmtpSink::start(&[]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig::default()).await;
     let sender = sender(&sink.url());
 
     for target in ["not an address", "buyer@", "", "a@b@c"] {
@@ -318,7 +276,11 @@ async fn invalid_recipient_address_is_permanent_and_nothing_is_sent() {
 #[tokio::test]
 async fn smtp_credentials_are_used_but_never_shown() {
     let password = "s3cret p@ss:w0rd";
-    let sink = SmtpSink::start(&["--auth", &format!("mailer:{password}")]).await;
+    let sink = SmtpSink::start(SmtpSinkConfig {
+        auth: Some(("mailer".to_owned(), password.to_owned())),
+        ..SmtpSinkConfig::default()
+    })
+    .await;
     let port = sink.port;
 
     // Percent-encoded in the URL, decoded before AUTH: the server accepts it.

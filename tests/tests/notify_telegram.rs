@@ -1,5 +1,5 @@
-//! The Telegram channel against the sandbox's fake Bot API, with pacing in the real Redis at
-//! `REDIS_URL` (each test under its own key prefix).
+//! The Telegram channel against the sandbox's fake Bot API, with pacing in the tests' real Redis
+//! (`paywatch_tests::redis_url`; each test under its own key prefix).
 
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,7 @@ async fn connection() -> ConnectionManager {
     let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
     ConnectionManager::new(client)
         .await
-        .expect("Redis answers at REDIS_URL (`just redis` starts one)")
+        .expect("the test Redis answers (paywatch_tests::redis_url)")
 }
 
 fn notification(status: PaymentStatus, chat: &str) -> Notification {

@@ -19,16 +19,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationParseError> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number.parse().map_err(|_| err())?;
-    let unit_secs = match unit.trim() {
-        "" | "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
+    let unit_millis: u64 = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(err()),
     };
-    Duration::try_from_secs_f64(number * unit_secs).map_err(|_| err())
+    // Whole numbers are computed exactly: through f64, "16741045901ms" came back 1 ns long, so
+    // a duration paywatch wrote (format_duration) did not always read back the same.
+    if !number.contains('.') {
+        let n: u64 = number.parse().map_err(|_| err())?;
+        return n
+            .checked_mul(unit_millis)
+            .map(Duration::from_millis)
+            .ok_or_else(err);
+    }
+    let number: f64 = number.parse().map_err(|_| err())?;
+    // Fractions to the nearest nanosecond ("0.1s" is 100 ms, not 100 ms less a rounding error).
+    let nanos = (number * unit_millis as f64 * 1e6).round();
+    if nanos.is_finite() && nanos >= 0.0 && nanos < u64::MAX as f64 {
+        return Ok(Duration::from_nanos(nanos as u64));
+    }
+    Duration::try_from_secs_f64(number * unit_millis as f64 / 1000.0).map_err(|_| err())
 }
 
 /// The shortest exact rendering: `"24h"`, `"5m"`, `"3s"`, `"1500ms"`.
@@ -82,6 +96,18 @@ pub fn scale(duration: Duration, factor: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_millisecond_counts_read_back_exactly() {
+        // Found by prop_durations: the f64 path returned 16741045.901000001s.
+        assert_eq!(
+            parse_duration("16741045901ms").unwrap(),
+            Duration::from_millis(16_741_045_901)
+        );
+        assert_eq!(parse_duration("0.1s").unwrap(), Duration::from_millis(100));
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(parse_duration(".").is_err());
+    }
 
     #[test]
     fn parses_units_and_bare_millis() {

@@ -44,7 +44,7 @@ pub use providers::{
     CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,
     MiracleCashConfig, ProviderClient, ProvidersConfig,
 };
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 pub use status::{PaymentStatus, UnknownPaymentStatus};
 pub use store::{
     FieldError, HistoryEntry, OrderStore, OrderView, Phase, StoreError, StoredOrder, SubmitError,

@@ -75,17 +75,92 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// A connection URL (Redis, SMTP) with its password replaced by `[redacted]`; the rest stays,
-/// since host, port and database are what an operator needs to see.
-pub fn redact_password(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some(REDACTED));
-            }
-            url.to_string()
+/// A URL that may carry credentials (`redis://:password@host`, `smtps://user:pass@host`).
+/// `Debug` and `Display` show it with the password, and the values of secret-sounding query
+/// parameters, replaced by `[redacted]`, so the host stays visible in logs and errors; text that
+/// does not parse as a URL is redacted whole.
+///
+/// It derefs to the URL text so it can be handed to a client as `&str`; nothing else exposes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The URL itself, credentials included; call this only where it is used to connect.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as it may be shown: password and secret query values replaced.
+    pub fn redacted(&self) -> String {
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return REDACTED.to_owned();
+        };
+        // A placeholder the URL serializer leaves alone, swapped for REDACTED afterwards (the
+        // brackets of REDACTED would be percent-encoded in userinfo).
+        const MARK: &str = "REDACTEDMARK";
+        if url.password().is_some() && url.set_password(Some(MARK)).is_err() {
+            return REDACTED.to_owned();
         }
-        Err(_) => REDACTED.to_owned(),
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let lowered = k.to_ascii_lowercase();
+                    let secret =
+                        SECRET_KEYS.iter().any(|s| lowered.contains(s)) || lowered.contains("pass");
+                    (
+                        k.into_owned(),
+                        if secret {
+                            MARK.to_owned()
+                        } else {
+                            v.into_owned()
+                        },
+                    )
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        if url.fragment().is_some() {
+            url.set_fragment(None);
+        }
+        url.as_str().replace(MARK, REDACTED)
+    }
+}
+
+impl std::ops::Deref for SecretUrl {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
     }
 }
 
@@ -172,7 +247,10 @@ fn redact_secret_keys(text: &str) -> String {
         let is_key = j < bytes.len() && bytes[j] == b':';
         let lowered = key.to_ascii_lowercase();
         if !is_key || !SECRET_KEYS.iter().any(|k| lowered.contains(k)) {
-            i = after_key;
+            // Try the next quote, not the one after this "string": the body is broken JSON, and
+            // one stray quote would otherwise pair every later quote wrongly and hide the keys
+            // (`"{"appSecret": "…"` leaked the secret).
+            i += 1;
             continue;
         }
         j += 1;
@@ -290,6 +368,32 @@ mod tests {
     }
 
     #[test]
+    fn secret_url_shows_the_host_but_not_the_password() {
+        let url = SecretUrl::new("redis://default:hunter2-pw@redis.internal:6380/2");
+        let shown = format!("{url:?} {url}");
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+        assert!(shown.contains("redis.internal:6380"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert_eq!(
+            url.expose(),
+            "redis://default:hunter2-pw@redis.internal:6380/2"
+        );
+        assert_eq!(
+            SecretUrl::new("redis://127.0.0.1:6379").redacted(),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn secret_url_redacts_secret_query_values_and_unparsable_text() {
+        let url = SecretUrl::new("smtps://mail.example:465?tls=required&password=p4ss-word#frag");
+        let shown = url.redacted();
+        assert!(!shown.contains("p4ss-word"), "{shown}");
+        assert!(shown.contains("tls=required"), "{shown}");
+        assert_eq!(SecretUrl::new("not a url: s3cret").redacted(), REDACTED);
+    }
+
+    #[test]
     fn secret_deserializes_from_a_string() {
         let secret: Secret = serde_json::from_str("\"abc\"").unwrap();
         assert_eq!(secret.expose(), "abc");
@@ -327,6 +431,19 @@ mod tests {
         assert!(!snippet.contains("CODE-1"), "{snippet}");
         assert!(!snippet.contains("12345"), "{snippet}");
         assert!(snippet.contains("completed"), "{snippet}");
+    }
+
+    #[test]
+    fn snippet_redacts_secret_values_after_a_stray_quote() {
+        // Found by the providers' property tests.
+        for body in [
+            r#""{"appSecret": "aa0Aa0", "status": "ok"}"#,
+            r#"x" "y {"token": "aa0Aa0"}"#,
+            r#"{"note": "a " b", "api_key": "aa0Aa0"}"#,
+        ] {
+            let snippet = redacted_snippet(body.as_bytes(), &[]);
+            assert!(!snippet.contains("aa0Aa0"), "{body} -> {snippet}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
-use paywatch_core::Provider;
+use paywatch_core::{Provider, SecretUrl};
 
 /// paywatch-producer: accept orders and enqueue their payment checks.
 #[derive(Debug, Parser)]
@@ -25,10 +25,10 @@ pub struct RedisArgs {
         long,
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true,
-        global = true
+        global = true,
+        hide_env_values = true
     )]
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Key prefix of this deployment.
     #[arg(long, env = "PAYWATCH_PREFIX", default_value = paywatch_core::queues::DEFAULT_PREFIX, global = true)]
     pub prefix: String,
@@ -49,7 +49,7 @@ pub enum Command {
 }
 
 /// `serve` options.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServeArgs {
     /// Address the API listens on.
     #[arg(
@@ -81,6 +81,39 @@ pub struct ServeArgs {
     /// HandCash app secret, to authenticate HandCash webhooks (refused when unset).
     #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
     pub handcash_app_secret: Option<String>,
+}
+
+// By hand because the HandCash secret is a plain string here (main.rs wraps it in a `Secret`).
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("webhook_min_gap", &self.webhook_min_gap)
+            .field(
+                "api_tokens",
+                &format!(
+                    "{} tokens, {}",
+                    self.api_tokens.len(),
+                    paywatch_core::secret::REDACTED
+                ),
+            )
+            .field(
+                "events_secret",
+                &self
+                    .events_secret
+                    .as_ref()
+                    .map(|_| paywatch_core::secret::REDACTED),
+            )
+            .field(
+                "handcash_app_secret",
+                &self
+                    .handcash_app_secret
+                    .as_ref()
+                    .map(|_| paywatch_core::secret::REDACTED),
+            )
+            .finish()
+    }
 }
 
 /// `enqueue` options.
@@ -174,6 +207,32 @@ mod tests {
                 "order_id": "o-1", "provider": "foxreload", "payment_id": "fr_1",
                 "notify": {"telegram_chat_id": -100}, "metadata": {"cart": 3}
             })
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let cli = Cli::try_parse_from([
+            "paywatch-producer",
+            "--redis-url",
+            "redis://default:r3dis-pw-779@redis.internal:6379",
+            "serve",
+            "--handcash-app-secret",
+            "hc-s3cret-4410",
+            "--api-tokens",
+            "api-t0ken-aaaaaaaaaaaaaaaaaaaa,api-t0ken-bbbbbbbbbbbbbbbbbbbb",
+            "--events-secret",
+            "ev-s3cret-cccccccccccccccccccc",
+        ])
+        .expect("parse");
+        let text = format!("{cli:?}");
+        for secret in ["r3dis-pw-779", "hc-s3cret-4410", "api-t0ken", "ev-s3cret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("redis.internal"), "{text}");
+        assert_eq!(
+            cli.redis.redis_url.expose(),
+            "redis://default:r3dis-pw-779@redis.internal:6379"
         );
     }
 

@@ -85,15 +85,52 @@ impl Default for Credentials {
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const HIDDEN: &str = "<redacted>";
+        // Ids count as credentials too (paywatch's own configs treat them as secrets).
         f.debug_struct("Credentials")
-            .field("cashless_api_key", &self.cashless_api_key)
+            .field("cashless_api_key", &HIDDEN)
             .field("cashless_api_secret", &HIDDEN)
-            .field("handcash_app_id", &self.handcash_app_id)
+            .field("handcash_app_id", &HIDDEN)
             .field("handcash_app_secret", &HIDDEN)
-            .field("miraclecash_client_id", &self.miraclecash_client_id)
+            .field("miraclecash_client_id", &HIDDEN)
             .field("miraclecash_api_key", &HIDDEN)
             .field("foxreload_api_key", &HIDDEN)
             .field("telegram_bot_token", &HIDDEN)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_credential() {
+        let credentials = Credentials {
+            cashless_api_key: "c-key-9187".into(),
+            cashless_api_secret: "c-secret-2231".into(),
+            handcash_app_id: "h-app-5521".into(),
+            handcash_app_secret: "h-secret-8812".into(),
+            miraclecash_client_id: "m-client-1176".into(),
+            miraclecash_api_key: "m-key-6654".into(),
+            foxreload_api_key: "f-key-3390".into(),
+            telegram_bot_token: "777:t-token-4402".into(),
+        };
+        let config = SandboxConfig {
+            credentials: credentials.clone(),
+            ..SandboxConfig::default()
+        };
+        let text = format!("{config:?} {config:#?} {credentials:?}");
+        for secret in [
+            "c-key-9187",
+            "c-secret-2231",
+            "h-app-5521",
+            "h-secret-8812",
+            "m-client-1176",
+            "m-key-6654",
+            "f-key-3390",
+            "t-token-4402",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A local HTTP server imitating the Cashless, HandCash, MiracleCash and FoxReload payment APIs
-//! and the Telegram Bot API, so paywatch's demo, tests and benchmarks never need the real ones.
+//! and the Telegram Bot API, so paywatch's demo, tests and benchmarks never need the real ones;
+//! and a local SMTP server ([`smtp`]) for the email channel.
 //!
 //! Each provider lives under its own prefix at its real API path (for example
 //! `GET /cashless/api/v3/bills/{id}`), checks that provider's credentials and answers in its
@@ -28,6 +29,7 @@ mod faults;
 mod listener;
 mod payment;
 mod providers;
+pub mod smtp;
 mod state;
 mod telegram;
 mod timeline;

@@ -8,7 +8,7 @@ use paywatch_core::durations::parse_duration;
 use paywatch_core::providers::{
     CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig,
 };
-use paywatch_core::{PollPolicies, ProvidersConfig, Secret, queues};
+use paywatch_core::{PollPolicies, ProvidersConfig, Secret, SecretUrl, queues};
 use url::Url;
 
 use crate::notify::deliver::NotifyContext;
@@ -21,6 +21,9 @@ use crate::ops::OpsTargets;
 const SANDBOX_TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
 
 /// paywatch-worker: poll payment providers and fan out notifications.
+///
+/// Every credential is a [`Secret`] or [`SecretUrl`], so the derived `Debug` (and any log line
+/// that formats the config, or the [`App`](crate::app::App) holding it) shows `[redacted]`.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct WorkerConfig {
@@ -31,7 +34,7 @@ pub struct WorkerConfig {
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true
     )]
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Key prefix of this deployment.
     #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX)]
     pub prefix: String,
@@ -85,7 +88,7 @@ pub struct WorkerConfig {
 pub struct ChannelArgs {
     /// SMTP server for notify-email (`smtp://host:port`, `smtps://user:pass@host`, …).
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
     /// The From mailbox of notification emails.
     #[arg(long, env = "PAYWATCH_EMAIL_FROM")]
     pub email_from: Option<String>,
@@ -94,7 +97,7 @@ pub struct ChannelArgs {
     pub email_reply_to: Option<String>,
     /// Telegram bot token for notify-telegram.
     #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true)]
-    pub telegram_bot_token: Option<String>,
+    pub telegram_bot_token: Option<Secret>,
     /// Telegram Bot API base URL (the sandbox's fake one with --sandbox-url).
     #[arg(long, env = "TELEGRAM_API_BASE")]
     pub telegram_api_base: Option<Url>,
@@ -106,7 +109,7 @@ pub struct ChannelArgs {
     pub telegram_per_second: u32,
     /// Webhook signing secret (`whsec_<base64>`) for notify-webhook.
     #[arg(long, env = "PAYWATCH_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// More signing secrets during a key rotation, comma-separated.
     #[arg(
         long,
@@ -114,7 +117,7 @@ pub struct ChannelArgs {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub webhook_extra_secrets: Vec<String>,
+    pub webhook_extra_secrets: Vec<Secret>,
     /// Hosts, IPs or CIDRs webhooks may reach despite the SSRF guard, comma-separated.
     #[arg(long, env = "PAYWATCH_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
     pub webhook_allow_hosts: Vec<String>,
@@ -147,34 +150,34 @@ pub struct ProviderArgs {
     pub cashless_base_url: Option<Url>,
     /// Cashless API key.
     #[arg(long, env = "CASHLESS_API_KEY", hide_env_values = true)]
-    pub cashless_api_key: Option<String>,
+    pub cashless_api_key: Option<Secret>,
     /// Cashless API secret.
     #[arg(long, env = "CASHLESS_API_SECRET", hide_env_values = true)]
-    pub cashless_api_secret: Option<String>,
+    pub cashless_api_secret: Option<Secret>,
     /// HandCash API base URL.
     #[arg(long, env = "HANDCASH_BASE_URL")]
     pub handcash_base_url: Option<Url>,
     /// HandCash app id.
     #[arg(long, env = "HANDCASH_APP_ID", hide_env_values = true)]
-    pub handcash_app_id: Option<String>,
+    pub handcash_app_id: Option<Secret>,
     /// HandCash app secret.
     #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
-    pub handcash_app_secret: Option<String>,
+    pub handcash_app_secret: Option<Secret>,
     /// MiracleCash API base URL.
     #[arg(long, env = "MIRACLECASH_BASE_URL")]
     pub miraclecash_base_url: Option<Url>,
     /// MiracleCash client id.
     #[arg(long, env = "MIRACLECASH_CLIENT_ID", hide_env_values = true)]
-    pub miraclecash_client_id: Option<String>,
+    pub miraclecash_client_id: Option<Secret>,
     /// MiracleCash API key.
     #[arg(long, env = "MIRACLECASH_API_KEY", hide_env_values = true)]
-    pub miraclecash_api_key: Option<String>,
+    pub miraclecash_api_key: Option<Secret>,
     /// FoxReload API base URL.
     #[arg(long, env = "FOXRELOAD_BASE_URL")]
     pub foxreload_base_url: Option<Url>,
     /// FoxReload API key.
     #[arg(long, env = "FOXRELOAD_API_KEY", hide_env_values = true)]
-    pub foxreload_api_key: Option<String>,
+    pub foxreload_api_key: Option<Secret>,
 }
 
 fn policies(text: &str) -> Result<PollPolicies, String> {
@@ -202,9 +205,9 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-fn secret(value: &Option<String>, variable: &'static str) -> Result<Secret, ConfigError> {
+fn secret(value: &Option<Secret>, variable: &'static str) -> Result<Secret, ConfigError> {
     match value {
-        Some(v) if !v.is_empty() => Ok(Secret::new(v.clone())),
+        Some(v) if !v.is_empty() => Ok(v.clone()),
         _ => Err(bad(
             variable,
             "is required when the provider's base URL is set",
@@ -358,11 +361,11 @@ impl WorkerConfig {
         Ok(config)
     }
 
-    fn telegram_token(&self) -> Option<String> {
+    fn telegram_token(&self) -> Option<Secret> {
         self.channels.telegram_bot_token.clone().or_else(|| {
             self.sandbox_url
                 .as_ref()
-                .map(|_| SANDBOX_TELEGRAM_TOKEN.to_string())
+                .map(|_| Secret::new(SANDBOX_TELEGRAM_TOKEN))
         })
     }
 
@@ -385,7 +388,7 @@ impl WorkerConfig {
         let email = match (&c.smtp_url, &c.email_from) {
             (Some(smtp_url), Some(from)) => Some(
                 EmailSender::new(EmailConfig {
-                    smtp_url: smtp_url.clone(),
+                    smtp_url: smtp_url.expose().to_owned(),
                     from: from.clone(),
                     reply_to: c.email_reply_to.clone(),
                     timeout: Duration::from_secs(30),
@@ -405,7 +408,7 @@ impl WorkerConfig {
         };
         let telegram = match self.telegram_token() {
             Some(token) => {
-                let mut config = TelegramConfig::new(Secret::new(token));
+                let mut config = TelegramConfig::new(token);
                 if let Some(base) = c.telegram_api_base.clone().or_else(|| {
                     self.sandbox_url
                         .as_ref()
@@ -436,12 +439,8 @@ impl WorkerConfig {
         };
         let webhook = match &c.webhook_secret {
             Some(secret) => {
-                let mut config = WebhookConfig::new(Secret::new(secret.clone()));
-                config.extra_secrets = c
-                    .webhook_extra_secrets
-                    .iter()
-                    .map(|s| Secret::new(s.clone()))
-                    .collect();
+                let mut config = WebhookConfig::new(secret.clone());
+                config.extra_secrets = c.webhook_extra_secrets.clone();
                 config.allow_hosts = c.webhook_allow_hosts.clone();
                 config.schedule_scale = c.webhook_schedule_scale;
                 Some(
@@ -494,18 +493,75 @@ mod tests {
             .expect("sandbox ok");
     }
 
-    #[test]
-    fn secrets_never_show_in_debug() {
-        let c = parse(&[
+    /// Every credential flag with a recognizable value.
+    const SECRETS: &[(&str, &str)] = &[
+        (
+            "--redis-url",
+            "redis://default:r3dis-pw-1029@redis.internal:6380",
+        ),
+        ("--smtp-url", "smtps://mailer:smtp-pw-5531@mail.example:465"),
+        ("--telegram-bot-token", "123:tg-token-8842"),
+        ("--webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        (
+            "--webhook-extra-secrets",
+            "whsec_b2xkLW9sZC1vbGQtb2xkLXNlY3JldA==",
+        ),
+        ("--cashless-api-key", "cl-key-7731"),
+        ("--cashless-api-secret", "cl-secret-6620"),
+        ("--handcash-app-id", "hc-app-4419"),
+        ("--handcash-app-secret", "hc-secret-3308"),
+        ("--miraclecash-client-id", "mc-client-2297"),
+        ("--miraclecash-api-key", "mc-key-1186"),
+        ("--foxreload-api-key", "fr-key-0075"),
+    ];
+
+    /// The part of each secret that must never show (a URL's password, a key's value).
+    const NEEDLES: &[&str] = &[
+        "r3dis-pw-1029",
+        "smtp-pw-5531",
+        "tg-token-8842",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "b2xkLW9sZC1vbGQtb2xkLXNlY3JldA",
+        "cl-key-7731",
+        "cl-secret-6620",
+        "hc-app-4419",
+        "hc-secret-3308",
+        "mc-client-2297",
+        "mc-key-1186",
+        "fr-key-0075",
+    ];
+
+    fn with_every_secret() -> WorkerConfig {
+        let mut args = vec![
             "--cashless-base-url",
             "http://127.0.0.1:1/cashless",
-            "--cashless-api-key",
-            "k-123",
-            "--cashless-api-secret",
-            "s-456",
-        ]);
+            "--handcash-base-url",
+            "http://127.0.0.1:1/handcash",
+            "--miraclecash-base-url",
+            "http://127.0.0.1:1/miraclecash",
+            "--foxreload-base-url",
+            "http://127.0.0.1:1/foxreload",
+        ];
+        for (flag, value) in SECRETS {
+            args.extend([*flag, *value]);
+        }
+        parse(&args)
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = with_every_secret();
         let providers = c.providers_config().expect("config");
-        let text = format!("{providers:?}");
-        assert!(!text.contains("k-123") && !text.contains("s-456"), "{text}");
+        let text = format!("{c:?} {c:#?} {providers:?} {:?}", c.channels);
+        for needle in NEEDLES {
+            assert!(!text.contains(needle), "{needle} in {text}");
+        }
+        // Still useful: the Redis host shows, and the values reach the code that needs them.
+        assert!(text.contains("redis.internal:6380"), "{text}");
+        assert_eq!(
+            c.channels.telegram_bot_token.as_ref().map(Secret::expose),
+            Some("123:tg-token-8842")
+        );
+        assert!(c.redis_url.expose().contains("r3dis-pw-1029"));
     }
 }

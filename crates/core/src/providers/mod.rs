@@ -10,6 +10,8 @@ pub mod foxreload;
 pub mod handcash;
 mod http;
 pub mod miraclecash;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::HashSet;
 use std::fmt;

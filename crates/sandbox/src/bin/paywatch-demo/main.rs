@@ -3,7 +3,8 @@
 //! It scripts ~40 payments in a running paywatch-sandbox (every terminal status of every
 //! provider, partial payments, rate limits, provider webhooks, a payment nobody settles and one
 //! the provider never heard of), submits an order for each through the producer's HTTP API, shows
-//! live progress, and ends with a summary table. `scripts/demo.sh` starts and stops the processes.
+//! live progress, and ends with a summary table. `paywatch-demo up` (the `up` module) starts
+//! and stops the processes around it; `run` drives a fleet started some other way.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+
+mod up;
 
 #[derive(Debug, Parser)]
 #[command(about)]
@@ -28,6 +31,13 @@ enum Command {
         #[arg(default_value_t = 1)]
         n: usize,
     },
+    /// The whole demo: Redis if none answers, the sandbox, the producer, two checkers and a
+    /// notifier (built by cargo), the scenario, a summary; then everything is stopped.
+    Up {
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 50)]
+        timeout_s: u64,
+    },
     /// Run the scenario against a running sandbox and producer.
     Run {
         /// The sandbox's base URL.
@@ -36,6 +46,9 @@ enum Command {
         /// The producer API's base URL.
         #[arg(long)]
         api: String,
+        /// A token the producer API accepts.
+        #[arg(long, env = "PAYWATCH_API_TOKEN", hide_env_values = true)]
+        api_token: String,
         /// A worker's Prometheus endpoint, shown at the end.
         #[arg(long)]
         metrics: Option<String>,
@@ -48,12 +61,12 @@ enum Command {
         /// The webhook signing secret the workers use.
         #[arg(long, env = "PAYWATCH_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
-        /// Email address to notify (when an SMTP sink runs).
-        #[arg(long)]
+        /// Email address to notify (with --smtp).
+        #[arg(long, requires = "smtp")]
         email: Option<String>,
-        /// The SMTP sink's record file (one JSON line per accepted message).
-        #[arg(long)]
-        mail_record: Option<std::path::PathBuf>,
+        /// Where to run the local SMTP server the notifier delivers email to.
+        #[arg(long, requires = "email")]
+        smtp: Option<std::net::SocketAddr>,
     },
 }
 
@@ -236,7 +249,7 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 struct Notify {
     receiver: Option<Receiver>,
     email: Option<String>,
-    mail_record: Option<std::path::PathBuf>,
+    smtp: Option<paywatch_sandbox::smtp::SmtpSink>,
 }
 
 /// Deliveries a receiver saw: all, signature-verified, distinct webhook ids.
@@ -302,12 +315,19 @@ impl Receiver {
 async fn run(
     sandbox: &str,
     api: &str,
+    api_token: &str,
     metrics: Option<&str>,
     timeout: Duration,
     notify: Notify,
 ) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_token}"))
+        .context("PAYWATCH_API_TOKEN: not a valid header value")?;
+    bearer.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .default_headers(headers)
         .build()?;
     wait_ready(&http, &format!("{sandbox}/_admin/health")).await?;
     wait_ready(&http, &format!("{api}/readyz")).await?;
@@ -514,7 +534,11 @@ async fn run(
         telegram = to(1001);
         ops = to(42);
         let hooks = notify.receiver.as_ref().map_or(expected, |r| r.counts().2);
-        if telegram >= expected && hooks >= expected && ops >= 1 {
+        let mails = notify
+            .smtp
+            .as_ref()
+            .map_or(expected, |smtp| smtp.messages().len());
+        if telegram >= expected && hooks >= expected && mails >= expected && ops >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -534,11 +558,9 @@ async fn run(
             "  Signed webhooks: {got} received, {verified} signature-verified, {ids} distinct webhook ids"
         );
     }
-    if let Some(record) = &notify.mail_record {
-        let mails = std::fs::read_to_string(record)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        println!("  Email (local SMTP sink): {mails} messages");
+    if let Some(smtp) = &notify.smtp {
+        let mails = smtp.messages().len();
+        println!("  Email (local SMTP server): {mails} messages");
     }
     println!("\nWhere to look next:");
     println!(
@@ -565,27 +587,47 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Up { timeout_s } => {
+            tokio::runtime::Runtime::new()?.block_on(up::up(Duration::from_secs(timeout_s)))
+        }
         Command::Run {
             sandbox,
             api,
+            api_token,
             metrics,
             timeout_s,
             receiver,
             webhook_secret,
             email,
-            mail_record,
+            smtp,
         } => tokio::runtime::Runtime::new()?.block_on(async move {
             let receiver = match (receiver, webhook_secret) {
                 (Some(addr), Some(secret)) => Some(Receiver::start(addr, &secret).await?),
                 _ => None,
             };
+            let smtp = match smtp {
+                Some(addr) => Some(
+                    paywatch_sandbox::smtp::SmtpSink::start(Default::default(), addr)
+                        .await
+                        .with_context(|| format!("SMTP server on {addr}"))?,
+                ),
+                None => None,
+            };
             let notify = Notify {
                 receiver,
                 email,
-                mail_record,
+                smtp,
             };
             let timeout = Duration::from_secs(timeout_s);
-            run(&sandbox, &api, metrics.as_deref(), timeout, notify).await
+            run(
+                &sandbox,
+                &api,
+                &api_token,
+                metrics.as_deref(),
+                timeout,
+                notify,
+            )
+            .await
         }),
     }
 }
