@@ -15,9 +15,12 @@
 //! - [`store`]: the [`OrderStore`], order records and their bounded history in Redis.
 //! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
 //! - [`queues`]: the names of paywatch's queues.
+//! - [`metrics`]: provider metric names; [`telemetry`]: logs (`LOG_FORMAT`), the Prometheus
+//!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
 pub mod durations;
 pub mod ids;
+pub mod metrics;
 pub mod notification;
 pub mod observation;
 pub mod order;
@@ -28,6 +31,7 @@ pub mod queues;
 pub mod secret;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 
 pub use ids::{IdError, OrderId, PaymentId};
 pub use notification::{Channel, Notification};

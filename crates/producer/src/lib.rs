@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod http;
+pub mod metrics;
+pub mod telemetry;
 pub mod validate;
 pub mod webhooks;
 
@@ -102,8 +104,8 @@ impl Producer {
                 .enqueue(NewJob::new(spec.clone()).with_id(id))
                 .await?;
         }
-        metrics::counter!(
-            "paywatch_orders_submitted_total",
+        ::metrics::counter!(
+            metrics::ORDERS_SUBMITTED_TOTAL,
             "provider" => spec.provider.to_string(),
             "outcome" => if submitted == Submitted::Created { "created" } else { "existing" }
         )

@@ -3,27 +3,22 @@
 use anyhow::Context;
 use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
-use paywatch_producer::{Producer, Submitted, http};
+use paywatch_producer::{Producer, Submitted, http, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    paywatch_core::telemetry::init_logs()?;
     let producer = Producer::connect(&cli.redis.redis_url, &cli.redis.prefix)
         .await
         .context("REDIS_URL")?;
     match cli.command {
         Command::Serve(args) => {
             if let Some(addr) = args.metrics_listen {
-                metrics_exporter_prometheus::PrometheusBuilder::new()
-                    .with_http_listener(addr)
-                    .install()
+                let bound = telemetry::serve(addr, &cli.redis.redis_url, &cli.redis.prefix)
+                    .await
                     .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
+                tracing::info!(addr = %bound, "metrics, health and readiness listening");
             }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

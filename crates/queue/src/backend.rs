@@ -58,7 +58,7 @@ fn ensure_background(shared: &Arc<Shared>) {
     if shared.background_started.swap(true, Ordering::SeqCst) {
         return;
     }
-    metrics::gauge!("paywatch_queue_redis_up", "queue" => shared.config.name.clone()).set(1.0);
+    metrics::gauge!(crate::metrics::REDIS_UP, "queue" => shared.config.name.clone()).set(1.0);
     let rx = shared
         .settle_rx
         .lock()
@@ -91,7 +91,7 @@ async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>) -> Vec<Lea
                 requesting.store(false, Ordering::SeqCst);
                 error_backoff = Duration::from_millis(100);
                 if batch.reclaimed > 0 {
-                    metrics::counter!("paywatch_queue_leases_reclaimed_total", "queue" => config.name.clone()).increment(batch.reclaimed);
+                    metrics::counter!(crate::metrics::LEASES_RECLAIMED_TOTAL, "queue" => config.name.clone()).increment(batch.reclaimed);
                     tracing::info!(queue = %config.name, jobs = batch.reclaimed, "reclaimed jobs whose lease expired");
                 }
                 if !batch.jobs.is_empty() {
@@ -163,9 +163,9 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Fetched, redis::RedisErro
     drop(held);
     if !jobs.is_empty() {
         let queue = config.name.clone();
-        metrics::counter!("paywatch_queue_fetched_total", "queue" => queue.clone())
+        metrics::counter!(crate::metrics::JOBS_FETCHED_TOTAL, "queue" => queue.clone())
             .increment(jobs.len() as u64);
-        let lateness = metrics::histogram!("paywatch_queue_lateness_seconds", "queue" => queue);
+        let lateness = metrics::histogram!(crate::metrics::LATENESS_SECONDS, "queue" => queue);
         for job in &jobs {
             lateness.record((now as f64 - job.due_ms as f64).max(0.0) / 1000.0);
         }
@@ -193,7 +193,7 @@ where
                 job.attempts
             );
             tracing::warn!(queue = %queue, job = %job.id, "{reason}");
-            metrics::counter!("paywatch_queue_dead_lettered_total", "queue" => queue.clone(), "reason" => "crashed").increment(1);
+            crate::metrics::dead_lettered(queue, "crashed");
             settle::settle_later(shared, &job.id, &job.token, SettleOp::Dead { reason });
             return None;
         }
@@ -202,7 +202,7 @@ where
             Err(e) => {
                 let reason = format!("payload does not decode: {e}");
                 tracing::warn!(queue = %queue, job = %job.id, reason = %reason, "poison job dead-lettered");
-                metrics::counter!("paywatch_queue_dead_lettered_total", "queue" => queue.clone(), "reason" => "poison").increment(1);
+                crate::metrics::dead_lettered(queue, "poison");
                 settle::settle_later(shared, &job.id, &job.token, SettleOp::Dead { reason });
                 return None;
             }

@@ -45,9 +45,11 @@
 
 mod backend;
 mod config;
+mod depth;
 mod error;
 mod job;
 pub mod keys;
+pub mod metrics;
 mod outcome;
 mod queue;
 mod scripts;
@@ -55,6 +57,7 @@ mod settle;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
+pub use depth::QueueDepth;
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;

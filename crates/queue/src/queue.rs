@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::job::{EnqueueOutcome, JobId, Schedule};
 use crate::keys::Keys;
+use crate::metrics as m;
 use crate::settle::SettleRequest;
 use crate::{QueueConfig, QueueError, scripts};
 
@@ -99,14 +100,16 @@ impl Shared {
             Ok(_) => {
                 if !self.redis_up.swap(true, Ordering::Relaxed) {
                     tracing::info!(queue = %queue, "redis connection restored");
-                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(1.0);
+                    metrics::counter!(m::REDIS_RECONNECTS_TOTAL, "queue" => queue.clone())
+                        .increment(1);
+                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(1.0);
                 }
             }
             Err(e) => {
-                metrics::counter!("paywatch_queue_redis_errors_total", "queue" => queue.clone(), "op" => what.to_string()).increment(1);
+                metrics::counter!(m::REDIS_ERRORS_TOTAL, "queue" => queue.clone(), "op" => what.to_string()).increment(1);
                 if self.redis_up.swap(false, Ordering::Relaxed) {
                     tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
-                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(0.0);
+                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(0.0);
                 } else {
                     tracing::debug!(queue = %queue, op = what, error = %e, "redis still unavailable");
                 }
@@ -305,6 +308,9 @@ impl<T> RedisQueue<T> {
                 jobs.len()
             )));
         }
+        let created = codes.iter().filter(|c| **c == 1).count() as u64;
+        metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "queue" => self.shared.config.name.clone())
+            .increment(created);
         codes.into_iter().map(EnqueueOutcome::from_code).collect()
     }
 

@@ -237,9 +237,9 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
         }
         let applied = code == 1;
         if applied {
-            metrics::counter!("paywatch_queue_settled_total", "queue" => queue.clone(), "op" => op.name()).increment(1);
+            crate::metrics::settled(&queue, op.name());
         } else {
-            metrics::counter!("paywatch_queue_stale_settles_total", "queue" => queue.clone())
+            metrics::counter!(crate::metrics::STALE_SETTLES_TOTAL, "queue" => queue.clone())
                 .increment(1);
             tracing::warn!(queue = %queue, job = %id, op = op.name(), "settle ignored: the lease was lost (the job ran too long or Redis restarted); another run owns it");
         }
@@ -269,7 +269,7 @@ async fn extend_held(shared: &Shared) {
         if let Ok(lost) = result
             && !lost.is_empty()
         {
-            metrics::counter!("paywatch_queue_leases_lost_total", "queue" => shared.config.name.clone()).increment(lost.len() as u64);
+            metrics::counter!(crate::metrics::LEASES_LOST_TOTAL, "queue" => shared.config.name.clone()).increment(lost.len() as u64);
             tracing::warn!(queue = %shared.config.name, lost = lost.len(), "leases lost before their jobs finished; those jobs may run twice");
         }
     }
@@ -405,11 +405,12 @@ where
             let result = fut.await.map_err(Into::into);
             let Some(info) = info else { return result };
             let queue = shared.config.name.clone();
-            metrics::histogram!("paywatch_queue_run_seconds", "queue" => queue.clone())
+            metrics::histogram!(crate::metrics::RUN_SECONDS, "queue" => queue.clone())
                 .record(started.elapsed().as_secs_f64());
             let op = decide(&result, info.attempt, &shared.config.retry);
             if let SettleOp::Dead { reason } = &op {
                 tracing::warn!(queue = %queue, job = %info.id, attempt = info.attempt, reason = %reason, "job dead-lettered");
+                crate::metrics::dead_lettered(&queue, "failed");
             }
             settle(&shared, info.id.as_str(), &info.token, op).await;
             result

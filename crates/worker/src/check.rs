@@ -41,6 +41,7 @@ pub struct CheckContext {
 }
 
 /// Checks one order's payment once and decides what comes next.
+#[tracing::instrument(name = "check", skip_all, fields(order = %spec.order_id, provider = %spec.provider, attempt = job.attempt))]
 pub async fn check_payment(
     spec: OrderSpec,
     job: JobInfo,
@@ -160,9 +161,7 @@ async fn terminate(
         let took = (Utc::now() - *created_at)
             .to_std()
             .unwrap_or(Duration::ZERO);
-        metrics::counter!("paywatch_orders_terminal_total", "provider" => spec.provider.to_string(), "status" => status.to_string()).increment(1);
-        metrics::histogram!("paywatch_detection_seconds", "provider" => spec.provider.to_string())
-            .record(took.as_secs_f64());
+        crate::metrics::order_final(&ctx.store, spec, status, *created_at).await;
         tracing::info!(order = %spec.order_id, provider = %spec.provider, status = %status, after = ?took, "payment settled");
         if status == PaymentStatus::Unresolved {
             crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, spec).await?;
@@ -202,7 +201,7 @@ fn count_check(provider: Provider, result: &Result<Observation, CheckError>) {
         Ok(o) => o.status.to_string(),
         Err(e) => e.kind().to_string(),
     };
-    metrics::counter!("paywatch_checks_total", "provider" => provider.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::CHECKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
 }
 
 fn history_entry(
