@@ -59,6 +59,7 @@ fn ensure_background(shared: &Arc<Shared>) {
         return;
     }
     metrics::gauge!(crate::metrics::REDIS_UP, "queue" => shared.config.name.clone()).set(1.0);
+    crate::metrics::register_worker(&shared.config.name);
     let rx = shared
         .settle_rx
         .lock()

@@ -115,6 +115,32 @@ pub fn describe() {
     describe_histogram!(RUN_SECONDS, Unit::Seconds, "Seconds a handler ran");
 }
 
+/// Creates a worker's counters of `queue` at zero, so that rates and alerts see 0 instead of
+/// no data before the first event (a dead letter, a Redis error) ever happens.
+pub(crate) fn register_worker(queue: &str) {
+    let q = || queue.to_string();
+    for name in [
+        JOBS_FETCHED_TOTAL,
+        JOBS_COMPLETED_TOTAL,
+        JOBS_RESCHEDULED_TOTAL,
+        JOBS_RETRIED_TOTAL,
+        JOBS_RELEASED_TOTAL,
+        STALE_SETTLES_TOTAL,
+        LEASES_RECLAIMED_TOTAL,
+        LEASES_LOST_TOTAL,
+        REDIS_RECONNECTS_TOTAL,
+    ] {
+        metrics::counter!(name, "queue" => q()).increment(0);
+    }
+    for reason in ["failed", "crashed", "poison"] {
+        metrics::counter!(JOBS_DEAD_LETTERED_TOTAL, "queue" => q(), "reason" => reason)
+            .increment(0);
+    }
+    for op in ["fetch", "settle", "extend"] {
+        metrics::counter!(REDIS_ERRORS_TOTAL, "queue" => q(), "op" => op).increment(0);
+    }
+}
+
 /// Counts an applied settle under its outcome's counter.
 pub(crate) fn settled(queue: &str, op: &'static str) {
     let name = match op {
