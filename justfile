@@ -25,10 +25,15 @@ tools:
 test: redis tools
     cargo test --workspace
 
-# Formatting and lints, warnings are errors.
+# Formatting and lints, warnings are errors; deploy/ through its validators.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    scripts/check-deploy.sh
+
+# Validate deploy/: hadolint, compose schema, Kubernetes schemas, promtool (also run by `just test`).
+deploy-check:
+    scripts/check-deploy.sh
 
 # Benchmarks side by side with the reference peer (BullMQ): `just bench queue`.
 bench what="queue": redis

@@ -373,6 +373,14 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
             "{name} reads no paywatch metric"
         );
     }
+    // The query KEDA scales the check workers on.
+    let keda = std::fs::read_to_string(repo().join("deploy/k8s/keda-scaledobject.yaml"))
+        .expect("read the ScaledObject");
+    let keda = keda
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("query: "))
+        .expect("the ScaledObject's query");
+    queries.push(keda.to_string());
     queries.sort();
     queries.dedup();
 
