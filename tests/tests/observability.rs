@@ -173,17 +173,21 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn spawn_worker(mut args: Vec<String>, metrics_port: u16) -> WorkerProcess {
+/// Starts a worker process logging JSON lines to `log`.
+fn spawn_worker(mut args: Vec<String>, metrics_port: u16, log: &Path) -> WorkerProcess {
     args.remove(0);
     args.extend([
         "--metrics-listen".into(),
         format!("127.0.0.1:{metrics_port}"),
     ]);
+    let log = std::fs::File::create(log).expect("create worker log");
     WorkerProcess(
         Command::new(env!("CARGO_BIN_EXE_pw-worker"))
             .args(&args)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn pw-worker"),
     )
@@ -256,8 +260,14 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
     let (check_port, notify_port) = (free_port(), free_port());
     let mut check_args = stack.worker_args(0.01);
     check_args.extend(["--queues".into(), "check-payment".into()]);
-    let _checker = spawn_worker(check_args, check_port);
-    let _notifier = spawn_worker(stack.notifier_args(), notify_port);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let check_log = logs.path().join("checks.log");
+    let _checker = spawn_worker(check_args, check_port, &check_log);
+    let _notifier = spawn_worker(
+        stack.notifier_args(),
+        notify_port,
+        &logs.path().join("notify.log"),
+    );
     let prometheus = Prometheus::start(
         &producer.to_string(),
         &[
@@ -415,6 +425,21 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
         unhealthy.is_empty(),
         "rules failing to evaluate: {unhealthy:?}"
     );
+    // LOG_FORMAT=json: one JSON object per line, and the check's span names the order, the
+    // provider and the attempt.
+    let log = std::fs::read_to_string(&check_log).expect("read the worker's log");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let settled = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "payment settled" && l["span"]["order"] == "obs-0")
+        .unwrap_or_else(|| panic!("no settle of obs-0 in the JSON log:\n{log}"));
+    assert_eq!(settled["span"]["name"], "check", "{settled}");
+    assert_eq!(settled["span"]["provider"], "cashless", "{settled}");
+    assert!(settled["span"]["attempt"].as_u64().is_some(), "{settled}");
+    assert!(!log.contains("sandbox-cashless"), "no credentials in logs");
     stack.finish().await;
 }
 
