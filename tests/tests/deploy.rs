@@ -1,7 +1,8 @@
 //! deploy/ (Dockerfile, compose, Kubernetes, Prometheus, Grafana) checked by real validators
 //! through scripts/check-deploy.sh: hadolint, the compose-spec schema, the Kubernetes schemas
-//! (strict), promtool, and paywatch's own rules (drain within the grace period, KEDA on the
-//! due-now depth). The script installs the validators from PyPI and Debian on first use.
+//! (strict), KEDA's CRD schema, promtool, and paywatch's own rules (drain within the grace
+//! period, KEDA on the due-now depth). The script installs the validators from PyPI, npm and
+//! Debian on first use.
 
 use std::path::Path;
 use std::process::Command;
