@@ -414,6 +414,45 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
         "queries with no data after the end-to-end run:\n  {}",
         empty.join("\n  ")
     );
+    // Naming conventions, on what Prometheus actually ingested: counters end in `_total`,
+    // histograms are in seconds (or count something named), labels are bounded kinds and no
+    // label value is an order id, a payment id or a URL.
+    let metadata = prometheus.get("/api/v1/metadata").await;
+    let mut names = 0;
+    for (name, entries) in metadata["data"].as_object().expect("metadata") {
+        if !name.starts_with("paywatch_") {
+            continue;
+        }
+        names += 1;
+        let kind = entries[0]["type"].as_str().unwrap_or_default();
+        match kind {
+            "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+            "histogram" => assert!(
+                name.ends_with("_seconds") || name == "paywatch_order_provider_calls",
+                "histogram {name} has no unit"
+            ),
+            "gauge" => assert!(!name.ends_with("_total"), "gauge {name}"),
+            other => panic!("{name}: unexpected type {other}"),
+        }
+    }
+    assert!(names >= 25, "only {names} paywatch metrics ingested");
+    let allowed = [
+        "__name__", "job", "instance", "le", "queue", "state", "provider", "status", "outcome",
+        "channel", "reason", "op",
+    ];
+    for series in prometheus.query("{__name__=~\"paywatch_.*\"}").await {
+        for (label, value) in series["metric"].as_object().expect("labels") {
+            assert!(
+                allowed.contains(&label.as_str()),
+                "unbounded label {label} in {series}"
+            );
+            let value = value.as_str().unwrap_or_default();
+            assert!(
+                !value.starts_with("obs-") && !value.contains("://") && !value.contains('@'),
+                "{label}={value} in {series}"
+            );
+        }
+    }
     let unhealthy: Vec<_> = prometheus.get("/api/v1/rules").await["data"]["groups"]
         .as_array()
         .into_iter()
@@ -440,6 +479,34 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
     assert_eq!(settled["span"]["provider"], "cashless", "{settled}");
     assert!(settled["span"]["attempt"].as_u64().is_some(), "{settled}");
     assert!(!log.contains("sandbox-cashless"), "no credentials in logs");
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn depth_tells_due_now_from_later_and_how_long_until_the_next() {
+    use paywatch_queue::{NewJob, Schedule};
+    let stack = Stack::start("obs-depth").await;
+    let queue = stack.queue("depth").await;
+    let empty = queue.depth().await.expect("depth");
+    assert_eq!(
+        (empty.due, empty.scheduled, empty.next_due_in_ms),
+        (0, 0, None)
+    );
+    queue
+        .enqueue_many(vec![
+            NewJob::new(json!(1)).with_schedule(Schedule::After(Duration::from_secs(3600))),
+            NewJob::new(json!(2)).with_schedule(Schedule::After(Duration::from_secs(60))),
+        ])
+        .await
+        .expect("enqueue later");
+    let later = queue.depth().await.expect("depth");
+    assert_eq!((later.due, later.scheduled, later.leased), (0, 2, 0));
+    let next = later.next_due_in_ms.expect("a pending job");
+    assert!((55_000..=60_000).contains(&next), "{next} ms");
+    queue.push(json!(3)).await.expect("enqueue now");
+    let now = queue.depth().await.expect("depth");
+    assert_eq!((now.due, now.scheduled), (1, 2));
+    assert!(now.next_due_in_ms.expect("due job") <= 0, "{now:?}");
     stack.finish().await;
 }
 

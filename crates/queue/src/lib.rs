@@ -41,6 +41,10 @@
 //! Every range in every script has a `LIMIT`; nothing unpacks an unbounded list. Retry policy
 //! ([`RetryPolicy`]) lives in Rust. `docs/queue.md` has the whole story.
 //!
+//! [`metrics`] names every metric the queue exports (throughput per outcome, depth per state,
+//! seconds until the next due job, lateness, Redis health); [`RedisQueue::depth`] reads the depth
+//! the gauges publish. `docs/metrics.md` is the catalogue.
+//!
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
