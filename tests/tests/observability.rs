@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use paywatch_core::PaymentStatus;
 use paywatch_sandbox::{Fault, NewPayment, Provider};
 use paywatch_tests::stack::{Stack, WebhookReceiver};
-use paywatch_tests::{free_port, wait_for};
+use paywatch_tests::{RedisServer, free_port, unique_prefix, wait_for};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -257,6 +257,13 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
     )
     .await
     .expect("producer metrics listener");
+    for (path, want) in [("/healthz", 200), ("/readyz", 200)] {
+        assert_eq!(
+            status_of(&format!("http://{producer}{path}")).await,
+            want,
+            "{path}"
+        );
+    }
     let (check_port, notify_port) = (free_port(), free_port());
     let mut check_args = stack.worker_args(0.01);
     check_args.extend(["--queues".into(), "check-payment".into()]);
@@ -508,6 +515,81 @@ async fn depth_tells_due_now_from_later_and_how_long_until_the_next() {
     assert_eq!((now.due, now.scheduled), (1, 2));
     assert!(now.next_due_in_ms.expect("due job") <= 0, "{now:?}");
     stack.finish().await;
+}
+
+/// The HTTP status of `url`, or 0 when nothing answers.
+async fn status_of(url: &str) -> u16 {
+    match reqwest::get(url).await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn the_worker_listener_answers_health_and_follows_redis_for_readiness() {
+    let mut redis = RedisServer::start().await;
+    let port = free_port();
+    let _worker = WorkerProcess(
+        Command::new(env!("CARGO_BIN_EXE_pw-worker"))
+            .args([
+                "--redis-url",
+                &redis.url(),
+                "--prefix",
+                &unique_prefix("obs-ready"),
+            ])
+            .args(["--sandbox-url", "http://127.0.0.1:9/"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pw-worker"),
+    );
+    // The producer serves the same listener (`paywatch_core::telemetry::serve_ops`); the
+    // process's one global recorder belongs to the end-to-end test in this binary, which
+    // checks the producer's /healthz and /readyz.
+    let bases = [format!("http://127.0.0.1:{port}")];
+    for base in &bases {
+        wait_for(
+            "the listener to be ready",
+            Duration::from_secs(20),
+            || async { (status_of(&format!("{base}/readyz")).await == 200).then_some(()) },
+        )
+        .await;
+        assert_eq!(status_of(&format!("{base}/healthz")).await, 200, "{base}");
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("paywatch_queue_jobs{"),
+            "{base}: {metrics}"
+        );
+    }
+    redis.kill();
+    for base in &bases {
+        wait_for(
+            "readiness to report Redis gone",
+            Duration::from_secs(20),
+            || async { (status_of(&format!("{base}/readyz")).await == 503).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            status_of(&format!("{base}/healthz")).await,
+            200,
+            "still alive"
+        );
+    }
+    redis.restart().await;
+    for base in &bases {
+        wait_for(
+            "readiness to come back",
+            Duration::from_secs(30),
+            || async { (status_of(&format!("{base}/readyz")).await == 200).then_some(()) },
+        )
+        .await;
+    }
 }
 
 #[test]
