@@ -13,6 +13,10 @@
 # Debian when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One run at a time (the installs below are not safe to run twice at once).
+mkdir -p .paywatch
+exec 9>.paywatch/check-deploy.lock
+flock 9
 
 venv=.paywatch/deploy-venv
 requirements=deploy/requirements.txt
@@ -22,8 +26,8 @@ if ! [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]];
     python="${PYTHON:-python3}"
     if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
         if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq -o DPkg::Lock::Timeout=300
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
         else
             echo "check-deploy: python3 with the venv module is needed" >&2
             exit 1
@@ -45,8 +49,8 @@ node_want="$(cat deploy/validate/package-lock.json deploy/validate/keda.mjs | sh
 if ! [[ -f "$node_stamp" && "$(cat "$node_stamp")" == "$node_want" ]]; then
     if ! command -v npm >/dev/null 2>&1; then
         if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq -o DPkg::Lock::Timeout=300
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 nodejs npm >/dev/null
         else
             echo "check-deploy: Node.js and npm are needed (Debian: apt-get install nodejs npm)" >&2
             exit 1

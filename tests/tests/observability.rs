@@ -23,11 +23,16 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether `prometheus` and `promtool` are available, installing them if need be.
+/// Whether `prometheus` and `promtool` are available, installing them if need be. `false` only
+/// when they cannot be installed on this machine; a failed installation fails the test.
 fn prometheus_available() -> bool {
-    let status = Command::new(repo().join("scripts/ensure-prometheus.sh")).status();
-    if matches!(status, Ok(s) if s.success()) {
-        return true;
+    let status = Command::new(repo().join("scripts/ensure-prometheus.sh"))
+        .status()
+        .expect("run scripts/ensure-prometheus.sh");
+    match status.code() {
+        Some(0) => return true,
+        Some(2) => {}
+        _ => panic!("installing Prometheus failed ({status}); see the output above"),
     }
     eprintln!(
         "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
