@@ -1,4 +1,7 @@
-"""What no schema knows about paywatch's deploy files; run by scripts/check-deploy.sh."""
+"""What no schema knows about paywatch's deploy files; run by scripts/check-deploy.sh.
+
+With `--runs SECRETS_JSON` it also prints, as JSON, every paywatch process that compose.yaml and
+k8s/ start (arguments and environment), for tests/tests/deploy.rs to start each one for real."""
 
 import json
 import re
@@ -70,6 +73,47 @@ for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy n
     if flag not in redis:
         problems.append(f"compose: redis without {flag}")
 
+
+
+def interpolate(value, env):
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error}, from `env`."""
+
+    def one(match):
+        name, op, arg = match[1], match[2], match[3]
+        if env.get(name):
+            return env[name]
+        if op == ":-":
+            return arg or ""
+        if op == ":?":
+            problems.append(f"compose: {name} is required ({arg}) and the run check did not set it")
+        return ""
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
+
+
+def runs(secrets):
+    """Every paywatch process deploy/ starts: its arguments and environment, as the container
+    would see them, with `secrets` standing in for what an operator fills in."""
+    out = []
+    services = compose["services"]
+    for name, service in services.items():
+        command = service.get("command")
+        if not isinstance(command, list) or not command[0].startswith("paywatch-"):
+            continue
+        env = {k: interpolate(v, secrets) for k, v in (service.get("environment") or {}).items()}
+        out.append({"source": f"compose {name}", "args": command, "env": env})
+    for name, doc in deployments.items():
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            env = dict(config)
+            env.update(docs[("Secret", "paywatch")][1]["stringData"])
+            env.update(secrets)
+            env.update({e["name"]: e["value"] for e in c.get("env") or []})
+            out.append({"source": f"k8s {name}", "args": c["args"], "env": env})
+    return out
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "--runs":
+    print(json.dumps(runs(json.loads(sys.argv[2]))))
 if problems:
     print("\n".join(problems), file=sys.stderr)
     sys.exit(1)
