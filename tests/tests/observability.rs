@@ -531,17 +531,13 @@ async fn status_of(url: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn the_worker_listener_answers_health_and_follows_redis_for_readiness() {
+async fn the_worker_listener_follows_redis_for_readiness_and_counts_the_reconnect() {
     let mut redis = RedisServer::start().await;
     let port = free_port();
     let _worker = WorkerProcess(
         Command::new(env!("CARGO_BIN_EXE_pw-worker"))
-            .args([
-                "--redis-url",
-                &redis.url(),
-                "--prefix",
-                &unique_prefix("obs-ready"),
-            ])
+            .args(["--redis-url", &redis.url()])
+            .args(["--prefix", &unique_prefix("obs-ready")])
             .args(["--sandbox-url", "http://127.0.0.1:9/"])
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
@@ -552,49 +548,62 @@ async fn the_worker_listener_answers_health_and_follows_redis_for_readiness() {
     // The producer serves the same listener (`paywatch_core::telemetry::serve_ops`); the
     // process's one global recorder belongs to the end-to-end test in this binary, which
     // checks the producer's /healthz and /readyz.
-    let bases = [format!("http://127.0.0.1:{port}")];
-    for base in &bases {
-        wait_for(
-            "the listener to be ready",
-            Duration::from_secs(20),
-            || async { (status_of(&format!("{base}/readyz")).await == 200).then_some(()) },
-        )
-        .await;
-        assert_eq!(status_of(&format!("{base}/healthz")).await, 200, "{base}");
-        let metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text");
-        assert!(
-            metrics.contains("paywatch_queue_jobs{"),
-            "{base}: {metrics}"
-        );
-    }
+    let base = format!("http://127.0.0.1:{port}");
+    let status = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { status_of(&url).await }
+    };
+    let metric = |line: &'static str| {
+        let url = format!("{base}/metrics");
+        async move {
+            let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+            text.lines().any(|l| l == line).then_some(())
+        }
+    };
+    wait_for(
+        "the worker to be ready",
+        Duration::from_secs(20),
+        || async { (status("/readyz").await == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(status("/healthz").await, 200);
+    wait_for(
+        "a reconnect counter at zero",
+        Duration::from_secs(10),
+        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment\"} 0"),
+    )
+    .await;
+
     redis.kill();
-    for base in &bases {
-        wait_for(
-            "readiness to report Redis gone",
-            Duration::from_secs(20),
-            || async { (status_of(&format!("{base}/readyz")).await == 503).then_some(()) },
-        )
-        .await;
-        assert_eq!(
-            status_of(&format!("{base}/healthz")).await,
-            200,
-            "still alive"
-        );
-    }
+    wait_for(
+        "readiness to report Redis gone",
+        Duration::from_secs(20),
+        || async { (status("/readyz").await == 503).then_some(()) },
+    )
+    .await;
+    assert_eq!(status("/healthz").await, 200, "still alive");
+    wait_for("redis_up to drop to 0", Duration::from_secs(20), || {
+        metric("paywatch_queue_redis_up{queue=\"check-payment\"} 0")
+    })
+    .await;
+
     redis.restart().await;
-    for base in &bases {
-        wait_for(
-            "readiness to come back",
-            Duration::from_secs(30),
-            || async { (status_of(&format!("{base}/readyz")).await == 200).then_some(()) },
-        )
-        .await;
-    }
+    wait_for(
+        "readiness to come back",
+        Duration::from_secs(30),
+        || async { (status("/readyz").await == 200).then_some(()) },
+    )
+    .await;
+    wait_for(
+        "the reconnect to be counted",
+        Duration::from_secs(30),
+        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment\"} 1"),
+    )
+    .await;
+    wait_for("redis_up back at 1", Duration::from_secs(10), || {
+        metric("paywatch_queue_redis_up{queue=\"check-payment\"} 1")
+    })
+    .await;
 }
 
 #[test]
