@@ -301,8 +301,13 @@ impl Stack {
         .await
     }
 
-    /// A handle on one of this stack's queues.
+    /// A handle on one of this stack's queues; `check-payment` means its one shard's queue.
     pub async fn queue(&self, name: &str) -> RedisQueue<Value> {
+        let name = if name == queues::CHECK_PAYMENT {
+            paywatch_core::store::check_queue(0)
+        } else {
+            name.to_string()
+        };
         RedisQueue::connect(
             &self.redis,
             QueueConfig::new(name).with_prefix(&self.prefix),

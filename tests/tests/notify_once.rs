@@ -58,27 +58,38 @@ async fn a_check_that_runs_twice_notifies_once() {
     .await;
     settled(&stack).await;
 
-    // Run the check again, twice: once as is, once as if a crash had hit between the fan-out and
-    // its "notified" mark (the order forgets it notified; the notifier queues do not).
+    // Run the check again, twice: once as after a crash between recording the final status and
+    // acking the check, once as if the final record itself were lost. The notifier queues
+    // remember what they delivered, so neither run sends anything again.
     let checks = stack.queue(queues::CHECK_PAYMENT).await;
-    let spec: Value = serde_json::from_value(body.clone()).expect("spec");
+    let keys = paywatch_core::store::ShardKeys::new(&stack.prefix, 0);
     let mut conn = redis::Client::open(stack.redis.as_str())
         .expect("client")
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
+    let final_record: String = redis::cmd("HGET")
+        .arg(&keys.orders)
+        .arg("twice")
+        .query_async(&mut conn)
+        .await
+        .expect("final record");
+    let mut pending: Vec<Value> = serde_json::from_str(&final_record).expect("record");
+    pending.truncate(6);
     for forget in [false, true] {
         if forget {
-            let key = format!("{}:order:{{twice}}", stack.prefix);
             let _: i64 = redis::cmd("HDEL")
-                .arg(&key)
-                .arg("notified")
+                .arg(&keys.orders)
+                .arg("twice")
                 .query_async(&mut conn)
                 .await
                 .expect("hdel");
         }
         checks
-            .enqueue(NewJob::new(spec.clone()).with_id(JobId::new("twice").expect("id")))
+            .enqueue(
+                NewJob::new(Value::Array(pending.clone()))
+                    .with_id(JobId::new("twice").expect("id")),
+            )
             .await
             .expect("re-enqueue the check");
         wait_for(

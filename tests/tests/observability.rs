@@ -259,6 +259,7 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
         "127.0.0.1:0".parse().expect("addr"),
         &stack.redis,
         &stack.prefix,
+        paywatch_core::store::DEFAULT_SHARDS,
     )
     .await
     .expect("producer metrics listener");
@@ -570,7 +571,7 @@ async fn the_worker_listener_follows_redis_for_readiness_and_counts_the_reconnec
     wait_for(
         "a reconnect counter at zero",
         Duration::from_secs(10),
-        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment\"} 0"),
+        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment.0\"} 0"),
     )
     .await;
 
@@ -583,7 +584,7 @@ async fn the_worker_listener_follows_redis_for_readiness_and_counts_the_reconnec
     .await;
     assert_eq!(status("/healthz").await, 200, "still alive");
     wait_for("redis_up to drop to 0", Duration::from_secs(20), || {
-        metric("paywatch_queue_redis_up{queue=\"check-payment\"} 0")
+        metric("paywatch_queue_redis_up{queue=\"check-payment.0\"} 0")
     })
     .await;
 
@@ -597,11 +598,11 @@ async fn the_worker_listener_follows_redis_for_readiness_and_counts_the_reconnec
     wait_for(
         "the reconnect to be counted",
         Duration::from_secs(30),
-        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment\"} 1"),
+        || metric("paywatch_queue_redis_reconnects_total{queue=\"check-payment.0\"} 1"),
     )
     .await;
     wait_for("redis_up back at 1", Duration::from_secs(10), || {
-        metric("paywatch_queue_redis_up{queue=\"check-payment\"} 1")
+        metric("paywatch_queue_redis_up{queue=\"check-payment.0\"} 1")
     })
     .await;
 }

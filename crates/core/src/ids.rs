@@ -28,6 +28,12 @@ pub enum IdError {
         /// Its length in bytes.
         len: usize,
     },
+    /// An order id of `.` or `..`, which URLs read as path steps, so no link could reach it.
+    #[error("{kind} must not be . or ..")]
+    DotSegment {
+        /// Which identifier.
+        kind: &'static str,
+    },
     /// The identifier contained whitespace, a control character or non-ASCII.
     #[error(
         "{kind} may only contain printable ASCII without whitespace (bad character at byte {index})"
@@ -53,6 +59,9 @@ fn validate(kind: &'static str, value: &str) -> Result<(), IdError> {
     // `is_ascii_graphic` is exactly printable ASCII minus the space.
     if let Some(index) = value.bytes().position(|b| !b.is_ascii_graphic()) {
         return Err(IdError::InvalidChar { kind, index });
+    }
+    if kind == "order id" && matches!(value, "." | "..") {
+        return Err(IdError::DotSegment { kind });
     }
     Ok(())
 }

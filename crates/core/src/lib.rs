@@ -12,9 +12,12 @@
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
-//! - [`store`]: the [`OrderStore`], order records and their bounded history in Redis.
+//! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
+//!   the one door every language submits through.
+//! - [`targets`]: the rules for notification targets, shared with the function library.
 //! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
 //! - [`queues`]: the names of paywatch's queues.
+//! - [`shutdown`]: the shutdown signal every binary waits for.
 //! - [`metrics`]: provider metric names; [`telemetry`]: logs (`LOG_FORMAT`), the Prometheus
 //!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
@@ -29,8 +32,10 @@ pub mod provider;
 pub mod providers;
 pub mod queues;
 pub mod secret;
+pub mod shutdown;
 pub mod status;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
 
 pub use ids::{IdError, OrderId, PaymentId};
@@ -45,4 +50,7 @@ pub use providers::{
 };
 pub use secret::Secret;
 pub use status::{PaymentStatus, UnknownPaymentStatus};
-pub use store::{Created, HistoryEntry, OrderRecord, OrderStore, StoreError};
+pub use store::{
+    FieldError, HistoryEntry, OrderStore, OrderView, Phase, StoreError, StoredOrder, SubmitError,
+    Submitted,
+};

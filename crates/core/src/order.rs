@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{OrderId, PaymentId};
 use crate::provider::Provider;
-use crate::secret::REDACTED;
+use crate::secret::redact_url;
 
 /// An order as submitted: the payment to watch and who to tell when it settles.
 ///
@@ -73,20 +73,6 @@ impl NotifyTargets {
     /// Whether there is nobody to notify.
     pub fn is_empty(&self) -> bool {
         self.email.is_none() && self.telegram_chat_id.is_none() && self.webhook_url.is_none()
-    }
-}
-
-/// `scheme://host[:port]/[redacted]`, or just `[redacted]` if it does not parse.
-fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(url) => match url.host_str() {
-            Some(host) => {
-                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-                format!("{}://{host}{port}/{REDACTED}", url.scheme())
-            }
-            None => REDACTED.to_owned(),
-        },
-        Err(_) => REDACTED.to_owned(),
     }
 }
 

@@ -60,6 +60,35 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A URL reduced to `scheme://host[:port]/[redacted]` (or just `[redacted]` when it does not
+/// parse): webhook and API URLs routinely carry tokens in their path, query or user info.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => match url.host_str() {
+            Some(host) => {
+                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{host}{port}/{REDACTED}", url.scheme())
+            }
+            None => REDACTED.to_owned(),
+        },
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+/// A connection URL (Redis, SMTP) with its password replaced by `[redacted]`; the rest stays,
+/// since host, port and database are what an operator needs to see.
+pub fn redact_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some(REDACTED));
+            }
+            url.to_string()
+        }
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
 /// How many bytes of a response body an error message may quote.
 pub const SNIPPET_BYTES: usize = 120;
 

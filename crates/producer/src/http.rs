@@ -1,26 +1,37 @@
 //! The producer's HTTP API.
 //!
-//! - `POST /v1/orders` → 202 (new), 200 (same order again), 409 (same id, other body),
-//!   400 (not JSON), 422 (invalid field), 503 (Redis unreachable).
-//! - `GET /v1/orders/{order_id}` → the order's status and recent history.
+//! - `POST /v1/orders` → 202 (new), 200 (same order again, whatever became of it), 409 (same id,
+//!   other body), 400 (not JSON), 415 (not `application/json`), 422 (invalid field, named),
+//!   503 (Redis unreachable). The body goes to the `paywatch_submit` Redis Function unchanged:
+//!   it is the one judge of every door.
+//! - `GET /v1/orders/{order_id}` → the order as it stands. Order ids may hold any printable ASCII;
+//!   `links.self` percent-encodes them, so every accepted id is reachable through its link.
 //! - `GET /healthz` (the process is up), `GET /readyz` (Redis answers).
 //! - `POST /webhooks/cashless`, `POST /webhooks/handcash`: provider webhooks (see
 //!   [`crate::webhooks`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paywatch_core::store::OrderRecord;
-use paywatch_core::{HistoryEntry, OrderId};
+use paywatch_core::store::{OrderView, Phase};
+use paywatch_core::{OrderId, PaymentStatus};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use crate::{Producer, ProducerError, Submitted, validate};
+use crate::{Producer, ProducerError, Submitted};
 
-/// History entries returned by `GET /v1/orders/{id}`.
-const HISTORY_SHOWN: usize = 20;
+/// What stays unescaped in a path segment: RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The largest order body accepted; the submit function allows 64 KiB.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// The API's routes over a [`Producer`], provider webhooks included.
 pub fn router(producer: Producer, handcash_app_secret: Option<paywatch_core::Secret>) -> Router {
@@ -29,12 +40,20 @@ pub fn router(producer: Producer, handcash_app_secret: Option<paywatch_core::Sec
         handcash_app_secret,
     });
     Router::new()
-        .route("/v1/orders", post(create_order))
+        .route(
+            "/v1/orders",
+            post(create_order).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
+        )
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .with_state(producer)
         .merge(webhooks)
+}
+
+/// The API path of an order, its id percent-encoded.
+pub fn order_path(order_id: &str) -> String {
+    format!("/v1/orders/{}", utf8_percent_encode(order_id, SEGMENT))
 }
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
@@ -59,111 +78,121 @@ fn internal(e: &ProducerError) -> Response {
     }
 }
 
-async fn create_order(State(producer): State<Producer>, body: Bytes) -> Response {
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body is not valid JSON: {e}"),
-                None,
-            );
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn create_order(
+    State(producer): State<Producer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A form or a text/plain body is what a cross-site page can send without asking.
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the order as JSON with Content-Type: application/json",
+            Some("content-type"),
+        );
+    }
+    let submitted = match producer.submit_json(&body).await {
+        Ok(s) => s,
+        Err(ProducerError::Invalid(f)) if f.is_syntax() => {
+            return error(StatusCode::BAD_REQUEST, f.to_string(), Some(&f.field));
         }
-    };
-    let spec = match validate::order_spec(&value) {
-        Ok(spec) => spec,
-        Err(e) => {
+        Err(ProducerError::Invalid(f)) => {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                e.to_string(),
-                Some(&e.field),
+                f.to_string(),
+                Some(&f.field),
             );
         }
+        Err(ProducerError::Conflict(id)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("order {id} already exists with a different body"),
+                Some("order_id"),
+            );
+        }
+        Err(e) => return internal(&e),
     };
-    match producer.enqueue_order(&spec).await {
-        Ok(Submitted::Created) => (
+    // The function accepted it, so it is a valid order.
+    let order: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let order_id = order["order_id"].as_str().unwrap_or_default();
+    let (code, status, phase, created) = match submitted {
+        Submitted::Created => (
             StatusCode::ACCEPTED,
-            Json(json!({
-                "order_id": spec.order_id,
-                "provider": spec.provider,
-                "payment_id": spec.payment_id,
-                "status": "pending",
-                "created": true,
-                "links": {"self": format!("/v1/orders/{}", spec.order_id)},
-            })),
-        )
-            .into_response(),
-        Ok(Submitted::Existing(status)) => (
-            StatusCode::OK,
-            Json(json!({
-                "order_id": spec.order_id,
-                "provider": spec.provider,
-                "payment_id": spec.payment_id,
-                "status": status,
-                "created": false,
-                "links": {"self": format!("/v1/orders/{}", spec.order_id)},
-            })),
-        )
-            .into_response(),
-        Err(ProducerError::Conflict(id)) => error(
-            StatusCode::CONFLICT,
-            format!("order {id} already exists with a different body"),
-            Some("order_id"),
+            PaymentStatus::Pending,
+            Phase::Watching,
+            true,
         ),
-        Err(e) => internal(&e),
-    }
+        Submitted::Existing { status, phase } => (StatusCode::OK, status, phase, false),
+    };
+    (
+        code,
+        Json(json!({
+            "order_id": order_id,
+            "provider": order["provider"],
+            "payment_id": order["payment_id"],
+            "status": status,
+            "phase": phase,
+            "created": created,
+            "links": {"self": order_path(order_id)},
+        })),
+    )
+        .into_response()
 }
 
 async fn get_order(State(producer): State<Producer>, Path(order_id): Path<String>) -> Response {
     let Ok(id) = order_id.parse::<OrderId>() else {
         return error(
             StatusCode::BAD_REQUEST,
-            "invalid order id",
+            "not an order id (order ids are 1 to 128 printable ASCII characters without spaces)",
             Some("order_id"),
         );
     };
-    match producer.order(&id, HISTORY_SHOWN).await {
-        Ok(Some((record, history))) => Json(order_view(&record, &history)).into_response(),
+    match producer.order(&id).await {
+        Ok(Some(view)) => Json(order_view(&view)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no order {id}"), None),
         Err(e) => internal(&e),
     }
 }
 
 /// The public view of an order: no credentials, no delivered codes, webhook URL redacted.
-pub fn order_view(record: &OrderRecord, history: &[HistoryEntry]) -> Value {
-    let spec = &record.spec;
+pub fn order_view(view: &OrderView) -> Value {
+    let record = &view.record;
+    let state = record.state.as_ref();
     json!({
-        "order_id": spec.order_id,
-        "provider": spec.provider,
-        "payment_id": spec.payment_id,
-        "status": record.status,
-        "raw_status": record.raw_status,
-        "checks": record.checks,
-        "next_check_at": record.next_check_at,
-        "created_at": record.created_at,
-        "terminal_at": record.terminal_at,
-        "last_error": record.last_error,
-        "notified": record.notified,
+        "order_id": view.order_id,
+        "provider": record.provider,
+        "payment_id": record.payment_id,
+        "status": record.status(),
+        "phase": view.phase,
+        "watching": view.phase == Phase::Watching,
+        "stopped": view.stopped.as_ref().map(|s| json!({"reason": s.reason, "at": s.at})),
+        "raw_status": state.and_then(|s| s.raw_status.as_deref()),
+        "checks": state.map_or(0, |s| s.poll.checks),
+        "checking_now": view.running,
+        "next_check_at": view.next_check_at,
+        "created_at": record.created_at(),
+        "terminal_at": state.and_then(|s| s.final_at),
+        "last_error": state.and_then(|s| s.last_error.as_deref()),
+        "notified": view.notified,
         "notify": {
-            "email": spec.notify.email,
-            "telegram_chat_id": spec.notify.telegram_chat_id,
-            "webhook_url": spec.notify.webhook_url.as_deref().map(redact_url),
+            "email": record.notify.email,
+            "telegram_chat_id": record.notify.telegram_chat_id,
+            "webhook_url": record.notify.webhook_url.as_deref().map(paywatch_core::secret::redact_url),
         },
-        "metadata": spec.metadata,
-        "history": history,
+        "metadata": record.metadata,
+        // Newest first, as a timeline is read.
+        "history": state.map(|s| s.history.iter().rev().collect::<Vec<_>>()).unwrap_or_default(),
+        "links": {"self": order_path(view.order_id.as_str())},
     })
-}
-
-fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(url) => format!(
-            "{}://{}{}/…",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ),
-        Err(_) => "…".to_string(),
-    }
 }
 
 async fn ready(State(producer): State<Producer>) -> Response {

@@ -1,52 +1,51 @@
 //! paywatch-producer: accepts orders and enqueues one check-payment job per order, idempotently.
 //!
-//! Three doors to the same [`Producer::enqueue_order`]: the HTTP API ([`http::router`]), this
-//! Rust API, and the `paywatch-producer enqueue` CLI. Shops can also enqueue straight into Redis
-//! from any language (see docs/enqueue-from-redis.md). Provider webhooks ([`webhooks`]) move an
-//! order's scheduled check to now.
+//! Every door ends in the same Redis Function, `paywatch_submit` (see
+//! [`paywatch_core::store`]): the HTTP API ([`http::router`]), this Rust API
+//! ([`Producer::enqueue_order`]), the `paywatch-producer enqueue` CLI, and any language's Redis
+//! client (docs/enqueue-from-any-language.md). So they accept and refuse exactly the same orders.
+//! Provider webhooks ([`webhooks`]) move an order's scheduled check to now.
 
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;
-pub mod validate;
 pub mod webhooks;
 
-use chrono::Utc;
-use paywatch_core::store::{Created, OrderRecord, OrderSpec, OrderStore, StoreError};
-use paywatch_core::{HistoryEntry, OrderId, PaymentId, PaymentStatus, Provider, queues};
-use paywatch_queue::{JobId, NewJob, Promoted, QueueConfig, QueueError, RedisQueue};
+use std::time::Duration;
 
-/// What submitting an order did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Submitted {
-    /// A new order; its first check is enqueued.
-    Created,
-    /// The same order was already accepted; nothing new was enqueued. Its current status.
-    Existing(PaymentStatus),
-}
+pub use paywatch_core::store::{FieldError, Phase, Submitted};
+use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError, SubmitError};
+use paywatch_core::{OrderId, PaymentId, Provider};
 
 /// Errors of the producer API.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
+    /// The order is invalid; the error names the field.
+    #[error("invalid order: {0}")]
+    Invalid(FieldError),
     /// An order with this id exists with a different body.
     #[error("order {0} already exists with a different body")]
     Conflict(String),
     /// The order store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The queue failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
+}
+
+impl From<SubmitError> for ProducerError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(f) => Self::Invalid(f),
+            SubmitError::Conflict(id) => Self::Conflict(id),
+            SubmitError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 impl ProducerError {
     /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Store(StoreError::Redis(_)) | Self::Queue(QueueError::Redis(_))
-        )
+        matches!(self, Self::Store(e) if e.is_unavailable())
     }
 }
 
@@ -54,76 +53,78 @@ impl ProducerError {
 #[derive(Debug, Clone)]
 pub struct Producer {
     store: OrderStore,
-    checks: RedisQueue<OrderSpec>,
-    conn: redis::aio::ConnectionManager,
+    webhook_gap: Duration,
+}
+
+/// The least time between two provider calls for one order that webhooks can cause.
+pub const DEFAULT_WEBHOOK_GAP: Duration = Duration::from_secs(2);
+
+/// One Redis connection, reconnecting by itself, that gives up on a call quickly so a request
+/// during an outage gets a 503 instead of hanging.
+pub fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    redis::aio::ConnectionManager::new_lazy_with_config(
+        client,
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2),
+    )
 }
 
 impl Producer {
-    /// Connects to Redis at `url`, with all keys under `prefix`.
+    /// Connects to Redis at `url`, with all keys under `prefix`, in one shard.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, ProducerError> {
-        let checks: RedisQueue<OrderSpec> = RedisQueue::connect(
-            url,
-            QueueConfig::new(queues::CHECK_PAYMENT).with_prefix(prefix),
-        )
-        .await?;
-        let client = redis::Client::open(url).map_err(QueueError::from)?;
-        let conn = redis::aio::ConnectionManager::new_lazy_with_config(
-            client,
-            redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-                .set_number_of_retries(2),
-        )
-        .map_err(QueueError::from)?;
+        Self::connect_sharded(url, prefix, paywatch_core::store::DEFAULT_SHARDS).await
+    }
+
+    /// Connects with `shards` shards, loading the function library when needed.
+    pub async fn connect_sharded(
+        url: &str,
+        prefix: &str,
+        shards: u32,
+    ) -> Result<Self, ProducerError> {
+        let conn = connect_redis(url).map_err(StoreError::from)?;
+        let store = OrderStore::new(conn, prefix, shards);
+        match store.prepare().await {
+            Ok(()) => {}
+            // Redis may come up after us; the first call prepares again (see OrderStore::call).
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "redis unavailable at start-up; will prepare on first use")
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(Self {
-            store: OrderStore::new(conn.clone(), prefix),
-            checks,
-            conn,
+            store,
+            webhook_gap: DEFAULT_WEBHOOK_GAP,
         })
     }
 
-    /// Accepts an order: records it and enqueues its first check, once per order id.
-    ///
-    /// Re-submitting the same body is harmless (and heals an order whose enqueue was interrupted);
-    /// a different body under the same id is a [`ProducerError::Conflict`].
-    pub async fn enqueue_order(&self, spec: &OrderSpec) -> Result<Submitted, ProducerError> {
-        let outcome = self.store.create(spec, Utc::now()).await?;
-        let submitted = match outcome {
-            Created::Conflict => return Err(ProducerError::Conflict(spec.order_id.to_string())),
-            Created::New => Submitted::Created,
-            Created::Existing(status) => Submitted::Existing(status),
-        };
-        let open = match submitted {
-            Submitted::Created => true,
-            Submitted::Existing(status) => !status.is_final(),
-        };
-        if open {
-            self.store.index_payment(spec).await?;
-            // Idempotent on the order id: a duplicate is a no-op while the check job exists.
-            let id = JobId::new(spec.order_id.to_string())?;
-            self.checks
-                .enqueue(NewJob::new(spec.clone()).with_id(id))
-                .await?;
-        }
-        ::metrics::counter!(
-            metrics::ORDERS_SUBMITTED_TOTAL,
-            "provider" => spec.provider.to_string(),
-            "outcome" => if submitted == Submitted::Created { "created" } else { "existing" }
-        )
-        .increment(1);
+    /// Sets the least time between two provider calls for one order that webhooks can cause.
+    pub fn with_webhook_gap(mut self, gap: Duration) -> Self {
+        self.webhook_gap = gap;
+        self
+    }
+
+    /// Accepts an order given as the JSON of `POST /v1/orders`, as the client sent it.
+    pub async fn submit_json(&self, body: &[u8]) -> Result<Submitted, ProducerError> {
+        let submitted = self.store.submit_json(body).await?;
+        count(submitted);
         Ok(submitted)
     }
 
-    /// An order's record and its newest history entries.
-    pub async fn order(
-        &self,
-        id: &OrderId,
-        history: usize,
-    ) -> Result<Option<(OrderRecord, Vec<HistoryEntry>)>, ProducerError> {
-        let Some(record) = self.store.get(id).await? else {
-            return Ok(None);
-        };
-        let history = self.store.history(id, history).await?;
-        Ok(Some((record, history)))
+    /// Accepts an order: validates it, records it and makes its first check due now, once per
+    /// order id. Re-submitting the same order is harmless; a different body under the same id is
+    /// a [`ProducerError::Conflict`].
+    pub async fn enqueue_order(&self, spec: &OrderSpec) -> Result<Submitted, ProducerError> {
+        let submitted = self.store.submit(spec).await?;
+        count(submitted);
+        Ok(submitted)
+    }
+
+    /// An order as it stands.
+    pub async fn order(&self, id: &OrderId) -> Result<Option<OrderView>, ProducerError> {
+        Ok(self.store.get(id).await?)
     }
 
     /// A provider's webhook named this payment: check it now instead of at its next scheduled
@@ -132,23 +133,35 @@ impl Producer {
         &self,
         provider: Provider,
         payment_id: &PaymentId,
-    ) -> Result<Option<(OrderId, Promoted)>, ProducerError> {
-        let Some(order_id) = self.store.order_for_payment(provider, payment_id).await? else {
-            return Ok(None);
-        };
-        let promoted = self
-            .checks
-            .promote(&JobId::new(order_id.to_string())?)
-            .await?;
-        Ok(Some((order_id, promoted)))
+    ) -> Result<Vec<(OrderId, Promotion)>, ProducerError> {
+        Ok(self
+            .store
+            .check_now(provider, payment_id, self.webhook_gap)
+            .await?)
     }
 
     /// Whether Redis answers.
     pub async fn ready(&self) -> bool {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .is_ok()
+        self.store.ping().await
     }
+}
+
+fn count(submitted: Submitted) {
+    ::metrics::counter!(
+        metrics::ORDERS_SUBMITTED_TOTAL,
+        "outcome" => if submitted == Submitted::Created { "created" } else { "existing" }
+    )
+    .increment(1);
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = ?listener.local_addr(), "producer API listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -9,15 +9,21 @@ use paywatch_producer::{Producer, Submitted, http, telemetry};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     paywatch_core::telemetry::init_logs()?;
-    let producer = Producer::connect(&cli.redis.redis_url, &cli.redis.prefix)
-        .await
-        .context("REDIS_URL")?;
+    let producer =
+        Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
+            .await
+            .context("REDIS_URL")?;
     match cli.command {
         Command::Serve(args) => {
             if let Some(addr) = args.metrics_listen {
-                let bound = telemetry::serve(addr, &cli.redis.redis_url, &cli.redis.prefix)
-                    .await
-                    .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
+                let bound = telemetry::serve(
+                    addr,
+                    &cli.redis.redis_url,
+                    &cli.redis.prefix,
+                    cli.redis.shards,
+                )
+                .await
+                .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
                 tracing::info!(addr = %bound, "metrics, health and readiness listening");
             }
             let listener = tokio::net::TcpListener::bind(args.listen)
@@ -25,42 +31,33 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
-            tracing::info!(addr = %listener.local_addr()?, "producer API listening");
             let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
-            axum::serve(listener, http::router(producer, handcash))
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            let producer = producer.with_webhook_gap(args.webhook_min_gap);
+            paywatch_producer::serve(
+                listener,
+                http::router(producer, handcash),
+                paywatch_core::shutdown::signal(),
+            )
+            .await?;
         }
         Command::Enqueue(args) => {
-            let spec = args
-                .to_spec()
+            let body = args
+                .to_json()
                 .map_err(|e| anyhow::anyhow!("invalid order: {e}"))?;
-            match producer.enqueue_order(&spec).await? {
-                Submitted::Created => println!("{}: created, first check enqueued", spec.order_id),
-                Submitted::Existing(status) => {
-                    println!("{}: already accepted (status {status})", spec.order_id)
+            let body = serde_json::to_vec(&body)?;
+            match producer.submit_json(&body).await {
+                Ok(Submitted::Created) => {
+                    println!("{}: created, first check due now", args.order_id)
                 }
+                Ok(Submitted::Existing { status, phase }) => {
+                    println!(
+                        "{}: already accepted (status {status}, {phase:?})",
+                        args.order_id
+                    )
+                }
+                Err(e) => anyhow::bail!("{e}"),
             }
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

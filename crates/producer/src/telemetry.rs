@@ -8,31 +8,36 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use paywatch_core::store::check_queue;
 use paywatch_core::{queues, telemetry};
 use paywatch_queue::{QueueConfig, RedisQueue};
-
-use crate::ProducerError;
 
 /// How often the depth of each queue is read (one small script per queue).
 const DEPTH_EVERY: Duration = Duration::from_secs(5);
 
-/// Installs the recorder and serves the listener on `addr`; publishes the queues' depth.
+/// Installs the recorder and serves the listener on `addr`; publishes the depth of every queue
+/// (the check queue of each of the `shards`).
 /// Returns the bound address. Call inside the Tokio runtime.
 pub async fn serve(
     addr: SocketAddr,
     redis_url: &str,
     prefix: &str,
+    shards: u32,
 ) -> Result<SocketAddr, TelemetryStartError> {
     let handle = telemetry::install_recorder(&crate::metrics::all_buckets())?;
     crate::metrics::describe();
     let bound = telemetry::serve_ops(addr, handle, redis_url)?;
     // The stop signal is never sent: the exporters live as long as the process.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    for name in queues::ALL {
+    // The check queue is one queue per shard; the others are single.
+    let names = queues::ALL
+        .iter()
+        .filter(|q| **q != queues::CHECK_PAYMENT)
+        .map(|q| q.to_string())
+        .chain((0..shards).map(check_queue));
+    for name in names {
         let queue: RedisQueue<serde_json::Value> =
-            RedisQueue::connect(redis_url, QueueConfig::new(name).with_prefix(prefix))
-                .await
-                .map_err(ProducerError::from)?;
+            RedisQueue::connect(redis_url, QueueConfig::new(name).with_prefix(prefix)).await?;
         tokio::spawn(paywatch_queue::metrics::export_depth(
             queue,
             DEPTH_EVERY,
@@ -51,5 +56,5 @@ pub enum TelemetryStartError {
     Telemetry(#[from] telemetry::TelemetryError),
     /// A queue handle.
     #[error(transparent)]
-    Producer(#[from] ProducerError),
+    Queue(#[from] paywatch_queue::QueueError),
 }

@@ -119,18 +119,21 @@ async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -
         );
     };
     match state.producer.check_now(provider, &payment_id).await {
-        Ok(Some((order_id, promoted))) => {
-            tracing::info!(%provider, order = %order_id, ?promoted, "provider webhook: checking now");
+        Ok(found) if !found.is_empty() => {
+            for (order_id, promotion) in &found {
+                tracing::info!(%provider, order = %order_id, ?promotion, "provider webhook: checking now");
+            }
+            let orders: Vec<_> = found
+                .iter()
+                .map(|(id, promotion)| json!({"order_id": id, "check": format!("{promotion:?}")}))
+                .collect();
             received(
                 provider,
                 "promoted",
-                reply(
-                    StatusCode::OK,
-                    json!({"order_id": order_id, "check": promoted}),
-                ),
+                reply(StatusCode::OK, json!({"orders": orders})),
             )
         }
-        Ok(None) => received(
+        Ok(_) => received(
             provider,
             "unknown_payment",
             reply(

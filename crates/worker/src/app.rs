@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use futures::future::BoxFuture;
-use paywatch_core::store::{OrderSpec, OrderStore};
+use paywatch_core::store::{OrderStore, StoredOrder, check_queue};
 use paywatch_core::{Channel, Notification, ProviderClient, queues};
 use paywatch_queue::{QueueConfig, QueueError, RedisQueue};
 use tokio::sync::watch;
@@ -24,7 +24,8 @@ use crate::ops::{self, OpsDigest, OpsWatcher, deliver_digest};
 pub struct App {
     config: WorkerConfig,
     conn: redis::aio::ConnectionManager,
-    checks: RedisQueue<OrderSpec>,
+    /// Shard 0's check queue: the connection every other queue handle is a sibling of.
+    base: RedisQueue<StoredOrder>,
     check_context: CheckContext,
     notify_context: NotifyContext,
 }
@@ -58,8 +59,8 @@ impl App {
     /// Connects and wires everything; fails on bad configuration, naming the variable.
     pub async fn build(config: WorkerConfig) -> anyhow::Result<Self> {
         config.validate()?;
-        let checks: RedisQueue<OrderSpec> =
-            RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config)).await?;
+        let base: RedisQueue<StoredOrder> =
+            RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config, 0)).await?;
         let client = redis::Client::open(config.redis_url.as_str())?;
         let conn = redis::aio::ConnectionManager::new_lazy_with_config(
             client,
@@ -67,11 +68,13 @@ impl App {
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_number_of_retries(2),
         )?;
+        let store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
+        store.prepare().await?;
         let check_context = CheckContext {
             providers: ProviderClient::new(&config.providers_config()?)?,
             policies: config.poll_policies()?,
-            store: OrderStore::new(conn.clone(), &config.prefix),
-            fanout: Fanout::new(&checks),
+            store,
+            fanout: Fanout::new(&base),
             rejected: Arc::new(Mutex::new(HashSet::new())),
             conn: conn.clone(),
             prefix: config.prefix.clone(),
@@ -80,14 +83,14 @@ impl App {
         Ok(Self {
             config,
             conn,
-            checks,
+            base,
             check_context,
             notify_context,
         })
     }
 
-    fn check_queue_config(config: &WorkerConfig) -> QueueConfig {
-        QueueConfig::new(queues::CHECK_PAYMENT)
+    fn check_queue_config(config: &WorkerConfig, shard: u32) -> QueueConfig {
+        QueueConfig::new(check_queue(shard))
             .with_prefix(&config.prefix)
             .with_lease(config.lease)
             .with_batch_size(config.concurrency)
@@ -108,27 +111,30 @@ impl App {
         let concurrency = self.config.concurrency;
 
         if self.serves(queues::CHECK_PAYMENT) {
-            let worker = WorkerBuilder::new(format!("{name}/{}", queues::CHECK_PAYMENT))
-                .backend(self.checks.clone())
-                .data(self.check_context.clone())
-                .catch_panic()
-                .concurrency(concurrency)
-                .build(check_payment);
-            running.push((
-                queues::CHECK_PAYMENT,
-                tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
-            ));
-            releases.push(releaser(&self.checks));
-            helpers.push(tokio::spawn(export_depth(
-                self.checks.clone(),
-                stop_rx.clone(),
-            )));
+            // One pool per shard: each shard's queue is served as fairly as any other.
+            for shard in self.config.served_shards() {
+                let queue: RedisQueue<StoredOrder> = self
+                    .base
+                    .sibling(Self::check_queue_config(&self.config, shard));
+                let worker = WorkerBuilder::new(format!("{name}/{}", queue.config().name))
+                    .backend(queue.clone())
+                    .data(self.check_context.clone())
+                    .catch_panic()
+                    .concurrency(concurrency)
+                    .build(check_payment);
+                running.push((
+                    queues::CHECK_PAYMENT,
+                    tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
+                ));
+                releases.push(releaser(&queue));
+                helpers.push(tokio::spawn(export_depth(queue, stop_rx.clone())));
+            }
         }
         for channel in [Channel::Email, Channel::Telegram, Channel::Webhook] {
             if !self.serves(channel.queue()) {
                 continue;
             }
-            let queue: RedisQueue<Notification> = self.checks.sibling(
+            let queue: RedisQueue<Notification> = self.base.sibling(
                 deliver::queue_config(channel, &self.config.prefix)
                     .with_lease(self.config.lease)
                     .with_batch_size(concurrency),
@@ -148,7 +154,7 @@ impl App {
         }
         if self.serves(queues::NOTIFY_OPS) {
             let queue: RedisQueue<OpsDigest> =
-                self.checks.sibling(ops::queue_config(&self.config.prefix));
+                self.base.sibling(ops::queue_config(&self.config.prefix));
             let worker = WorkerBuilder::new(format!("{name}/{}", queues::NOTIFY_OPS))
                 .backend(queue.clone())
                 .data(self.notify_context.clone())
@@ -160,12 +166,15 @@ impl App {
                 tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
             ));
             releases.push(releaser(&queue));
+            let shards = (0..self.config.shards).map(check_queue);
             let watched = queues::ALL
                 .iter()
-                .filter(|q| **q != queues::NOTIFY_OPS)
+                .filter(|q| **q != queues::NOTIFY_OPS && **q != queues::CHECK_PAYMENT)
+                .map(|q| q.to_string())
+                .chain(shards)
                 .map(|q| {
-                    self.checks
-                        .sibling(QueueConfig::new(*q).with_prefix(&self.config.prefix))
+                    self.base
+                        .sibling(QueueConfig::new(q).with_prefix(&self.config.prefix))
                 })
                 .collect();
             let watcher = OpsWatcher {

@@ -1,10 +1,11 @@
 //! The check-payment handler.
 //!
-//! One job per order, id = order id, arguments = the immutable [`OrderSpec`]. Each run asks the
-//! provider once and then either reschedules the same job (still open: no new job, no worker slot
-//! held while waiting), records the first terminal transition and fans out, or gives up:
-//! `unresolved` at the deadline, dead letters for permanent errors (bad credentials, unknown
-//! payment, unreadable answers).
+//! One job per order, id = order id, payload = the order's [`StoredOrder`] record (the submit
+//! function wrote it; each check rewrites it). Each run asks the provider once and then either
+//! reschedules the same job with the updated record (still open: no new job, no worker slot held
+//! while waiting, no extra Redis call: the record rides on the settle), records the first final
+//! answer and fans out, or gives up: `unresolved` at the deadline, dead letters for permanent
+//! errors (bad credentials, unknown payment, unreadable answers).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,10 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use paywatch_core::store::{OrderRecord, OrderSpec, OrderStore};
+use paywatch_core::store::{CheckState, OrderStore, StoredOrder};
 use paywatch_core::{
-    CheckError, GiveUpReason, HistoryEntry, Observation, PaymentStatus, PollDecision, PollPolicies,
-    PollState, Provider, ProviderClient,
+    CheckError, GiveUpReason, HistoryEntry, Observation, OrderId, PaymentStatus, PollDecision,
+    PollPolicies, PollState, Provider, ProviderClient,
 };
 use paywatch_queue::{JobInfo, Next};
 
@@ -28,7 +29,7 @@ pub struct CheckContext {
     pub providers: ProviderClient,
     /// Poll policies per provider.
     pub policies: PollPolicies,
-    /// Order records.
+    /// Orders (final records, through the function library).
     pub store: OrderStore,
     /// Notifier queues.
     pub fanout: Fanout,
@@ -41,73 +42,96 @@ pub struct CheckContext {
 }
 
 /// Checks one order's payment once and decides what comes next.
-#[tracing::instrument(name = "check", skip_all, fields(order = %spec.order_id, provider = %spec.provider, attempt = job.attempt))]
+#[tracing::instrument(name = "check", skip_all, fields(order = %job.id, provider = %record.provider, attempt = job.attempt))]
 pub async fn check_payment(
-    spec: OrderSpec,
+    mut record: StoredOrder,
     job: JobInfo,
     ctx: Data<CheckContext>,
-) -> Result<Next<OrderSpec>, BoxDynError> {
+) -> Result<Next<StoredOrder>, BoxDynError> {
     let ctx: &CheckContext = &ctx;
-    let order_id = &spec.order_id;
-    let record = load_or_create(ctx, &spec).await?;
-    if record.status.is_final() {
-        // Another run (or a webhook-triggered check) got here first; finish its fan-out if it
-        // died before doing so.
-        finish(ctx, &spec).await?;
-        return Ok(Next::Done);
-    }
-    let policy = ctx.policies.for_provider(spec.provider);
-    let mut state = record
-        .poll
-        .clone()
-        .unwrap_or_else(|| PollState::new(&policy, record.created_at));
-    let result = ctx.providers.check(spec.provider, &spec.payment_id).await;
+    let order_id: OrderId = job
+        .id
+        .as_str()
+        .parse()
+        .map_err(|e| AbortError::new(format!("job id is not an order id: {e}")))?;
+    let provider = record.provider;
+    let policy = ctx.policies.for_provider(provider);
+    let mut state = record.state.take().unwrap_or_else(|| CheckState {
+        status: PaymentStatus::Pending,
+        raw_status: None,
+        poll: PollState::new(&policy, record.created_at()),
+        last_error: None,
+        last_checked_ms: 0,
+        final_at: None,
+        detail: None,
+        delivered_codes: Vec::new(),
+        history: Vec::new(),
+    });
+    let result = ctx.providers.check(provider, &record.payment_id).await;
     let now = Utc::now();
-    let decision = policy.next(&mut state, result.as_ref(), now);
-    count_check(spec.provider, &result);
-    let entry = history_entry(&result, &decision, now);
-    tracing::debug!(order = %order_id, provider = %spec.provider, attempt = job.attempt, decision = %entry.decision, "checked");
+    let previous_check_ms = std::mem::replace(&mut state.last_checked_ms, now.timestamp_millis());
+    let decision = policy.next(&mut state.poll, result.as_ref(), now);
+    count_check(provider, &result);
+    let mut entry = history_entry(&result, &decision, now);
+    entry.check = state.poll.checks;
+    tracing::debug!(order = %order_id, provider = %provider, attempt = job.attempt, decision = %entry.decision, "checked");
 
     match decision {
         PollDecision::CheckAgainIn(delay) => {
-            let last_error = result.as_ref().err().map(ToString::to_string);
-            let next_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            let open = ctx
-                .store
-                .observe(
-                    order_id,
-                    &state,
-                    Some(next_at),
-                    &entry,
-                    last_error.as_deref(),
-                )
-                .await?;
-            if !open {
-                finish(ctx, &spec).await?;
-                return Ok(Next::Done);
+            let changed = match &result {
+                Ok(o) => {
+                    let changed = state.status != o.status
+                        || state.raw_status.as_deref() != Some(o.raw_status.as_str())
+                        || state.last_error.is_some();
+                    state.status = o.status;
+                    state.raw_status = Some(o.raw_status.clone());
+                    state.last_error = None;
+                    changed
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    let changed = state.last_error.as_deref() != Some(error.as_str());
+                    state.last_error = Some(error);
+                    changed
+                }
+            };
+            // The history keeps changes, not every unchanged answer: a pending order polled a
+            // hundred times stays a small record.
+            if changed || state.history.is_empty() {
+                state.remember(entry);
             }
-            // The arguments never change: the poll state lives in the order record.
-            Ok(Next::After(delay))
+            record.state = Some(state);
+            Ok(Next::Reschedule {
+                after: delay,
+                args: record,
+            })
         }
         PollDecision::Terminal(status) => {
-            let codes = result
-                .as_ref()
-                .map(|o| o.delivered_codes.clone())
-                .unwrap_or_default();
-            terminate(ctx, &spec, status, &entry, &codes, &record.created_at).await?;
-            Ok(Next::Done)
+            if let Ok(o) = &result {
+                state.raw_status = Some(o.raw_status.clone());
+                state.detail = o.detail.clone();
+                state.delivered_codes = o.delivered_codes.clone();
+            }
+            crate::metrics::detection_lag(
+                provider,
+                status,
+                previous_check_ms,
+                record.created_at(),
+                now,
+            );
+            finish(ctx, &order_id, record, state, status, entry, now).await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
-            terminate(
+            finish(
                 ctx,
-                &spec,
+                &order_id,
+                record,
+                state,
                 PaymentStatus::Unresolved,
-                &entry,
-                &[],
-                &record.created_at,
+                entry,
+                now,
             )
-            .await?;
-            Ok(Next::Done)
+            .await
         }
         PollDecision::GiveUp(reason) => {
             let error = result
@@ -115,74 +139,60 @@ pub async fn check_payment(
                 .err()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| format!("{reason:?}"));
-            ctx.store
-                .observe(order_id, &state, None, &entry, Some(&error))
-                .await?;
             if let Err(CheckError::Unauthorized(_)) = &result {
-                report_rejected_credentials(ctx, spec.provider, &error);
+                report_rejected_credentials(ctx, provider, &error);
             }
             let why = match reason {
                 GiveUpReason::NotFound => format!(
                     "{} does not know payment {} (checked {} times): {error}",
-                    spec.provider, spec.payment_id, state.not_found_in_row
+                    provider, record.payment_id, state.poll.not_found_in_row
                 ),
-                _ => format!("{}: {error}", spec.provider),
+                _ => format!("{provider}: {error}"),
             };
             Err(Box::new(AbortError::new(why)))
         }
     }
 }
 
-async fn load_or_create(ctx: &CheckContext, spec: &OrderSpec) -> Result<OrderRecord, BoxDynError> {
-    if let Some(record) = ctx.store.get(&spec.order_id).await? {
-        return Ok(record);
-    }
-    // A job enqueued straight into Redis (any language, one command) has no record yet.
-    ctx.store.create(spec, Utc::now()).await?;
-    ctx.store
-        .get(&spec.order_id)
-        .await?
-        .ok_or_else(|| format!("order {} vanished while being created", spec.order_id).into())
-}
-
-async fn terminate(
+/// Records the final status (unless another run recorded one first) and fans out the
+/// notifications of whichever record holds, so every run announces the same thing.
+async fn finish(
     ctx: &CheckContext,
-    spec: &OrderSpec,
+    order_id: &OrderId,
+    mut record: StoredOrder,
+    mut state: CheckState,
     status: PaymentStatus,
-    entry: &HistoryEntry,
-    codes: &[String],
-    created_at: &DateTime<Utc>,
-) -> Result<(), BoxDynError> {
-    let (won, holds) = ctx
-        .store
-        .transition(&spec.order_id, status, entry, codes)
-        .await?;
+    entry: HistoryEntry,
+    now: DateTime<Utc>,
+) -> Result<Next<StoredOrder>, BoxDynError> {
+    state.status = status;
+    state.final_at = Some(now);
+    state.last_error = None;
+    state.remember(entry);
+    record.state = Some(state);
+    let holds = ctx.store.finalize(order_id, &record).await?;
+    let won = holds.state.as_ref().and_then(|s| s.final_at) == Some(now);
+    let provider = record.provider;
     if won {
-        let took = (Utc::now() - *created_at)
+        let took = (now - record.created_at())
             .to_std()
             .unwrap_or(Duration::ZERO);
-        crate::metrics::order_final(&ctx.store, spec, status, *created_at).await;
-        tracing::info!(order = %spec.order_id, provider = %spec.provider, status = %status, after = ?took, "payment settled");
+        crate::metrics::order_final(
+            provider,
+            status,
+            took,
+            holds.state.as_ref().map_or(0, |s| s.poll.checks),
+        );
+        tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
         if status == PaymentStatus::Unresolved {
-            crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, spec).await?;
+            crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, &holds.spec(order_id.clone()))
+                .await?;
         }
     } else {
-        tracing::debug!(order = %spec.order_id, holds = %holds, "terminal status already recorded");
+        tracing::debug!(order = %order_id, holds = %holds.status(), "final status already recorded");
     }
-    finish(ctx, spec).await
-}
-
-/// Enqueues the terminal status's notifications unless that was done already.
-async fn finish(ctx: &CheckContext, spec: &OrderSpec) -> Result<(), BoxDynError> {
-    let Some(record) = ctx.store.get(&spec.order_id).await? else {
-        return Ok(());
-    };
-    if record.notified || !record.status.is_final() {
-        return Ok(());
-    }
-    ctx.fanout.send(&record).await?;
-    ctx.store.mark_notified(&spec.order_id).await?;
-    Ok(())
+    ctx.fanout.send(order_id, &holds).await?;
+    Ok(Next::Done)
 }
 
 fn report_rejected_credentials(ctx: &CheckContext, provider: Provider, error: &str) {
@@ -225,6 +235,7 @@ fn history_entry(
             detail: o.detail.clone(),
             error: None,
             decision,
+            check: 0,
         },
         Err(e) => HistoryEntry {
             at: now,
@@ -233,6 +244,7 @@ fn history_entry(
             detail: None,
             error: Some(format!("{}: {e}", e.kind())),
             decision,
+            check: 0,
         },
     }
 }

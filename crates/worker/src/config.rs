@@ -35,6 +35,13 @@ pub struct WorkerConfig {
     /// Key prefix of this deployment.
     #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX)]
     pub prefix: String,
+    /// Shards the orders are spread over (the same for every producer and worker of a
+    /// deployment; fixed once orders exist).
+    #[arg(long, env = "PAYWATCH_SHARDS", default_value_t = paywatch_core::store::DEFAULT_SHARDS)]
+    pub shards: u32,
+    /// The shards whose checks this process runs, comma-separated (all when unset).
+    #[arg(long, env = "PAYWATCH_CHECK_SHARDS", value_delimiter = ',')]
+    pub check_shards: Vec<u32>,
     /// Queues this process serves, comma-separated.
     #[arg(long, env = "PAYWATCH_QUEUES", value_delimiter = ',', default_value = queues::CHECK_PAYMENT)]
     pub queues: Vec<String>,
@@ -258,6 +265,21 @@ impl WorkerConfig {
         if c.ops_interval < Duration::from_secs(1) {
             return Err(bad("PAYWATCH_OPS_INTERVAL", "must be at least 1s"));
         }
+        if !(1..=paywatch_core::store::MAX_SHARDS).contains(&self.shards) {
+            return Err(bad(
+                "PAYWATCH_SHARDS",
+                format!("must be 1 to {}", paywatch_core::store::MAX_SHARDS),
+            ));
+        }
+        if let Some(s) = self.check_shards.iter().find(|s| **s >= self.shards) {
+            return Err(bad(
+                "PAYWATCH_CHECK_SHARDS",
+                format!(
+                    "shard {s} does not exist (PAYWATCH_SHARDS is {})",
+                    self.shards
+                ),
+            ));
+        }
         if self.concurrency == 0 {
             return Err(bad("PAYWATCH_CONCURRENCY", "must be at least 1"));
         }
@@ -270,6 +292,18 @@ impl WorkerConfig {
         self.poll_policies()?;
         self.providers_config()?;
         Ok(())
+    }
+
+    /// The shards whose check queues this process serves.
+    pub fn served_shards(&self) -> Vec<u32> {
+        if self.check_shards.is_empty() {
+            (0..self.shards).collect()
+        } else {
+            let mut shards = self.check_shards.clone();
+            shards.sort_unstable();
+            shards.dedup();
+            shards
+        }
     }
 
     /// The poll policies, time-scaled.

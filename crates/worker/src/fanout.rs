@@ -1,7 +1,7 @@
 //! Fan-out of a terminal order to the notifier queues.
 
-use paywatch_core::store::OrderRecord;
-use paywatch_core::{Channel, Notification};
+use paywatch_core::store::StoredOrder;
+use paywatch_core::{Channel, Notification, OrderId};
 use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, QueueError, RedisQueue};
 
 /// Handles on the three notifier queues.
@@ -28,35 +28,39 @@ impl Fanout {
 
     /// The notifications a terminal order calls for: one per configured channel. An
     /// `unresolved` order has none for the shop's customers (it goes to the ops channel).
-    pub fn notifications(record: &OrderRecord) -> Vec<Notification> {
-        if !record.status.is_terminal() {
+    /// Everything in them comes from the final record, which never changes once written, so a
+    /// re-run builds byte-identical notifications.
+    pub fn notifications(order_id: &OrderId, record: &StoredOrder) -> Vec<Notification> {
+        let Some(state) = record.state.as_ref().filter(|s| s.status.is_terminal()) else {
             return Vec::new();
-        }
-        let spec = &record.spec;
+        };
         let targets = [
-            (Channel::Email, spec.notify.email.clone()),
+            (Channel::Email, record.notify.email.clone()),
             (
                 Channel::Telegram,
-                spec.notify.telegram_chat_id.map(|c| c.to_string()),
+                record.notify.telegram_chat_id.map(|c| c.to_string()),
             ),
-            (Channel::Webhook, spec.notify.webhook_url.clone()),
+            (Channel::Webhook, record.notify.webhook_url.clone()),
         ];
+        let metadata = record
+            .metadata
+            .as_ref()
+            .and_then(|m| serde_json::from_str(m.get()).ok());
         targets
             .into_iter()
             .filter_map(|(channel, target)| {
                 Some(Notification {
-                    order_id: spec.order_id.clone(),
-                    status: record.status,
+                    order_id: order_id.clone(),
+                    status: state.status,
                     channel,
                     target: target?,
-                    provider: spec.provider,
-                    payment_id: spec.payment_id.clone(),
-                    raw_status: record.raw_status.clone(),
-                    detail: None,
-                    metadata: spec.metadata.clone(),
-                    delivered_codes: record.delivered_codes.clone(),
-                    // The stored transition time keeps the payload identical across re-runs.
-                    occurred_at: record.terminal_at.unwrap_or(record.created_at),
+                    provider: record.provider,
+                    payment_id: record.payment_id.clone(),
+                    raw_status: state.raw_status.clone(),
+                    detail: state.detail.clone(),
+                    metadata: metadata.clone(),
+                    delivered_codes: state.delivered_codes.clone(),
+                    occurred_at: state.final_at.unwrap_or_else(|| record.created_at()),
                 })
             })
             .collect()
@@ -64,9 +68,13 @@ impl Fanout {
 
     /// Enqueues the order's notifications; each job id is the notification's identity, so a
     /// second run of the same check enqueues nothing new.
-    pub async fn send(&self, record: &OrderRecord) -> Result<usize, QueueError> {
+    pub async fn send(
+        &self,
+        order_id: &OrderId,
+        record: &StoredOrder,
+    ) -> Result<usize, QueueError> {
         let mut created = 0;
-        for notification in Self::notifications(record) {
+        for notification in Self::notifications(order_id, record) {
             let queue = match notification.channel {
                 Channel::Email => &self.email,
                 Channel::Telegram => &self.telegram,

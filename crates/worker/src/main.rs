@@ -10,20 +10,5 @@ async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
     telemetry::init(&config)?;
     let app = App::build(config).await?;
-    app.run_until(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    app.run_until(paywatch_core::shutdown::signal()).await
 }

@@ -5,10 +5,11 @@
 //! Labels are bounded: `provider`, `status` (a final payment status), `outcome`, `channel`.
 //! Never an order id, an address or a URL.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use metrics::{Unit, describe_counter, describe_histogram};
-use paywatch_core::store::{OrderSpec, OrderStore};
-use paywatch_core::{Channel, PaymentStatus};
+use paywatch_core::{Channel, PaymentStatus, Provider};
 
 /// Counter: status checks, by `provider` and `outcome` (the status seen or the error kind).
 pub const CHECKS_TOTAL: &str = "paywatch_checks_total";
@@ -99,33 +100,32 @@ pub fn notification_attempt(channel: Channel, outcome: &'static str) {
 }
 
 /// Records an order that just reached its final `status` (called once, by the run that won the
-/// transition): the count, time to final, detection lag and checks it took. Reads the order's
-/// record and its two newest history entries; a failed read skips the lag and the calls, never
-/// the settle.
-pub async fn order_final(
-    store: &OrderStore,
-    spec: &OrderSpec,
-    status: PaymentStatus,
-    created_at: DateTime<Utc>,
-) {
-    let provider = spec.provider.as_str();
-    let status_label = status.to_string();
-    let now = Utc::now();
-    metrics::counter!(ORDERS_FINAL_TOTAL, "provider" => provider, "status" => status_label.clone())
+/// transition): the count, the time since it was accepted, and the checks it took.
+pub fn order_final(provider: Provider, status: PaymentStatus, took: Duration, checks: u32) {
+    let (provider, status) = (provider.as_str(), status.to_string());
+    metrics::counter!(ORDERS_FINAL_TOTAL, "provider" => provider, "status" => status.clone())
         .increment(1);
-    let took = (now - created_at).to_std().unwrap_or_default();
-    metrics::histogram!(ORDER_TIME_TO_FINAL_SECONDS, "provider" => provider, "status" => status_label.clone())
+    metrics::histogram!(ORDER_TIME_TO_FINAL_SECONDS, "provider" => provider, "status" => status.clone())
         .record(took.as_secs_f64());
-    // The newest entry is the final check; the one before is the last time it was seen open.
-    if let Ok(history) = store.history(&spec.order_id, 2).await {
-        let final_at = history.first().map_or(now, |e| e.at);
-        let open_at = history.get(1).map_or(created_at, |e| e.at);
-        let lag = (final_at - open_at).to_std().unwrap_or_default();
-        metrics::histogram!(ORDER_DETECTION_LAG_SECONDS, "provider" => provider, "status" => status_label.clone())
-            .record(lag.as_secs_f64());
-    }
-    if let Ok(Some(record)) = store.get(&spec.order_id).await {
-        metrics::histogram!(ORDER_PROVIDER_CALLS, "provider" => provider, "status" => status_label)
-            .record(f64::from(record.checks.max(1)));
-    }
+    metrics::histogram!(ORDER_PROVIDER_CALLS, "provider" => provider, "status" => status)
+        .record(f64::from(checks.max(1)));
+}
+
+/// Records how long a final status may have gone unnoticed: from the check before (Unix ms,
+/// 0 when this was the first, then from `created_at`) to `now`, when a check saw it.
+pub fn detection_lag(
+    provider: Provider,
+    status: PaymentStatus,
+    previous_check_ms: i64,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    let since = if previous_check_ms > 0 {
+        DateTime::from_timestamp_millis(previous_check_ms).unwrap_or(created_at)
+    } else {
+        created_at
+    };
+    let lag = (now - since).to_std().unwrap_or_default();
+    metrics::histogram!(ORDER_DETECTION_LAG_SECONDS, "provider" => provider.as_str(), "status" => status.to_string())
+        .record(lag.as_secs_f64());
 }

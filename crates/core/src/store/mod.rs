@@ -1,109 +1,28 @@
-//! Order records in Redis: what the producer accepted and what the worker has seen since.
+//! Orders in Redis, through the `paywatch` function library: the one door every language uses.
 //!
-//! One HASH per order, `<prefix>:order:{<order_id>}`, with a bounded LIST of observations beside
-//! it (`…:history`); both share the order's hash tag so every update is one atomic script. The
-//! check-payment job carries the order's immutable [`OrderSpec`]; the mutable poll state lives
-//! here, so re-submitting an order compares equal for as long as it exists.
+//! The library (`paywatch.lua`, loaded by [`library::ensure`]) validates, deduplicates and
+//! enqueues an order in one atomic call; this module speaks it from Rust. The producer's HTTP API,
+//! its CLI and [`OrderStore::submit`] all end in the same `FCALL paywatch_submit`, so every door
+//! has the same rules; docs/enqueue-from-any-language.md is the contract for other languages.
 //!
-//! Fields: `spec` (JSON), `created_at`, `status`, `raw_status`, `checks`, `next_check_at` (Unix
-//! ms), `poll` (the [`PollState`] JSON), `last_error`, `terminal_at`, `codes` (FoxReload delivered
-//! codes, for the notifiers only), `notified` (set once the notification jobs of the terminal
-//! status are enqueued).
+//! Where an order lives (all under its shard's hash tag, see [`keys`]):
+//! - pending: its check-payment job, whose payload is the order's [`StoredOrder`] record;
+//! - final: `…:orders`, written once by [`OrderStore::finalize`] (the first final answer wins);
+//! - stopped: its check job in the dead letters (paywatch gave up on it, with the reason).
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+pub mod keys;
+pub mod library;
+pub mod record;
 
 use chrono::{DateTime, Utc};
-use redis::Script;
-use serde::{Deserialize, Serialize};
+use redis::aio::ConnectionManager;
 
+pub use self::keys::{DEFAULT_SHARDS, MAX_SHARDS, ShardKeys, check_queue, shard_of};
+pub use self::record::{CheckState, HISTORY_LEN, HistoryEntry, StoredOrder};
 pub use crate::order::OrderSpec;
-use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
+use crate::{OrderId, PaymentId, PaymentStatus, Provider};
 
-/// Observations kept per order.
-pub const HISTORY_LEN: usize = 50;
-
-static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
-static OBSERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("observe.lua")));
-static TRANSITION: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("transition.lua")));
-
-/// What happened when an order was submitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    /// A new order record.
-    New,
-    /// The same order was already there, with this status.
-    Existing(PaymentStatus),
-    /// Another order with this id and a different body exists.
-    Conflict,
-}
-
-/// One entry of an order's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// When it was observed.
-    pub at: DateTime<Utc>,
-    /// The normalized status, when the check got an answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<PaymentStatus>,
-    /// The provider's raw status, when the check got an answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_status: Option<String>,
-    /// Provider context (cancel reason, item errors); never delivered codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The error class and message when the check failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What paywatch decided: "check again in 4.5s", "terminal", "gave up: deadline", ...
-    pub decision: String,
-}
-
-/// An order's record as stored. `Debug` leaves out the delivered codes.
-#[derive(Clone, PartialEq, Serialize)]
-pub struct OrderRecord {
-    /// The order as submitted.
-    pub spec: OrderSpec,
-    /// When paywatch accepted it.
-    pub created_at: DateTime<Utc>,
-    /// The normalized status.
-    pub status: PaymentStatus,
-    /// The provider's last raw status.
-    pub raw_status: Option<String>,
-    /// Checks that got an answer.
-    pub checks: u32,
-    /// When the next check is due.
-    pub next_check_at: Option<DateTime<Utc>>,
-    /// When it reached a terminal status.
-    pub terminal_at: Option<DateTime<Utc>>,
-    /// The last error, while polling goes on.
-    pub last_error: Option<String>,
-    /// Whether the terminal status's notifications were enqueued.
-    pub notified: bool,
-    /// Where polling stands (absent before the first check).
-    #[serde(skip)]
-    pub poll: Option<PollState>,
-    /// Codes delivered with a paid FoxReload order; for the notifiers only, never serialized.
-    #[serde(skip)]
-    pub delivered_codes: Vec<String>,
-}
-
-impl std::fmt::Debug for OrderRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderRecord")
-            .field("order_id", &self.spec.order_id)
-            .field("provider", &self.spec.provider)
-            .field("status", &self.status)
-            .field("raw_status", &self.raw_status)
-            .field("checks", &self.checks)
-            .field("next_check_at", &self.next_check_at)
-            .field("terminal_at", &self.terminal_at)
-            .field("notified", &self.notified)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Errors reading or writing order records.
+/// Errors reading or writing orders.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Redis failed.
@@ -120,243 +39,435 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The loaded function library no longer serves this build's contract.
+    #[error(
+        "the paywatch function library in Redis speaks contract {loaded} and serves callers of \
+         contract {oldest} or later; this build speaks {ours}: upgrade this process"
+    )]
+    Incompatible {
+        /// The loaded library's contract.
+        loaded: i64,
+        /// The oldest contract it still serves.
+        oldest: i64,
+        /// Ours.
+        ours: i64,
+    },
+    /// Redis holds orders sharded differently from this process's configuration.
+    #[error(
+        "PAYWATCH_SHARDS is {configured} but {key} says this deployment has {stored} shards \
+         (resharding is not supported: use the stored count, or a new prefix)"
+    )]
+    ShardCount {
+        /// The meta key read.
+        key: String,
+        /// The count stored there.
+        stored: u32,
+        /// Ours.
+        configured: u32,
+    },
 }
 
-/// Order records under one key prefix.
+impl StoreError {
+    /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The submit function's verdict on a field: `ERR paywatch: <field>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The offending field (dotted path; `body` for the document as a whole).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Whether the body was not JSON at all (rather than JSON with a bad field).
+    pub fn is_syntax(&self) -> bool {
+        self.field == "body" && self.message.starts_with("not valid JSON")
+    }
+
+    /// Whether it says another order with this id exists with a different body.
+    pub fn is_conflict(&self) -> bool {
+        self.field == "order_id"
+            && self
+                .message
+                .contains("already exists with a different body")
+    }
+
+    /// The verdict carried by a function's error reply, if it is one.
+    pub fn from_reply(e: &redis::RedisError) -> Option<Self> {
+        let text = e
+            .detail()
+            .map(str::to_owned)
+            .unwrap_or_else(|| e.to_string());
+        let rest = &text[text.find("paywatch: ")? + "paywatch: ".len()..];
+        let (field, message) = rest.split_once(": ")?;
+        Some(Self {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The order is invalid; nothing was written.
+    #[error("invalid order: {0}")]
+    Invalid(FieldError),
+    /// Another order with this id exists with a different body; nothing was written.
+    #[error("order {0} already exists with a different body")]
+    Conflict(String),
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Its check is scheduled (or running).
+    Watching,
+    /// paywatch gave up on it (its check is in the dead letters); the status is the last known.
+    Stopped,
+    /// It reached a final status.
+    Final,
+}
+
+impl Phase {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "watching" => Some(Self::Watching),
+            "stopped" => Some(Self::Stopped),
+            "final" => Some(Self::Final),
+            _ => None,
+        }
+    }
+}
+
+/// What submitting an order did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new order; its first check is due now.
+    Created,
+    /// The same order was already accepted; nothing changed.
+    Existing {
+        /// Its status.
+        status: PaymentStatus,
+        /// Where it stands.
+        phase: Phase,
+    },
+}
+
+/// Why paywatch stopped watching an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stopped {
+    /// The reason recorded with the dead letter.
+    pub reason: String,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// An order as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderView {
+    /// The order.
+    pub order_id: OrderId,
+    /// Where it stands.
+    pub phase: Phase,
+    /// Its record.
+    pub record: StoredOrder,
+    /// When its next check is due (watching, not running).
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Whether a check is running right now.
+    pub running: bool,
+    /// Why paywatch stopped, when it did.
+    pub stopped: Option<Stopped>,
+    /// Whether a final order's notifications are enqueued.
+    pub notified: bool,
+}
+
+/// What a provider webhook did to the order watching its payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promotion {
+    /// Its check moved to now.
+    Moved,
+    /// Its check was due already.
+    AlreadyDue,
+    /// Its check is running; another follows right after.
+    Running,
+    /// It has no scheduled check (final, or stopped).
+    NotScheduled,
+}
+
+/// Orders under one key prefix, spread over a fixed number of shards.
 #[derive(Clone)]
 pub struct OrderStore {
-    conn: redis::aio::ConnectionManager,
+    conn: ConnectionManager,
     prefix: String,
+    shards: u32,
 }
 
 impl std::fmt::Debug for OrderStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrderStore")
             .field("prefix", &self.prefix)
+            .field("shards", &self.shards)
             .finish()
     }
 }
 
+fn ms_to_time(ms: &str) -> Option<DateTime<Utc>> {
+    ms.parse::<f64>()
+        .ok()
+        .and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
+}
+
 impl OrderStore {
-    /// Order records under `prefix`, over an existing connection.
-    pub fn new(conn: redis::aio::ConnectionManager, prefix: impl Into<String>) -> Self {
+    /// Orders under `prefix` in `shards` shards, over an existing connection. Call
+    /// [`OrderStore::prepare`] before use.
+    pub fn new(conn: ConnectionManager, prefix: impl Into<String>, shards: u32) -> Self {
         Self {
             conn,
             prefix: prefix.into(),
+            shards: shards.clamp(1, MAX_SHARDS),
         }
     }
 
-    /// The order's HASH key.
-    pub fn order_key(&self, id: &OrderId) -> String {
-        format!("{}:order:{{{}}}", self.prefix, id.as_str())
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
-    fn history_key(&self, id: &OrderId) -> String {
-        format!("{}:history", self.order_key(id))
+    /// The shard count.
+    pub fn shards(&self) -> u32 {
+        self.shards
     }
 
-    /// Creates the record unless the order exists; compares bodies when it does.
-    pub async fn create(
-        &self,
-        spec: &OrderSpec,
-        now: DateTime<Utc>,
-    ) -> Result<Created, StoreError> {
-        let json = spec.canonical_json().map_err(StoreError::Encode)?;
+    /// The keys of one shard.
+    pub fn keys(&self, shard: u32) -> ShardKeys {
+        ShardKeys::new(&self.prefix, shard)
+    }
+
+    /// The keys of the shard an order belongs to.
+    pub fn keys_for(&self, order_id: &str) -> ShardKeys {
+        self.keys(shard_of(order_id, self.shards))
+    }
+
+    /// Loads the function library (unless a newer compatible one is there) and records the shard
+    /// count in every shard, refusing a Redis that holds a different one.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = CREATE
-            .key(self.order_key(&spec.order_id))
-            .arg(json)
-            .arg(now.to_rfc3339())
-            .invoke_async(&mut conn)
-            .await?;
-        let status = |i: usize| {
-            reply
-                .get(i)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(PaymentStatus::Pending)
+        library::ensure(&mut conn).await?;
+        for shard in 0..self.shards {
+            let keys = self.keys(shard);
+            let (_, stored): (i64, Option<u32>) = redis::pipe()
+                .cmd("HSETNX")
+                .arg(&keys.meta)
+                .arg("shards")
+                .arg(self.shards)
+                .cmd("HGET")
+                .arg(&keys.meta)
+                .arg("shards")
+                .query_async(&mut conn)
+                .await?;
+            match stored {
+                Some(stored) if stored != self.shards => {
+                    return Err(StoreError::ShardCount {
+                        key: keys.meta,
+                        stored,
+                        configured: self.shards,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a function call; when Redis lost the library or the shard records (a restart of a
+    /// Redis that keeps nothing on disk), prepares again and retries once.
+    async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) if library::is_missing_function(&e) || Self::lost_shard(&e) => {
+                tracing::warn!(
+                    "the paywatch library or shard records are gone from Redis; loading them again"
+                );
+                self.prepare().await?;
+                Ok(cmd.query_async(&mut conn).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn lost_shard(e: &redis::RedisError) -> bool {
+        FieldError::from_reply(e)
+            .is_some_and(|f| f.field == "shard" && f.message.starts_with("no paywatch shard"))
+    }
+
+    /// Submits an order given as the JSON of `POST /v1/orders`, exactly as a client sent it.
+    pub async fn submit_json(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
+        // Only to pick the shard; the function is the judge of the body (an unreadable one gets
+        // the same verdict on any shard).
+        let order_id = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let keys = self.keys_for(&order_id);
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("paywatch_submit").arg(1).arg(&keys.base).arg(body);
+        let reply: Result<Vec<String>, StoreError> = self.call(&cmd).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(StoreError::Redis(e)) => {
+                return Err(match FieldError::from_reply(&e) {
+                    Some(f) if f.is_conflict() => SubmitError::Conflict(order_id),
+                    Some(f) => SubmitError::Invalid(f),
+                    None => SubmitError::Store(StoreError::Redis(e)),
+                });
+            }
+            Err(e) => return Err(e.into()),
         };
-        Ok(match reply.first().map(String::as_str) {
-            Some("created") => Created::New,
-            Some("exists") => Created::Existing(status(1)),
-            _ => Created::Conflict,
-        })
+        let corrupt = |reason: &str| {
+            SubmitError::Store(StoreError::Corrupt {
+                order_id: order_id.clone(),
+                reason: format!("submit replied {reply:?}: {reason}"),
+            })
+        };
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(Submitted::Created),
+            Some("exists") => Ok(Submitted::Existing {
+                status: reply
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| corrupt("status"))?,
+                phase: reply
+                    .get(2)
+                    .and_then(|s| Phase::parse(s))
+                    .ok_or_else(|| corrupt("phase"))?,
+            }),
+            _ => Err(corrupt("outcome")),
+        }
     }
 
-    /// Reads an order's record.
-    pub async fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, StoreError> {
-        let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.order_key(id))
-            .query_async(&mut conn)
-            .await?;
-        if fields.is_empty() {
+    /// Submits an order (the Rust door: the same function as every other).
+    pub async fn submit(&self, spec: &OrderSpec) -> Result<Submitted, SubmitError> {
+        let json = serde_json::to_vec(spec).map_err(StoreError::Encode)?;
+        self.submit_json(&json).await
+    }
+
+    /// Reads an order.
+    pub async fn get(&self, id: &OrderId) -> Result<Option<OrderView>, StoreError> {
+        let keys = self.keys_for(id.as_str());
+        let mut cmd = redis::cmd("FCALL_RO");
+        cmd.arg("paywatch_get")
+            .arg(1)
+            .arg(&keys.base)
+            .arg(id.as_str());
+        let reply: Option<Vec<String>> = self.call(&cmd).await?;
+        let Some(reply) = reply else {
             return Ok(None);
-        }
+        };
         let corrupt = |reason: String| StoreError::Corrupt {
             order_id: id.to_string(),
             reason,
         };
-        let spec: OrderSpec = serde_json::from_str(fields.get("spec").map_or("", String::as_str))
-            .map_err(|e| corrupt(format!("spec: {e}")))?;
-        let time = |name: &str| -> Option<DateTime<Utc>> {
-            fields
-                .get(name)
-                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let created_at = time("created_at").ok_or_else(|| corrupt("created_at".into()))?;
-        Ok(Some(OrderRecord {
-            spec,
-            created_at,
-            status: fields
-                .get("status")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(PaymentStatus::Pending),
-            raw_status: fields.get("raw_status").cloned().filter(|s| !s.is_empty()),
-            checks: fields
-                .get("checks")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0),
-            next_check_at: fields
-                .get("next_check_at")
-                .and_then(|ms| ms.parse::<i64>().ok())
-                .and_then(DateTime::<Utc>::from_timestamp_millis),
-            terminal_at: time("terminal_at"),
-            last_error: fields.get("last_error").cloned().filter(|s| !s.is_empty()),
-            notified: fields.get("notified").is_some_and(|v| v == "1"),
-            poll: fields
-                .get("poll")
-                .and_then(|p| serde_json::from_str(p).ok()),
-            delivered_codes: fields
-                .get("codes")
-                .and_then(|c| serde_json::from_str(c).ok())
-                .unwrap_or_default(),
+        let [phase, record, due, running, reason, at, notified] = <[String; 7]>::try_from(reply)
+            .map_err(|r| corrupt(format!("get replied {} values", r.len())))?;
+        let phase = Phase::parse(&phase).ok_or_else(|| corrupt(format!("phase {phase}")))?;
+        let record = StoredOrder::from_json(&record).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(OrderView {
+            order_id: id.clone(),
+            phase,
+            record,
+            next_check_at: ms_to_time(&due),
+            running: !running.is_empty(),
+            stopped: (phase == Phase::Stopped).then(|| Stopped {
+                reason,
+                at: ms_to_time(&at),
+            }),
+            notified: !notified.is_empty(),
         }))
     }
 
-    /// The newest `limit` history entries, newest first.
-    pub async fn history(
+    /// Records an order's final record unless one was recorded first; returns the one that holds,
+    /// so every run fans out the same notifications.
+    pub async fn finalize(
         &self,
         id: &OrderId,
-        limit: usize,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.history_key(id))
-            .arg(0)
-            .arg(limit.max(1) as i64 - 1)
-            .query_async(&mut conn)
-            .await?;
-        Ok(raw
-            .iter()
-            .filter_map(|e| serde_json::from_str(e).ok())
-            .collect())
+        record: &StoredOrder,
+    ) -> Result<StoredOrder, StoreError> {
+        let keys = self.keys_for(id.as_str());
+        let json = record.to_json().map_err(StoreError::Encode)?;
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("paywatch_finalize")
+            .arg(1)
+            .arg(&keys.base)
+            .arg(id.as_str())
+            .arg(json);
+        let holds: String = self.call(&cmd).await?;
+        StoredOrder::from_json(&holds).map_err(|e| StoreError::Corrupt {
+            order_id: id.to_string(),
+            reason: e.to_string(),
+        })
     }
 
-    /// Records a check of an open order (or a failed attempt at one).
-    pub async fn observe(
-        &self,
-        id: &OrderId,
-        state: &PollState,
-        next_check_at: Option<DateTime<Utc>>,
-        entry: &HistoryEntry,
-        last_error: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let applied: i64 = OBSERVE
-            .key(self.order_key(id))
-            .key(self.history_key(id))
-            .arg(entry.status.unwrap_or(PaymentStatus::Pending).to_string())
-            .arg(entry.raw_status.as_deref().unwrap_or(""))
-            .arg(
-                next_check_at
-                    .map(|t| t.timestamp_millis().to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(serde_json::to_string(state).map_err(StoreError::Encode)?)
-            .arg(serde_json::to_string(entry).map_err(StoreError::Encode)?)
-            .arg(HISTORY_LEN)
-            .arg(if entry.status.is_some() { "1" } else { "0" })
-            .arg(last_error.unwrap_or(""))
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(applied == 1)
-    }
-
-    /// Moves the order to a terminal status unless one was recorded first. Returns whether this
-    /// call won, and the status that holds.
-    pub async fn transition(
-        &self,
-        id: &OrderId,
-        status: PaymentStatus,
-        entry: &HistoryEntry,
-        delivered_codes: &[String],
-    ) -> Result<(bool, PaymentStatus), StoreError> {
-        let codes = if delivered_codes.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(delivered_codes).map_err(StoreError::Encode)?
-        };
-        let mut conn = self.conn.clone();
-        let (won, holds): (i64, String) = TRANSITION
-            .key(self.order_key(id))
-            .key(self.history_key(id))
-            .arg(status.to_string())
-            .arg(entry.raw_status.as_deref().unwrap_or(""))
-            .arg(entry.at.to_rfc3339())
-            .arg(serde_json::to_string(entry).map_err(StoreError::Encode)?)
-            .arg(HISTORY_LEN)
-            .arg(if entry.status.is_some() { "1" } else { "0" })
-            .arg(codes)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok((won == 1, holds.parse().unwrap_or(status)))
-    }
-
-    fn payment_key(&self, provider: Provider, payment_id: &PaymentId) -> String {
-        format!(
-            "{}:payment:{{{provider}:{}}}",
-            self.prefix,
-            payment_id.as_str()
-        )
-    }
-
-    /// Remembers which order watches a provider's payment, so a provider webhook (which names
-    /// only the payment) finds its order. The first order to claim a payment keeps it.
-    pub async fn index_payment(&self, spec: &OrderSpec) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(self.payment_key(spec.provider, &spec.payment_id))
-            .arg(spec.order_id.as_str())
-            .arg("NX")
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    /// The order watching a provider's payment, if any.
-    pub async fn order_for_payment(
+    /// A provider's webhook named this payment: makes the check of every order watching it due
+    /// now, but never sooner than `gap` after its previous check (a storm of webhooks costs a
+    /// few provider calls, not one each). One call per shard, since the payment does not say
+    /// which shard its order is in.
+    pub async fn check_now(
         &self,
         provider: Provider,
         payment_id: &PaymentId,
-    ) -> Result<Option<OrderId>, StoreError> {
-        let mut conn = self.conn.clone();
-        let id: Option<String> = redis::cmd("GET")
-            .arg(self.payment_key(provider, payment_id))
-            .query_async(&mut conn)
-            .await?;
-        Ok(id.and_then(|id| id.parse().ok()))
+        gap: std::time::Duration,
+    ) -> Result<Vec<(OrderId, Promotion)>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..self.shards {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg("paywatch_check_now")
+                .arg(1)
+                .arg(self.keys(shard).base)
+                .arg(provider.as_str())
+                .arg(payment_id.as_str())
+                .arg(gap.as_millis() as u64);
+            let reply: Option<(String, String)> = self.call(&cmd).await?;
+            let Some((id, what)) = reply else { continue };
+            let promotion = match what.as_str() {
+                "moved" => Promotion::Moved,
+                "due" => Promotion::AlreadyDue,
+                "running" => Promotion::Running,
+                _ => Promotion::NotScheduled,
+            };
+            match id.parse::<OrderId>() {
+                Ok(id) => found.push((id, promotion)),
+                Err(e) => tracing::warn!(error = %e, "payment index names an invalid order id"),
+            }
+        }
+        Ok(found)
     }
 
-    /// Marks the terminal status's notifications as enqueued.
-    pub async fn mark_notified(&self, id: &OrderId) -> Result<(), StoreError> {
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("HSET")
-            .arg(self.order_key(id))
-            .arg("notified")
-            .arg("1")
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
     }
 }

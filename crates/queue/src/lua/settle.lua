@@ -9,7 +9,8 @@
 --   retry      a = delay ms, b = error text; counts the failed run as an attempt
 --   dead       a = unused,   b = reason
 --   release    -            (back to due now, the run not counted as an attempt)
--- A job promoted while it ran (a webhook said "check now") is rescheduled for now, not later.
+-- A job promoted while it ran (a webhook said "check now") runs again at the promotion's
+-- not-before time (Unix ms; '1' means now) when that is sooner than its own next run.
 -- Returns one integer per op: 1 applied, 0 stale.
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
@@ -51,7 +52,8 @@ for i, op in ipairs(ops) do
   else
     seen[id] = true
     valid[#valid + 1] = id
-    local soon = promoted[i] and now or nil
+    local soon = nil
+    if promoted[i] then soon = math.max(now, tonumber(promoted[i]) or now) end
     if kind == 'complete' then
       gone[#gone + 1] = id
       gone_meta[#gone_meta + 1] = id
@@ -65,12 +67,12 @@ for i, op in ipairs(ops) do
         payloads[#payloads + 1] = b
       end
       gone_meta[#gone_meta + 1] = id
-      at(id, soon or (now + tonumber(a)))
+      at(id, math.min(soon or math.huge, now + tonumber(a)))
     elseif kind == 'retry' then
       errors[#errors + 1] = id
       errors[#errors + 1] = b
       redis.call('HINCRBY', KEYS[5], id, 1)
-      at(id, soon or (now + tonumber(a)))
+      at(id, math.min(soon or math.huge, now + tonumber(a)))
     elseif kind == 'dead' then
       local payload = redis.call('HGET', KEYS[1], id) or ''
       local attempts = tonumber(redis.call('HGET', KEYS[5], id) or '0') + 1

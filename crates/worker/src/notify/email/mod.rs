@@ -441,7 +441,13 @@ fn scrub(text: &str, secrets: &[String]) -> String {
 
 /// The recipient mailbox; an unparsable address is permanent.
 fn recipient(target: &str) -> Result<Mailbox, DeliveryError> {
-    target.trim().parse().map_err(|e| {
+    // The same rule the submit function applied: an address it accepted is never refused here.
+    if let Some(problem) = paywatch_core::targets::email_problem(target) {
+        return Err(DeliveryError::Permanent(format!(
+            "invalid recipient address: it {problem}"
+        )));
+    }
+    target.parse().map_err(|e| {
         DeliveryError::Permanent(format!(
             "invalid recipient address {:?}: {e}",
             templates::one_line(target)

@@ -339,8 +339,12 @@ struct Target {
 impl Target {
     fn parse(raw: &str) -> Result<Self, DeliveryError> {
         let permanent = |msg: String| DeliveryError::Permanent(msg);
+        // The same rule the submit function applied; neither quotes the input.
+        if let Some(problem) = paywatch_core::targets::webhook_url_problem(raw) {
+            return Err(permanent(format!("webhook URL {problem}")));
+        }
         // url's errors describe the problem ("invalid port number"), never quote the input.
-        let url = Url::parse(raw.trim())
+        let url = Url::parse(raw)
             .map_err(|e| permanent(format!("webhook target is not a valid URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(permanent(format!(
@@ -607,11 +611,12 @@ mod tests {
     #[test]
     fn target_parsing_refuses_bad_urls_without_echoing_them() {
         for (url, needle) in [
-            ("ftp://files.example/x?token=s3cr3t", "scheme \"ftp\""),
-            ("file:///etc/passwd", "scheme \"file\""),
+            ("ftp://files.example/x?token=s3cr3t", "http:// or https://"),
+            ("file:///etc/passwd", "http:// or https://"),
             ("https://user:s3cr3t@hooks.example/x", "credentials"),
             ("https://user@hooks.example/x", "credentials"),
-            ("not a url s3cr3t", "not a valid URL"),
+            ("not a url s3cr3t", "printable ASCII"),
+            ("https://hooks.example/x#s3cr3t", "fragment"),
         ] {
             let Err(DeliveryError::Permanent(msg)) = Target::parse(url) else {
                 panic!("{url} was accepted");
@@ -623,7 +628,7 @@ mod tests {
 
     #[test]
     fn endpoint_shows_only_scheme_host_and_port() {
-        let t = Target::parse("https://Hooks.Example:8443/a/b?token=x#frag").unwrap();
+        let t = Target::parse("https://Hooks.Example:8443/a/b?token=x").unwrap();
         assert_eq!(t.endpoint, "https://hooks.example:8443/…");
         assert_eq!(t.ip_literal, None);
         let t = Target::parse("http://[::1]/hook").unwrap();

@@ -1,0 +1,697 @@
+#!lua name=paywatch
+-- paywatch's Redis Function library: the one door through which every language submits orders.
+--
+-- The producer's HTTP API, its CLI, its Rust API and any Redis client call the same functions, so
+-- every door validates with the same rules, byte for byte. docs/enqueue-from-any-language.md is
+-- the contract; crates/core/src/store/mod.rs loads this library and speaks it from Rust.
+--
+-- Keys. Orders are spread over N shards; shard s of prefix P lives under the hash tag
+-- `{check-payment.s}`: its base key `P:{check-payment.s}` names no value itself, and every key a
+-- function touches is the base plus a suffix, so each call stays in one Cluster slot:
+--   base:jobs      HASH order id -> record       pending orders (the check-payment queue's jobs)
+--   base:due       ZSET order id -> due ms       when each pending order is checked next
+--   base:signal    LIST                          wake-ups for idle workers (bounded)
+--   base:leases, :tokens, :attempts, :errors, :promoted, :dead, :dead_index, :stats
+--                                                 the queue's own bookkeeping (crates/queue)
+--   base:orders    HASH order id -> record       final orders
+--   base:payments  HASH provider:payment id -> order id   for provider webhooks
+--   base:meta      HASH shards -> N              written by producers and workers at start-up
+-- The shard of an order is crc32(order_id) % N (IEEE CRC-32, as zlib computes it).
+--
+-- Records are compact JSON arrays, written here on submission and by workers afterwards:
+--   [provider, payment_id, email|null, telegram_chat_id|null, webhook_url|null, created_ms,
+--    metadata|null, state|null]
+-- Trailing nulls may be left out. `state` is the worker's (status, poll state, history).
+
+local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
+local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
+local REVISION = 3        -- bumped on every change of this file (library.rs checks it)
+
+local MAX_BODY = 65536
+local MAX_ID = 128
+local MAX_METADATA = 16384
+local MAX_DEPTH = 32
+local MAX_EMAIL = 254
+local MAX_URL = 2048
+local MAX_CHAT = '9007199254740991' -- 2^53 - 1: every JSON parser reads it exactly
+local SIGNALS_KEPT = 64
+local FIELDS = 'order_id, provider, payment_id, notify, metadata'
+local NOTIFY_FIELDS = 'email, telegram_chat_id, webhook_url'
+local PROVIDERS = {cashless = true, handcash = true, miraclecash = true, foxreload = true}
+local PROVIDER_LIST = 'cashless, handcash, miraclecash, foxreload'
+
+-- A JSON null that survives in Lua tables.
+local NULL = {}
+
+-- Errors that name a field travel as tables and become `ERR paywatch: <field>: <message>`.
+local function fail(field, message)
+  error({paywatch = 'ERR paywatch: ' .. field .. ': ' .. message}, 0)
+end
+
+-- What may be echoed back in an error: printable ASCII, bounded.
+local function printable(s)
+  s = string.gsub(s, '[^\33-\126]', '?')
+  if #s > 64 then s = string.sub(s, 1, 64) .. '...' end
+  return s
+end
+
+-- Bytewise string order (Lua's `<` follows the server's locale).
+local function bytes_less(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+---------------------------------------------------------------------------------------------
+-- Strict JSON (RFC 8259): UTF-8 only, no duplicate keys, numbers kept as written, bounded depth.
+---------------------------------------------------------------------------------------------
+
+local function check_utf8(s)
+  local i = string.find(s, '[\128-\255]')
+  while i do
+    local c = string.byte(s, i)
+    local n, min
+    if c >= 0xC2 and c <= 0xDF then n, min = 1, 0x80
+    elseif c >= 0xE0 and c <= 0xEF then n, min = 2, 0x800
+    elseif c >= 0xF0 and c <= 0xF4 then n, min = 3, 0x10000
+    else return i end
+    local cp = c % (2 ^ (6 - n))
+    for k = 1, n do
+      local cc = string.byte(s, i + k)
+      if not cc or cc < 0x80 or cc > 0xBF then return i end
+      cp = cp * 64 + (cc - 0x80)
+    end
+    if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return i end
+    i = string.find(s, '[\128-\255]', i + n + 1)
+  end
+  return nil
+end
+
+local function parse_json(s)
+  local bad_byte = check_utf8(s)
+  if bad_byte then fail('body', 'not valid JSON: invalid UTF-8 at byte ' .. bad_byte) end
+  local pos = 1
+  local len = #s
+  local depth = 0
+  local function bad(what) fail('body', 'not valid JSON: ' .. what .. ' at byte ' .. pos) end
+  local function ws() pos = string.find(s, '[^ \t\r\n]', pos) or (len + 1) end
+
+  local function str()
+    local start = pos
+    pos = pos + 1
+    local escaped = false
+    while true do
+      local i = string.find(s, '["\\%z\1-\31]', pos)
+      if not i then pos = len + 1; bad('unterminated string') end
+      local c = string.sub(s, i, i)
+      if c == '"' then pos = i + 1; break end
+      if c ~= '\\' then pos = i; bad('control character in string') end
+      local e = string.sub(s, i + 1, i + 1)
+      if e == 'u' then
+        local hex = string.sub(s, i + 2, i + 5)
+        if not string.find(hex, '^%x%x%x%x$') then pos = i; bad('invalid \\u escape') end
+        local cp = tonumber(hex, 16)
+        if cp >= 0xD800 and cp <= 0xDBFF then
+          local low = string.match(s, '^\\u(%x%x%x%x)', i + 6)
+          local lo = low and tonumber(low, 16)
+          if not lo or lo < 0xDC00 or lo > 0xDFFF then pos = i; bad('unpaired surrogate') end
+          pos = i + 12
+        elseif cp >= 0xDC00 and cp <= 0xDFFF then
+          pos = i; bad('unpaired surrogate')
+        else
+          pos = i + 6
+        end
+      elseif string.find(e, '^["\\/bfnrt]$') then
+        pos = i + 2
+      else
+        pos = i; bad('invalid escape')
+      end
+      escaped = true
+    end
+    local raw = string.sub(s, start + 1, pos - 2)
+    if not escaped then return raw end
+    -- The escapes were checked above; cjson only turns them into bytes.
+    return cjson.decode(string.sub(s, start, pos - 1))
+  end
+
+  local function num()
+    local start = pos
+    if string.sub(s, pos, pos) == '-' then pos = pos + 1 end
+    local c = string.sub(s, pos, pos)
+    if c == '0' then
+      pos = pos + 1
+    else
+      local _, e = string.find(s, '^[1-9]%d*', pos)
+      if not e then bad('invalid number') end
+      pos = e + 1
+    end
+    if string.sub(s, pos, pos) == '.' then
+      local _, e = string.find(s, '^%d+', pos + 1)
+      if not e then bad('invalid number') end
+      pos = e + 1
+    end
+    c = string.sub(s, pos, pos)
+    if c == 'e' or c == 'E' then
+      pos = pos + 1
+      c = string.sub(s, pos, pos)
+      if c == '+' or c == '-' then pos = pos + 1 end
+      local _, e = string.find(s, '^%d+', pos)
+      if not e then bad('invalid number') end
+      pos = e + 1
+    end
+    return {num = string.sub(s, start, pos - 1)}
+  end
+
+  local value
+  local function object(path)
+    depth = depth + 1
+    if depth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
+    pos = pos + 1
+    local map, keys = {}, {}
+    ws()
+    if string.sub(s, pos, pos) == '}' then
+      pos = pos + 1
+      depth = depth - 1
+      return {obj = map, keys = keys}
+    end
+    while true do
+      ws()
+      if string.sub(s, pos, pos) ~= '"' then bad('expected a key') end
+      local at = pos
+      local k = str()
+      local child = path == '' and printable(k) or (path .. '.' .. printable(k))
+      if map[k] ~= nil then pos = at; fail(child, 'duplicate key') end
+      ws()
+      if string.sub(s, pos, pos) ~= ':' then bad('expected :') end
+      pos = pos + 1
+      map[k] = value(child)
+      keys[#keys + 1] = k
+      ws()
+      local c = string.sub(s, pos, pos)
+      pos = pos + 1
+      if c == '}' then break end
+      if c ~= ',' then pos = pos - 1; bad('expected , or }') end
+    end
+    depth = depth - 1
+    return {obj = map, keys = keys}
+  end
+
+  local function array(path)
+    depth = depth + 1
+    if depth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
+    pos = pos + 1
+    local items = {}
+    ws()
+    if string.sub(s, pos, pos) == ']' then
+      pos = pos + 1
+      depth = depth - 1
+      return {arr = items, n = 0}
+    end
+    while true do
+      items[#items + 1] = value(path)
+      ws()
+      local c = string.sub(s, pos, pos)
+      pos = pos + 1
+      if c == ']' then break end
+      if c ~= ',' then pos = pos - 1; bad('expected , or ]') end
+    end
+    depth = depth - 1
+    return {arr = items, n = #items}
+  end
+
+  value = function(path)
+    ws()
+    local c = string.sub(s, pos, pos)
+    if c == '{' then return object(path)
+    elseif c == '[' then return array(path)
+    elseif c == '"' then return str()
+    elseif c == '-' or string.find(c, '^%d$') then return num()
+    elseif string.sub(s, pos, pos + 3) == 'true' then pos = pos + 4; return true
+    elseif string.sub(s, pos, pos + 4) == 'false' then pos = pos + 5; return false
+    elseif string.sub(s, pos, pos + 3) == 'null' then pos = pos + 4; return NULL
+    elseif c == '' then bad('unexpected end')
+    end
+    bad('unexpected character')
+  end
+
+  local v = value('')
+  ws()
+  if pos <= len then bad('trailing characters') end
+  return v
+end
+
+-- Canonical JSON: keys in byte order, no spaces, numbers as written, serde_json's escaping.
+local ESCAPES = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+                 ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
+local function encode_string(v)
+  return '"' .. string.gsub(v, '[%z\1-\31"\\]', function(c)
+    return ESCAPES[c] or string.format('\\u%04x', string.byte(c))
+  end) .. '"'
+end
+
+local function encode(v)
+  local t = type(v)
+  if t == 'string' then return encode_string(v) end
+  if t == 'boolean' then return v and 'true' or 'false' end
+  if v == NULL then return 'null' end
+  if v.num then return v.num end
+  if v.arr then
+    local out = {}
+    for i = 1, v.n do out[i] = encode(v.arr[i]) end
+    return '[' .. table.concat(out, ',') .. ']'
+  end
+  local keys = {}
+  for i, k in ipairs(v.keys) do keys[i] = k end
+  table.sort(keys, bytes_less)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = encode_string(k) .. ':' .. encode(v.obj[k]) end
+  return '{' .. table.concat(out, ',') .. '}'
+end
+
+---------------------------------------------------------------------------------------------
+-- Validation: the rules of every door (crates/core/src/targets.rs mirrors the target rules).
+---------------------------------------------------------------------------------------------
+
+local function is_object(v) return type(v) == 'table' and v.obj ~= nil end
+local function absent(v) return v == nil or v == NULL end
+
+local function kind_of(v)
+  local t = type(v)
+  if t == 'string' then return 'a string' end
+  if t == 'boolean' then return 'a boolean' end
+  if v == NULL then return 'null' end
+  if v.num then return 'a number' end
+  if v.arr then return 'an array' end
+  return 'an object'
+end
+
+local function identifier(field, v)
+  if absent(v) then fail(field, 'is required') end
+  if type(v) ~= 'string' then fail(field, 'must be a string, not ' .. kind_of(v)) end
+  if #v == 0 then fail(field, 'must not be empty') end
+  if #v > MAX_ID then fail(field, 'is ' .. #v .. ' bytes long; the limit is ' .. MAX_ID) end
+  local bad = string.find(v, '[^\33-\126]')
+  if bad then
+    fail(field, 'may only contain printable ASCII without spaces (bad character at byte ' ..
+      (bad - 1) .. ')')
+  end
+  -- URLs read these as "this path" and "the parent path": such an id could never be linked to.
+  if field == 'order_id' and (v == '.' or v == '..') then fail(field, 'must not be . or ..') end
+  return v
+end
+
+local function reject_unknown(obj, known, path, list)
+  for _, k in ipairs(obj.keys) do
+    if not known[k] then fail(path .. printable(k), 'unknown field; expected one of ' .. list) end
+  end
+end
+
+-- A host name: dot-separated labels of letters, digits and inner hyphens.
+local function valid_labels(host, min_labels)
+  if #host == 0 or #host > 253 then return false end
+  local count = 0
+  for label in string.gmatch(host .. '.', '([^.]*)%.') do
+    if #label == 0 or #label > 63 then return false end
+    if not string.find(label, '^[A-Za-z0-9-]+$') then return false end
+    if string.sub(label, 1, 1) == '-' or string.sub(label, -1) == '-' then return false end
+    count = count + 1
+  end
+  return count >= min_labels
+end
+
+local function email_problem(v)
+  if #v > MAX_EMAIL then return 'is longer than ' .. MAX_EMAIL .. ' characters' end
+  local at = string.find(v, '@', 1, true)
+  if not at or string.find(v, '@', at + 1, true) then return 'must contain exactly one @' end
+  local user, domain = string.sub(v, 1, at - 1), string.sub(v, at + 1)
+  if #user == 0 or #user > 64 then return 'must have 1 to 64 characters before the @' end
+  if not string.find(user, "^[A-Za-z0-9!#$%%&'*+/=?^_`{|}~.-]+$") then
+    return "may only use letters, digits and !#$%&'*+/=?^_`{|}~.- before the @"
+  end
+  if string.sub(user, 1, 1) == '.' or string.sub(user, -1) == '.' or string.find(user, '..', 1, true) then
+    return 'must not start or end with a dot or have two in a row before the @'
+  end
+  if not valid_labels(domain, 2) or not string.find(string.match(domain, '[^.]*$'), '%a') then
+    return 'must have a domain name after the @ (like example.com)'
+  end
+  return nil
+end
+
+local function url_problem(v)
+  if #v > MAX_URL then return 'is longer than ' .. MAX_URL .. ' characters' end
+  if string.find(v, '[^\33-\126]') then return 'may only contain printable ASCII without spaces' end
+  local rest = string.match(v, '^https?://(.*)$')
+  if not rest then return 'must start with http:// or https://' end
+  if string.find(v, '#', 1, true) then return 'must not contain a fragment (#)' end
+  local authority = string.match(rest, '^[^/?]*')
+  if string.find(authority, '@', 1, true) then return 'must not contain credentials' end
+  local host, port = authority, nil
+  if string.sub(authority, 1, 1) == '[' then
+    host, port = string.match(authority, '^(%[[%x:.]+%])(.*)$')
+    if not host then return 'has an invalid IPv6 host' end
+  else
+    host, port = string.match(authority, '^([^:]*)(.*)$')
+    if not valid_labels(host, 1) then return 'must have a host name' end
+  end
+  if port ~= '' then
+    local digits = string.match(port, '^:(%d+)$')
+    if not digits or #digits > 5 or tonumber(digits) < 1 or tonumber(digits) > 65535 then
+      return 'has an invalid port'
+    end
+  end
+  local tail = string.sub(rest, #authority + 1)
+  local pct = string.find(tail, '%', 1, true)
+  while pct do
+    if not string.find(tail, '^%x%x', pct + 1) then return 'has an invalid percent-escape' end
+    pct = string.find(tail, '%', pct + 3, true)
+  end
+  return nil
+end
+
+local function chat_problem(raw)
+  local neg, digits = string.match(raw, '^(%-?)(%d+)$')
+  if not digits then return 'must be an integer' end
+  if digits == '0' then return 'must not be 0' end
+  if #digits > #MAX_CHAT or (#digits == #MAX_CHAT and digits > MAX_CHAT) then
+    return 'must be between -' .. MAX_CHAT .. ' and ' .. MAX_CHAT
+  end
+  return nil, neg .. digits
+end
+
+-- Validates a parsed order and returns its canonical parts.
+local function validate(body)
+  if not is_object(body) then fail('body', 'must be a JSON object, not ' .. kind_of(body)) end
+  reject_unknown(body, {order_id = true, provider = true, payment_id = true, notify = true,
+    metadata = true}, '', FIELDS)
+  local o = body.obj
+  local order = {}
+  order.order_id = identifier('order_id', o.order_id)
+  if absent(o.provider) then fail('provider', 'is required') end
+  if type(o.provider) ~= 'string' or not PROVIDERS[o.provider] then
+    fail('provider', 'must be one of ' .. PROVIDER_LIST)
+  end
+  order.provider = o.provider
+  order.payment_id = identifier('payment_id', o.payment_id)
+  local notify = o.notify
+  if not absent(notify) then
+    if not is_object(notify) then fail('notify', 'must be an object, not ' .. kind_of(notify)) end
+    reject_unknown(notify, {email = true, telegram_chat_id = true, webhook_url = true},
+      'notify.', NOTIFY_FIELDS)
+    local n = notify.obj
+    if not absent(n.email) then
+      if type(n.email) ~= 'string' then fail('notify.email', 'must be a string, not ' .. kind_of(n.email)) end
+      local problem = email_problem(n.email)
+      if problem then fail('notify.email', problem) end
+      order.email = n.email
+    end
+    if not absent(n.telegram_chat_id) then
+      local c = n.telegram_chat_id
+      if type(c) ~= 'table' or not c.num then
+        fail('notify.telegram_chat_id', 'must be an integer, not ' .. kind_of(c))
+      end
+      local problem, canonical = chat_problem(c.num)
+      if problem then fail('notify.telegram_chat_id', problem) end
+      order.chat = canonical
+    end
+    if not absent(n.webhook_url) then
+      if type(n.webhook_url) ~= 'string' then
+        fail('notify.webhook_url', 'must be a string, not ' .. kind_of(n.webhook_url))
+      end
+      local problem = url_problem(n.webhook_url)
+      if problem then fail('notify.webhook_url', problem) end
+      order.webhook = n.webhook_url
+    end
+  end
+  if not absent(o.metadata) then
+    if not is_object(o.metadata) then
+      fail('metadata', 'must be an object, not ' .. kind_of(o.metadata))
+    end
+    local m = encode(o.metadata)
+    if #m > MAX_METADATA then fail('metadata', 'must be at most 16 KiB of JSON') end
+    order.metadata = m
+  end
+  return order
+end
+
+---------------------------------------------------------------------------------------------
+-- Records
+---------------------------------------------------------------------------------------------
+
+local function opt_string(v) if v then return encode_string(v) end return 'null' end
+
+local function new_record(order, now)
+  local parts = {encode_string(order.provider), encode_string(order.payment_id),
+    opt_string(order.email), order.chat or 'null', opt_string(order.webhook),
+    string.format('%d', now)}
+  if order.metadata then parts[#parts + 1] = order.metadata end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
+
+-- The spec part of a stored record, in the shape `validate` returns; and its state.
+local function read_record(raw)
+  local ok, v = pcall(parse_json, raw)
+  if not ok or type(v) ~= 'table' or not v.arr then return nil end
+  local a = v.arr
+  local function str(i) if type(a[i]) == 'string' then return a[i] end return nil end
+  local order = {provider = str(1), payment_id = str(2), email = str(3), webhook = str(5)}
+  if type(a[4]) == 'table' and a[4].num then order.chat = a[4].num end
+  if is_object(a[7]) then order.metadata = encode(a[7]) end
+  local status = 'pending'
+  if is_object(a[8]) and type(a[8].obj.s) == 'string' then status = a[8].obj.s end
+  return order, status
+end
+
+local function same_order(a, b)
+  return a.provider == b.provider and a.payment_id == b.payment_id and a.email == b.email
+    and a.chat == b.chat and a.webhook == b.webhook and a.metadata == b.metadata
+end
+
+---------------------------------------------------------------------------------------------
+-- Shards
+---------------------------------------------------------------------------------------------
+
+-- Built on first use: the `bit` library is there when functions run, not while they load.
+local CRC = nil
+
+local function crc32(s)
+  if not CRC then
+    CRC = {}
+    for i = 0, 255 do
+      local c = i
+      for _ = 1, 8 do
+        if bit.band(c, 1) == 1 then c = bit.bxor(bit.rshift(c, 1), 0xEDB88320) else c = bit.rshift(c, 1) end
+      end
+      CRC[i] = c
+    end
+  end
+  local c = bit.bnot(0)
+  for i = 1, #s do
+    c = bit.bxor(bit.rshift(c, 8), CRC[bit.band(bit.bxor(c, string.byte(s, i)), 0xFF)])
+  end
+  c = bit.bnot(c)
+  if c < 0 then c = c + 4294967296 end
+  return c
+end
+
+-- The shard a base key names, checked against the shard count recorded in Redis.
+local function shard_of(base)
+  if type(base) ~= 'string' then fail('shard', 'pass the shard key as the one key') end
+  local s = string.match(base, '^.+:{check%-payment%.(%d+)}$')
+  if not s then
+    fail('shard', 'the key must look like <prefix>:{check-payment.<shard>}, not ' .. printable(base))
+  end
+  local count = tonumber(redis.call('HGET', base .. ':meta', 'shards'))
+  if not count then
+    fail('shard', 'no paywatch shard at ' .. printable(base) ..
+      ' (wrong prefix, or no producer or worker has started with it yet)')
+  end
+  return tonumber(s), count
+end
+
+local function check_shard(base, order_id)
+  local shard, count = shard_of(base)
+  local want = crc32(order_id) % count
+  if want ~= shard then
+    fail('shard', 'order ' .. printable(order_id) .. ' belongs to shard ' .. want .. ' of ' ..
+      count .. ', not ' .. shard)
+  end
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Where an order stands: 'final' (in :orders), 'watching' (a pending check job), 'stopped' (its
+-- check is in the dead letters) or nil. Returns the phase, the record and the dead letter.
+local function find(base, id)
+  local rec = redis.call('HGET', base .. ':orders', id)
+  if rec then return 'final', rec end
+  rec = redis.call('HGET', base .. ':jobs', id)
+  if rec then return 'watching', rec end
+  local dead = redis.call('HGET', base .. ':dead', id)
+  if dead then
+    local ok, letter = pcall(cjson.decode, dead)
+    if ok and type(letter) == 'table' and type(letter.payload) == 'string' then
+      return 'stopped', letter.payload, letter
+    end
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------------------------
+-- Functions
+---------------------------------------------------------------------------------------------
+
+-- Runs `f`, turning paywatch's field errors into error replies (and nothing written).
+local function guarded(f)
+  return function(keys, args)
+    local ok, res = pcall(f, keys, args)
+    if ok then return res end
+    if type(res) == 'table' and res.paywatch then return redis.error_reply(res.paywatch) end
+    error(res, 0)
+  end
+end
+
+-- FCALL paywatch_submit 1 <prefix>:{check-payment.<shard>} <order JSON>
+-- -> {'created', 'pending', 'watching'} | {'exists', <status>, <phase>}
+local function submit(keys, args)
+  local body = args[1]
+  if type(body) ~= 'string' then fail('body', 'is required (the order JSON)') end
+  if #args > 1 then fail('body', 'takes exactly one argument, the order JSON') end
+  if #body > MAX_BODY then fail('body', 'is larger than ' .. MAX_BODY .. ' bytes') end
+  local order = validate(parse_json(body))
+  local base = keys[1]
+  check_shard(base, order.order_id)
+  local id = order.order_id
+  local phase, rec = find(base, id)
+  if phase then
+    local stored, status = read_record(rec)
+    if not stored or not same_order(stored, order) then
+      fail('order_id', 'an order with this id already exists with a different body')
+    end
+    return {'exists', status, phase}
+  end
+  local now = now_ms()
+  redis.call('HSET', base .. ':jobs', id, new_record(order, now))
+  redis.call('ZADD', base .. ':due', now, id)
+  redis.call('HSETNX', base .. ':payments', order.provider .. ':' .. order.payment_id, id)
+  redis.call('HINCRBY', base .. ':stats', 'enqueued', 1)
+  redis.call('LPUSH', base .. ':signal', '1')
+  redis.call('LTRIM', base .. ':signal', 0, SIGNALS_KEPT - 1)
+  return {'created', 'pending', 'watching'}
+end
+
+-- FCALL_RO paywatch_get 1 <shard key> <order id>
+-- -> nil | {phase, record, next check ms or '', 'running' or '', stop reason or '', stop ms or '',
+--           'notified' or ''}
+-- A final order is notified once its check job is gone: workers complete the job only after
+-- enqueueing its notifications.
+local function get(keys, args)
+  local base = keys[1]
+  local id = args[1]
+  if type(id) ~= 'string' then fail('order_id', 'is required') end
+  shard_of(base)
+  local phase, rec, letter = find(base, id)
+  if not phase then return nil end
+  local due, running, reason, at = '', '', '', ''
+  if phase == 'watching' then
+    due = redis.call('ZSCORE', base .. ':due', id) or ''
+    if redis.call('ZSCORE', base .. ':leases', id) then running = 'running' end
+  elseif phase == 'stopped' then
+    reason = tostring(letter.error or '')
+    at = letter.at and string.format('%d', letter.at) or ''
+  end
+  local notified = ''
+  if phase == 'final' and redis.call('HEXISTS', base .. ':jobs', id) == 0 then notified = 'notified' end
+  return {phase, rec, due, running, reason, at, notified}
+end
+
+-- FCALL paywatch_finalize 1 <shard key> <order id> <final record>
+-- Records an order's final record unless one was recorded first; returns the record that holds.
+local function finalize(keys, args)
+  local base, id, rec = keys[1], args[1], args[2]
+  if type(id) ~= 'string' or type(rec) ~= 'string' then fail('body', 'expects an order id and a record') end
+  shard_of(base)
+  local first = redis.call('HGET', base .. ':orders', id)
+  if first then return first end
+  redis.call('HSET', base .. ':orders', id, rec)
+  local stored = read_record(rec)
+  if stored and stored.provider and stored.payment_id then
+    -- A final order needs no more webhook wake-ups; drop its index entry if it is its own.
+    local index = stored.provider .. ':' .. stored.payment_id
+    if redis.call('HGET', base .. ':payments', index) == id then
+      redis.call('HDEL', base .. ':payments', index)
+    end
+  end
+  return rec
+end
+
+-- FCALL paywatch_check_now 1 <shard key> <provider> <payment id> [min gap ms]
+-- A provider webhook named this payment: check its order now. Storms coalesce: however many
+-- webhooks arrive, a check never follows the previous one by less than the gap (default 2000 ms),
+-- and a check that is due or running absorbs them all. Returns the order id and what happened
+-- ('moved', 'due', 'running', 'none') or nil when no order watches the payment.
+local function check_now(keys, args)
+  local base, provider, payment = keys[1], args[1], args[2]
+  if type(provider) ~= 'string' or type(payment) ~= 'string' then
+    fail('body', 'expects a provider and a payment id')
+  end
+  local gap = tonumber(args[3] or '2000') or 2000
+  shard_of(base)
+  local id = redis.call('HGET', base .. ':payments', provider .. ':' .. payment)
+  if not id then return nil end
+  local now = now_ms()
+  local due = redis.call('ZSCORE', base .. ':due', id)
+  if due then
+    due = tonumber(due)
+    if due <= now then return {id, 'due'} end
+    -- Not before the last check plus the gap (the record knows when that was).
+    local at = now
+    local rec = redis.call('HGET', base .. ':jobs', id)
+    local ok, v = pcall(parse_json, rec or '')
+    if ok and type(v) == 'table' and v.arr and is_object(v.arr[8]) then
+      local last = v.arr[8].obj.l
+      if type(last) == 'table' and last.num then at = math.max(now, tonumber(last.num) + gap) end
+    end
+    if at >= due then return {id, 'due'} end
+    redis.call('ZADD', base .. ':due', 'XX', at, id)
+    redis.call('LPUSH', base .. ':signal', '1')
+    redis.call('LTRIM', base .. ':signal', 0, SIGNALS_KEPT - 1)
+    return {id, 'moved'}
+  end
+  if redis.call('ZSCORE', base .. ':leases', id) then
+    -- The running check may have asked before the payment moved: one more follows it, not
+    -- before the gap (the queue's settle reads this as "due not before").
+    redis.call('HSETNX', base .. ':promoted', id, string.format('%d', now + gap))
+    return {id, 'running'}
+  end
+  return {id, 'none'}
+end
+
+-- FCALL_RO paywatch_version 0 -> {contract, oldest contract still served, revision}
+local function version()
+  return {CONTRACT, MIN_COMPATIBLE, REVISION}
+end
+
+-- FCALL_RO paywatch_shard 0 <order id> <shard count> -> the order's shard (for clients that
+-- would rather ask than compute crc32).
+local function shard(_, args)
+  local id, count = args[1], tonumber(args[2])
+  if type(id) ~= 'string' then fail('order_id', 'is required') end
+  if not count or count < 1 or count ~= math.floor(count) then fail('shards', 'must be a positive integer') end
+  return crc32(id) % count
+end
+
+redis.register_function('paywatch_submit', guarded(submit))
+redis.register_function{function_name = 'paywatch_get', callback = guarded(get),
+  flags = {'no-writes'}}
+redis.register_function('paywatch_finalize', guarded(finalize))
+redis.register_function('paywatch_check_now', guarded(check_now))
+redis.register_function{function_name = 'paywatch_version', callback = version,
+  flags = {'no-writes', 'allow-stale'}}
+redis.register_function{function_name = 'paywatch_shard', callback = guarded(shard),
+  flags = {'no-writes', 'allow-stale'}}

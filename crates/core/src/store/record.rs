@@ -1,0 +1,306 @@
+//! An order's record as Redis holds it: one compact JSON array, written by the submit function
+//! and rewritten by each check.
+//!
+//! `[provider, payment_id, email, telegram_chat_id, webhook_url, created_ms, metadata, state]`,
+//! trailing nulls optional. Positional because a pending order's Redis cost is mostly this
+//! string (the field names alone would add ~70 bytes to every order); the layout is versioned by
+//! the library's contract (paywatch.lua documents it too).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::order::{NotifyTargets, OrderSpec};
+use crate::secret::REDACTED;
+use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
+
+/// Status changes and errors kept per order (newest last).
+pub const HISTORY_LEN: usize = 20;
+
+/// One entry of an order's history: a change worth showing, not every check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it was observed.
+    pub at: DateTime<Utc>,
+    /// The normalized status, when the check got an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PaymentStatus>,
+    /// The provider's raw status, when the check got an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_status: Option<String>,
+    /// Provider context (cancel reason, item errors); never delivered codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The error class and message when the check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What paywatch decided: "check again in 4.5s", "terminal", "gave up: deadline", ...
+    pub decision: String,
+    /// How many checks had been answered by then (this one included).
+    #[serde(default)]
+    pub check: u32,
+}
+
+/// What the checks have learnt so far; absent until the first check.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    /// The normalized status.
+    #[serde(rename = "s")]
+    pub status: PaymentStatus,
+    /// The provider's last raw status.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub raw_status: Option<String>,
+    /// Where polling stands.
+    #[serde(rename = "p")]
+    pub poll: PollState,
+    /// The last error, while polling goes on.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the provider was last asked (Unix ms): provider webhooks keep a gap after it.
+    #[serde(rename = "l", default)]
+    pub last_checked_ms: i64,
+    /// When the order reached its final status.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub final_at: Option<DateTime<Utc>>,
+    /// Provider context of the final answer (cancel reason, ...).
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Codes delivered with a paid FoxReload order; for the notifiers only.
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_codes: Vec<String>,
+    /// Status changes and errors, oldest first, at most [`HISTORY_LEN`].
+    #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+impl fmt::Debug for CheckState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckState")
+            .field("status", &self.status)
+            .field("raw_status", &self.raw_status)
+            .field("checks", &self.poll.checks)
+            .field("last_error", &self.last_error)
+            .field("final_at", &self.final_at)
+            .field(
+                "delivered_codes",
+                &if self.delivered_codes.is_empty() {
+                    "none"
+                } else {
+                    REDACTED
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckState {
+    /// Appends a history entry, dropping the oldest beyond [`HISTORY_LEN`].
+    pub fn remember(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        let excess = self.history.len().saturating_sub(HISTORY_LEN);
+        self.history.drain(..excess);
+    }
+}
+
+/// The wire form: a tuple struct serializes as a JSON array.
+#[derive(Serialize, Deserialize)]
+struct Wire(
+    Provider,
+    PaymentId,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    #[serde(default)] Option<Box<RawValue>>,
+    #[serde(default)] Option<CheckState>,
+);
+
+/// An order as stored: what was submitted, when, and what the checks found.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "Wire", into = "Wire")]
+pub struct StoredOrder {
+    /// Which provider holds the payment.
+    pub provider: Provider,
+    /// The provider's id of the payment.
+    pub payment_id: PaymentId,
+    /// Where to send notifications.
+    pub notify: NotifyTargets,
+    /// When paywatch accepted it (Unix ms, Redis clock).
+    pub created_ms: i64,
+    /// The shop's metadata, exactly as canonicalised on submission.
+    pub metadata: Option<Box<RawValue>>,
+    /// What the checks found (absent before the first).
+    pub state: Option<CheckState>,
+}
+
+impl From<Wire> for StoredOrder {
+    fn from(w: Wire) -> Self {
+        Self {
+            provider: w.0,
+            payment_id: w.1,
+            notify: NotifyTargets {
+                email: w.2,
+                telegram_chat_id: w.3,
+                webhook_url: w.4,
+            },
+            created_ms: w.5,
+            metadata: w.6,
+            state: w.7,
+        }
+    }
+}
+
+impl From<StoredOrder> for Wire {
+    fn from(o: StoredOrder) -> Self {
+        Wire(
+            o.provider,
+            o.payment_id,
+            o.notify.email,
+            o.notify.telegram_chat_id,
+            o.notify.webhook_url,
+            o.created_ms,
+            o.metadata,
+            o.state,
+        )
+    }
+}
+
+impl PartialEq for StoredOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.provider == other.provider
+            && self.payment_id == other.payment_id
+            && self.notify == other.notify
+            && self.created_ms == other.created_ms
+            && self.metadata.as_ref().map(|m| m.get()) == other.metadata.as_ref().map(|m| m.get())
+            && self.state == other.state
+    }
+}
+
+impl fmt::Debug for StoredOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredOrder")
+            .field("provider", &self.provider)
+            .field("payment_id", &self.payment_id)
+            .field("notify", &self.notify)
+            .field("created_ms", &self.created_ms)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredOrder {
+    /// When paywatch accepted it.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.created_ms).unwrap_or_default()
+    }
+
+    /// The normalized status (pending before the first check).
+    pub fn status(&self) -> PaymentStatus {
+        self.state
+            .as_ref()
+            .map_or(PaymentStatus::Pending, |s| s.status)
+    }
+
+    /// The order as the shop submitted it.
+    pub fn spec(&self, order_id: OrderId) -> OrderSpec {
+        OrderSpec {
+            order_id,
+            provider: self.provider,
+            payment_id: self.payment_id.clone(),
+            notify: self.notify.clone(),
+            metadata: self
+                .metadata
+                .as_ref()
+                .and_then(|m| serde_json::from_str(m.get()).ok()),
+        }
+    }
+
+    /// The record's JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// Reads a record.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUBMITTED: &str = r#"["cashless","bill-8f2a","buyer@example.com",123456789,"https://shop.example/hooks/paywatch",1796068478882]"#;
+
+    #[test]
+    fn reads_what_the_submit_function_writes() {
+        let order = StoredOrder::from_json(SUBMITTED).expect("decodes");
+        assert_eq!(order.provider, Provider::Cashless);
+        assert_eq!(order.notify.telegram_chat_id, Some(123456789));
+        assert!(order.metadata.is_none() && order.state.is_none());
+        assert_eq!(order.status(), PaymentStatus::Pending);
+    }
+
+    #[test]
+    fn metadata_survives_byte_for_byte() {
+        let json = r#"["cashless","x",null,null,null,1,{"a":"é\n","k":[1,{"b":true}],"z":1.50}]"#;
+        let order = StoredOrder::from_json(json).expect("decodes");
+        let again = order.to_json().expect("encodes");
+        assert!(
+            again.contains(r#"{"a":"é\n","k":[1,{"b":true}],"z":1.50}"#),
+            "{again}"
+        );
+        assert_eq!(StoredOrder::from_json(&again).expect("round trip"), order);
+    }
+
+    #[test]
+    fn debug_hides_codes_and_webhook_paths() {
+        let mut order = StoredOrder::from_json(SUBMITTED).expect("decodes");
+        order.state = Some(CheckState {
+            status: PaymentStatus::Paid,
+            raw_status: Some("paid".into()),
+            poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
+            last_error: None,
+            last_checked_ms: 0,
+            final_at: None,
+            detail: None,
+            delivered_codes: vec!["SECRET-CODE".into()],
+            history: Vec::new(),
+        });
+        let debug = format!("{order:?}");
+        assert!(
+            !debug.contains("SECRET-CODE") && !debug.contains("hooks/paywatch"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut state = CheckState {
+            status: PaymentStatus::Pending,
+            raw_status: None,
+            poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
+            last_error: None,
+            last_checked_ms: 0,
+            final_at: None,
+            detail: None,
+            delivered_codes: Vec::new(),
+            history: Vec::new(),
+        };
+        for i in 0..(HISTORY_LEN + 5) {
+            state.remember(HistoryEntry {
+                at: Utc::now(),
+                status: None,
+                raw_status: None,
+                detail: None,
+                error: None,
+                decision: i.to_string(),
+                check: 0,
+            });
+        }
+        assert_eq!(state.history.len(), HISTORY_LEN);
+        assert_eq!(state.history[0].decision, "5");
+    }
+}

@@ -1,0 +1,560 @@
+//! One door, one set of rules: every order goes through the `paywatch_submit` Redis Function,
+//! whether it comes over HTTP or straight from a Redis client. One table of bad orders runs
+//! through both: same field, same message, nothing written.
+
+use std::time::Duration;
+
+use paywatch_core::store::{FieldError, ShardKeys};
+use paywatch_core::targets;
+use paywatch_tests::stack::Stack;
+use serde_json::{Value, json};
+
+/// (body, the field the verdict must name).
+fn bad_orders() -> Vec<(String, &'static str)> {
+    let ok = r#""order_id":"o-1","provider":"cashless","payment_id":"bill-1""#;
+    let with_notify = |notify: &str| format!(r#"{{{ok},"notify":{{{notify}}}}}"#);
+    let with = |extra: &str| format!(r#"{{{ok},{extra}}}"#);
+    let mut cases: Vec<(String, &'static str)> = vec![
+        ("{not json".into(), "body"),
+        ("".into(), "body"),
+        ("[1,2]".into(), "body"),
+        ("null".into(), "body"),
+        (format!("{{{ok}}} trailing"), "body"),
+        (
+            r#"{"provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        (
+            r#"{"order_id":"","provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        (
+            r#"{"order_id":"a b","provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        (
+            r#"{"order_id":"caf\u00e9","provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        (
+            format!(
+                r#"{{"order_id":"{}","provider":"cashless","payment_id":"p"}}"#,
+                "x".repeat(129)
+            ),
+            "order_id",
+        ),
+        (
+            r#"{"order_id":7,"provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        // Duplicate keys: refused, never "last one wins".
+        (
+            r#"{"order_id":"A","order_id":"B","provider":"cashless","payment_id":"p"}"#.into(),
+            "order_id",
+        ),
+        (
+            r#"{"order_id":"o","provider":"paypal","provider":"cashless","payment_id":"p"}"#.into(),
+            "provider",
+        ),
+        (
+            r#"{"order_id":"o","provider":"Cashless","payment_id":"p"}"#.into(),
+            "provider",
+        ),
+        (
+            r#"{"order_id":"o","provider":" cashless","payment_id":"p"}"#.into(),
+            "provider",
+        ),
+        (
+            r#"{"order_id":"o","provider":"cashless"}"#.into(),
+            "payment_id",
+        ),
+        (
+            r#"{"order_id":"o","provider":"cashless","payment_id":["p"]}"#.into(),
+            "payment_id",
+        ),
+        (with(r#""amount":3"#), "amount"),
+        (with(r#""notify":"buyer@example.com""#), "notify"),
+        (with_notify(r#""sms":"+1555""#), "notify.sms"),
+        (
+            with_notify(r#""email":"a@b.com","email":"c@d.com""#),
+            "notify.email",
+        ),
+        (with_notify(r#""email":"a@b.com,c@d.com""#), "notify.email"),
+        (with_notify(r#""email":"a@b.com;c@d.com""#), "notify.email"),
+        (with_notify(r#""email":"x@[127.0.0.1]""#), "notify.email"),
+        (with_notify(r#""email":"nope""#), "notify.email"),
+        (with_notify(r#""email":5"#), "notify.email"),
+        // No coercion: a string is not a number.
+        (
+            with_notify(r#""telegram_chat_id":"123""#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""telegram_chat_id":1.5"#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""telegram_chat_id":1e3"#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""telegram_chat_id":0"#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""telegram_chat_id":9007199254740992"#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""telegram_chat_id":true"#),
+            "notify.telegram_chat_id",
+        ),
+        (
+            with_notify(r#""webhook_url":"http://user:pass@example.com/h""#),
+            "notify.webhook_url",
+        ),
+        (
+            with_notify(r#""webhook_url":"ftp://example.com/h""#),
+            "notify.webhook_url",
+        ),
+        (
+            with_notify(r#""webhook_url":"https://example.com/h#frag""#),
+            "notify.webhook_url",
+        ),
+        (with_notify(r#""webhook_url":3"#), "notify.webhook_url"),
+        (with(r#""metadata":[1]"#), "metadata"),
+        (with(r#""metadata":"x""#), "metadata"),
+        (with(r#""metadata":{"a":{"b":1,"b":2}}"#), "metadata.a.b"),
+        (
+            with(&format!(
+                r#""metadata":{{"blob":"{}"}}"#,
+                "x".repeat(17_000)
+            )),
+            "metadata",
+        ),
+        (
+            with(&format!(
+                r#""metadata":{}1{}"#,
+                r#"{"a":"#.repeat(40),
+                "}".repeat(40)
+            )),
+            "body",
+        ),
+        (with(r#""metadata":{"s":"\ud800"}"#), "body"),
+        (with(r#""metadata":{"n":01}"#), "body"),
+    ];
+    cases.push((
+        r#"{"order_id":"..","provider":"cashless","payment_id":"p"}"#.into(),
+        "order_id",
+    ));
+    cases
+}
+
+async fn fcall(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    body: &[u8],
+) -> Result<Vec<String>, redis::RedisError> {
+    redis::cmd("FCALL")
+        .arg("paywatch_submit")
+        .arg(1)
+        .arg(key)
+        .arg(body)
+        .query_async(conn)
+        .await
+}
+
+async fn connect(stack: &Stack) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(stack.redis.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+async fn post(stack: &Stack, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut request = stack.http.post(format!("{}/v1/orders", stack.api));
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.body(body).send().await.expect("post");
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_orders_get_the_same_verdict_through_http_and_fcall() {
+    let stack = Stack::start("door-bad").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    let mut bodies: Vec<(Vec<u8>, &str)> = bad_orders()
+        .into_iter()
+        .map(|(b, f)| (b.into_bytes(), f))
+        .collect();
+    let mut raw =
+        br#"{"order_id":"o","provider":"cashless","payment_id":"p","metadata":{"s":""#.to_vec();
+    raw.extend_from_slice(b"\xff\xfe\"}}");
+    bodies.push((raw, "body"));
+    for (body, field) in bodies {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(80)
+            .collect::<String>();
+        let (code, reply) = post(&stack, Some("application/json"), body.clone()).await;
+        let expected_code = if field == "body"
+            && reply["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("body: not valid JSON"))
+        {
+            400
+        } else {
+            422
+        };
+        assert_eq!(code, expected_code, "HTTP {shown}: {reply}");
+        assert_eq!(reply["field"], json!(field), "HTTP {shown}: {reply}");
+        let err = fcall(&mut conn, &keys.base, &body)
+            .await
+            .expect_err("FCALL refuses it too");
+        let verdict = FieldError::from_reply(&err).unwrap_or_else(|| panic!("{shown}: {err}"));
+        assert_eq!(verdict.field, field, "FCALL {shown}: {err}");
+        assert_eq!(
+            reply["error"].as_str(),
+            Some(verdict.to_string().as_str()),
+            "the same words through both doors for {shown}"
+        );
+        assert!(
+            err.to_string().contains(&format!("paywatch: {field}: ")),
+            "{err}"
+        );
+    }
+    // Nothing of any of them was written.
+    let (jobs, payments, due): (i64, i64, i64) = redis::pipe()
+        .cmd("HLEN")
+        .arg(format!("{}:jobs", keys.base))
+        .cmd("HLEN")
+        .arg(&keys.payments)
+        .cmd("ZCARD")
+        .arg(format!("{}:due", keys.base))
+        .query_async(&mut conn)
+        .await
+        .expect("counts");
+    assert_eq!((jobs, payments, due), (0, 0, 0));
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn only_json_is_accepted_over_http() {
+    let stack = Stack::start("door-ct").await;
+    let body = br#"{"order_id":"ct","provider":"cashless","payment_id":"p"}"#.to_vec();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let (code, reply) = post(&stack, ct, body.clone()).await;
+        assert_eq!(code, 415, "{ct:?}: {reply}");
+    }
+    assert!(stack.order("ct").await.is_none(), "nothing stored");
+    let (code, _) = post(&stack, Some("Application/JSON; charset=utf-8"), body).await;
+    assert_eq!(code, 202);
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn every_accepted_id_round_trips_through_its_link() {
+    let stack = Stack::start("door-ids").await;
+    for id in [
+        "a/b", "a?b=1", "a#b", "a%2Fb", "...", ".x", "~x.y_z-", "100%", "a\\b", "<x>",
+    ] {
+        let (code, reply) = stack
+            .submit(
+                &json!({"order_id": id, "provider": "cashless", "payment_id": format!("p-{id}")}),
+            )
+            .await;
+        assert_eq!(code, 202, "{id}: {reply}");
+        let link = reply["links"]["self"].as_str().expect("link");
+        let got = stack
+            .http
+            .get(format!("{}{link}", stack.api))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(got.status().as_u16(), 200, "{id} via {link}");
+        let view: Value = got.json().await.expect("view");
+        assert_eq!(view["order_id"], json!(id), "{link}");
+        assert_eq!(view["links"]["self"], json!(link));
+    }
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn the_same_order_in_other_words_is_the_same_order() {
+    let stack = Stack::start("door-same").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    let first = r#"{"order_id":"same","provider":"foxreload","payment_id":"fr-1","notify":{"email":"a@b.co","telegram_chat_id":-100123},"metadata":{"z":1.50,"a":["x",{"k":null}]}}"#;
+    let reordered = r#"{ "metadata" : {"a":["x",{"k":null}],"z":1.50}, "notify":{"telegram_chat_id":-100123,"email":"a@b.co","webhook_url":null},
+        "payment_id":"fr-1","provider":"foxreload","order_id":"s\u0061me"}"#;
+    let (code, _) = post(&stack, Some("application/json"), first.as_bytes().to_vec()).await;
+    assert_eq!(code, 202);
+    let (code, reply) = post(
+        &stack,
+        Some("application/json"),
+        reordered.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (code, reply["created"].clone()),
+        (200, json!(false)),
+        "{reply}"
+    );
+    let reply = fcall(&mut conn, &keys.base, reordered.as_bytes())
+        .await
+        .expect("FCALL");
+    assert_eq!(reply, ["exists", "pending", "watching"]);
+    // A different metadata value is a different order.
+    let other = first.replace("1.50", "1.5");
+    let err = fcall(&mut conn, &keys.base, other.as_bytes())
+        .await
+        .expect_err("conflict");
+    let verdict = FieldError::from_reply(&err).expect("verdict");
+    assert!(verdict.is_conflict(), "{verdict}");
+    let (code, reply) = post(&stack, Some("application/json"), other.into_bytes()).await;
+    assert_eq!((code, reply["field"].clone()), (409, json!("order_id")));
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn a_caller_cannot_write_outside_its_shard() {
+    let stack = Stack::start("door-shard").await;
+    let mut conn = connect(&stack).await;
+    let body = br#"{"order_id":"o","provider":"cashless","payment_id":"p"}"#;
+    for key in [
+        ShardKeys::new(&stack.prefix, 1).base,
+        ShardKeys::new("someone-else", 0).base,
+        format!("{}:orders", stack.prefix),
+        "x".to_string(),
+    ] {
+        let err = fcall(&mut conn, &key, body).await.expect_err("refused");
+        let verdict = FieldError::from_reply(&err).expect("verdict");
+        assert_eq!(verdict.field, "shard", "{key}: {err}");
+    }
+    let err = redis::cmd("FCALL")
+        .arg("paywatch_submit")
+        .arg(1)
+        .arg(ShardKeys::new(&stack.prefix, 0).base)
+        .arg(&body[..])
+        .arg("extra")
+        .query_async::<redis::Value>(&mut conn)
+        .await
+        .map(|_| ())
+        .expect_err("one argument only");
+    assert!(err.to_string().contains("paywatch: body:"), "{err}");
+    stack.finish().await;
+}
+
+/// The notifiers re-check targets with `paywatch_core::targets`; the function must agree with
+/// them on every one, or an order could be accepted and then silently not delivered.
+#[tokio::test]
+async fn the_function_and_the_notifiers_agree_on_every_target() {
+    let stack = Stack::start("door-targets").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    let emails = [
+        "buyer@example.com",
+        "a.b+tag@sub.example.co",
+        "o'neil@example.org",
+        "x@xn--80ak6aa92e.com",
+        "{weird}|~@example.com",
+        "a@b.com,c@d.com",
+        "a@b.com;c@d.com",
+        "x@[127.0.0.1]",
+        "x@1.2.3.4",
+        "a@b",
+        ".a@b.com",
+        "a.@b.com",
+        "a..b@c.com",
+        "a@-b.com",
+        "a@b-.com",
+        "a@b..com",
+        "\"q\"@b.com",
+        "a@b.com ",
+        "Ünï@b.com",
+        "@b.com",
+        "a@",
+    ];
+    let urls = [
+        "https://shop.example/hooks/paywatch",
+        "http://127.0.0.1:8080/hook?x=%20&y=1",
+        "https://[::1]:8443/h",
+        "http://localhost/h",
+        "https://a-b.c/x/y/z?q",
+        "http://user:pass@example.com/h",
+        "http://user@example.com/h",
+        "ftp://x/",
+        "https://shop.example/h#frag",
+        "https://shop.example/a b",
+        "https:///nohost",
+        "https://shop.example:0/",
+        "https://shop.example:65536/",
+        "https://shop.example:/",
+        "https://shop.example/%zz",
+        "https://shop.example/%4",
+        "HTTPS://shop.example/",
+        "https://-bad.example/",
+        "https://[zz]/",
+        "https://",
+    ];
+    let mut n = 0;
+    let mut check = |notify: Value, rust: Option<&'static str>| {
+        n += 1;
+        let body = json!({"order_id": format!("t{n}"), "provider": "cashless", "payment_id": format!("p{n}"), "notify": notify});
+        (body, rust)
+    };
+    let mut cases = Vec::new();
+    for email in emails {
+        cases.push(check(
+            json!({"email": email}),
+            targets::email_problem(email),
+        ));
+    }
+    for url in urls {
+        cases.push(check(
+            json!({"webhook_url": url}),
+            targets::webhook_url_problem(url),
+        ));
+    }
+    for chat in [1_i64, -1_001_234_567_890, 0, targets::MAX_CHAT_ID, i64::MAX] {
+        cases.push(check(
+            json!({"telegram_chat_id": chat}),
+            targets::telegram_chat_problem(chat),
+        ));
+    }
+    for (body, rust) in cases {
+        let lua = fcall(&mut conn, &keys.base, body.to_string().as_bytes()).await;
+        match (lua, rust) {
+            (Ok(_), None) => {}
+            (Err(e), Some(problem)) => {
+                let verdict = FieldError::from_reply(&e).expect("verdict");
+                assert_eq!(verdict.message, problem, "{body}");
+            }
+            (lua, rust) => panic!("disagree on {body}: function {lua:?}, notifiers {rust:?}"),
+        }
+    }
+    stack.finish().await;
+}
+
+#[tokio::test]
+async fn an_order_submitted_through_fcall_is_checked_and_found_by_webhooks() {
+    let stack = Stack::start("door-fcall").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    // Polling would not look again for a minute: only the provider's webhook (which the sandbox
+    // sends when the bill is paid) can make detection fast.
+    let slow = json!({"first_delay": "60s", "multiplier": 1.5, "max_delay": "60s",
+        "fast_window": "10m", "grace_interval": "5m", "deadline": "1h"});
+    let mut args = stack.worker_args(1.0);
+    args.extend([
+        "--policies".to_string(),
+        json!({"cashless": slow}).to_string(),
+    ]);
+    let worker = stack.worker(&args).await;
+    let bill = stack.bill_paid_after(2000);
+    let body = json!({"order_id": "via-redis", "provider": "cashless", "payment_id": bill});
+    let reply = fcall(&mut conn, &keys.base, body.to_string().as_bytes())
+        .await
+        .expect("submit");
+    assert_eq!(reply, ["created", "pending", "watching"]);
+    paywatch_tests::wait_for("the first check", Duration::from_secs(2), || async {
+        stack
+            .order("via-redis")
+            .await
+            .filter(|v| v["checks"] == json!(1))
+    })
+    .await;
+    let view = stack
+        .wait_status(
+            "via-redis",
+            paywatch_core::PaymentStatus::Paid,
+            Duration::from_secs(15),
+        )
+        .await;
+    // The first check (unpaid) and the webhook's; never the 60 s poll.
+    assert_eq!(view["checks"], json!(2), "{view}");
+    worker.stop().await;
+    let again = fcall(&mut conn, &keys.base, body.to_string().as_bytes())
+        .await
+        .expect("resubmit");
+    assert_eq!(again, ["exists", "paid", "final"]);
+    stack.finish().await;
+}
+
+/// 500 identical webhooks in 4 s for a bill the provider still calls unpaid: the order stays one
+/// job and its checks keep the gap, so the storm costs a few provider calls, not hundreds.
+#[tokio::test]
+async fn a_webhook_storm_costs_a_few_provider_calls() {
+    let stack = Stack::start("door-storm").await;
+    let slow = json!({"first_delay": "60s", "multiplier": 1.5, "max_delay": "60s",
+        "fast_window": "10m", "grace_interval": "5m", "deadline": "1h"});
+    let mut args = stack.worker_args(1.0);
+    args.extend([
+        "--policies".to_string(),
+        json!({"cashless": slow}).to_string(),
+    ]);
+    let worker = stack.worker(&args).await;
+    let bill = stack.payment(
+        paywatch_sandbox::NewPayment::new(paywatch_sandbox::Provider::Cashless).step(0, "NOT_PAID"),
+    );
+    let (code, _) = stack
+        .submit(&json!({"order_id": "storm", "provider": "cashless", "payment_id": bill}))
+        .await;
+    assert_eq!(code, 202);
+    let calls = || {
+        stack
+            .sandbox
+            .state()
+            .stats(paywatch_sandbox::Provider::Cashless, &bill)
+            .map_or(0, |s| s.checks)
+    };
+    paywatch_tests::wait_for("the first check", Duration::from_secs(5), || async {
+        (calls() == 1).then_some(())
+    })
+    .await;
+    // The storm: 40 bursts of 12-13 webhooks, 100 ms apart.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sent = 0;
+    for burst in 0..40 {
+        tick.tick().await;
+        let n = if burst % 2 == 0 { 13 } else { 12 };
+        let posts = (0..n).map(|_| {
+            stack
+                .http
+                .post(format!("{}/webhooks/cashless", stack.api))
+                .json(&json!({"bill": {"id": bill, "status": "FULLY_PAID"}}))
+                .send()
+        });
+        for response in futures::future::join_all(posts).await {
+            assert_eq!(response.expect("webhook").status().as_u16(), 200);
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 500);
+    // Let the check the last webhooks asked for happen (at most one gap later).
+    paywatch_tests::wait_for("the storm's last check", Duration::from_secs(5), || async {
+        let view = stack.order("storm").await?;
+        (view["checking_now"] == json!(false)
+            && view["next_check_at"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .is_some_and(|t| t > chrono::Utc::now() + chrono::Duration::seconds(30)))
+        .then_some(())
+    })
+    .await;
+    let storm_calls = calls() - 1;
+    assert!(
+        (1..=3).contains(&storm_calls),
+        "500 webhooks in 4 s cost {storm_calls} provider calls"
+    );
+    worker.stop().await;
+    stack.finish().await;
+}
