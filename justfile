@@ -25,13 +25,15 @@ tools:
 test: redis tools
     cargo test --workspace
 
-# Formatting and lints, warnings are errors; deploy/ through its validators.
+# Formatting, lints (warnings are errors), unused dependencies (`cargo install cargo-machete
+# --locked`) and deploy/ through its validators.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo machete
     scripts/check-deploy.sh
 
-# Validate deploy/: hadolint, compose schema, Kubernetes schemas, promtool (also run by `just test`).
+# Validate deploy/: hadolint, compose/Kubernetes/KEDA schemas, promtool (also run by `just test`).
 deploy-check:
     scripts/check-deploy.sh
 

@@ -96,6 +96,8 @@ pub struct Stack {
     pub api: String,
     /// HTTP client for the API.
     pub http: reqwest::Client,
+    /// Shards the orders are spread over.
+    pub shards: u32,
     producer_task: JoinHandle<()>,
 }
 
@@ -127,8 +129,17 @@ impl Stack {
         Self::start_with(test, SandboxConfig::default()).await
     }
 
+    /// Same, with orders spread over `shards` shards.
+    pub async fn start_sharded(test: &str, shards: u32) -> Self {
+        Self::start_full(test, SandboxConfig::default(), shards).await
+    }
+
     /// Same, with a custom sandbox configuration.
-    pub async fn start_with(test: &str, mut sandbox: SandboxConfig) -> Self {
+    pub async fn start_with(test: &str, sandbox: SandboxConfig) -> Self {
+        Self::start_full(test, sandbox, 1).await
+    }
+
+    async fn start_full(test: &str, mut sandbox: SandboxConfig, shards: u32) -> Self {
         let prefix = unique_prefix(test);
         let redis = redis_url();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -137,7 +148,9 @@ impl Stack {
         let api = format!("http://{}", listener.local_addr().expect("addr"));
         sandbox.webhook_target.get_or_insert_with(|| api.clone());
         let sandbox = Sandbox::start(sandbox, any).await.expect("start sandbox");
-        let producer = Producer::connect(&redis, &prefix).await.expect("producer");
+        let producer = Producer::connect_sharded(&redis, &prefix, shards)
+            .await
+            .expect("producer");
         let handcash = Some(paywatch_core::Secret::new(
             sandbox
                 .state()
@@ -156,6 +169,7 @@ impl Stack {
             sandbox,
             api,
             http: reqwest::Client::new(),
+            shards,
             producer_task,
         }
     }
@@ -178,6 +192,8 @@ impl Stack {
             "5s",
             "--concurrency",
             "16",
+            "--shards",
+            &self.shards.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

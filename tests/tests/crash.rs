@@ -2,12 +2,14 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use paywatch_queue::{JobId, NewJob, QueueConfig, RedisQueue};
 use paywatch_tests::{RedisServer, TestJob, cleanup, marks, redis_url, unique_prefix, wait_for};
 use redis::AsyncCommands;
+use tokio::sync::Semaphore;
 
 /// Starts `pw-test-worker` as a child process.
 fn spawn_worker(redis: &str, prefix: &str, mode: &str, lease_ms: u64, work_ms: u64) -> Child {
@@ -79,22 +81,15 @@ async fn a_killed_workers_lease_expires_and_another_process_reruns_the_job() {
     let _: () = c.del(&marks.started).await.expect("reset marks");
 
     let mut rescuer = spawn_worker(&url, &prefix, "slow", 2000, 10);
-    let done = wait_for("every job to be done", Duration::from_secs(30), || {
-        let mut c = c.clone();
-        let key = marks.done.clone();
-        async move {
-            let done: Vec<String> = c.lrange(&key, 0, -1).await.ok()?;
-            (done.len() >= 40).then_some(done)
-        }
-    })
-    .await;
-    // Handlers mark a job done just before their run is settled: wait for the settles too.
-    wait_for("every job to be settled", Duration::from_secs(10), || {
+    // Handlers mark a job done just before their run is settled, so "done" is read only once
+    // every job is settled: a job run twice would have marked itself twice by then.
+    wait_for("every job to be settled", Duration::from_secs(40), || {
         let q = q.clone();
         async move { q.stats().await.ok().filter(|s| s.total == 0) }
     })
     .await;
     kill9(&mut rescuer);
+    let done: Vec<String> = c.lrange(&marks.done, 0, -1).await.expect("done marks");
     let unique: HashSet<_> = done.iter().collect();
     assert_eq!(unique.len(), 40, "nothing lost");
     assert_eq!(done.len(), 40, "nothing completed twice");
@@ -372,4 +367,99 @@ async fn an_idle_worker_costs_at_most_two_commands_a_second() {
         "the idle worker still checks in ({per_second}/s)"
     );
     assert!(all_including_script_internals < 40, "{info}");
+}
+
+/// Issue 10: a worker finished a job ("sent" its notification) just before Redis went away; the
+/// outage outlasted the job's lease. When Redis is back, the worker must write its pending settle
+/// (and re-extend the lease of a job it is still running) before it fetches again: otherwise its
+/// own fetch reclaims those jobs and runs them a second time.
+#[tokio::test]
+async fn an_outage_longer_than_the_lease_runs_nothing_twice() {
+    let mut server = RedisServer::start().await;
+    let url = server.url();
+    let prefix = unique_prefix("outage");
+    let lease = Duration::from_secs(1);
+    let q = queue(&url, &prefix, lease).await;
+
+    /// Runs per job (by `n`), and the gates jobs 1 and 2 wait at before they return.
+    #[derive(Clone)]
+    struct Outage {
+        runs: Arc<Mutex<Vec<u32>>>,
+        sent: Arc<Semaphore>,
+        running: Arc<Semaphore>,
+    }
+    impl Outage {
+        fn runs(&self) -> Vec<u32> {
+            let mut runs = self.runs.lock().expect("runs").clone();
+            runs.sort_unstable();
+            runs
+        }
+    }
+    async fn handle(job: TestJob, outage: Data<Outage>) {
+        outage.runs.lock().expect("runs").push(job.n);
+        let gate = match job.n {
+            1 => &outage.sent,
+            2 => &outage.running,
+            _ => return,
+        };
+        // The permit goes back when dropped, so a second run (the bug) would pass too.
+        let _permit = gate.acquire().await;
+    }
+    let outage = Outage {
+        runs: Arc::default(),
+        sent: Arc::new(Semaphore::new(0)),
+        running: Arc::new(Semaphore::new(0)),
+    };
+    let worker = WorkerBuilder::new("outage")
+        .backend(q.clone())
+        .data(outage.clone())
+        .concurrency(4)
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    for n in [1, 2] {
+        q.push(TestJob { n, max: 0 }).await.expect("push");
+    }
+    wait_for("jobs 1 and 2 to start", Duration::from_secs(10), || {
+        let runs = outage.runs();
+        async move { (runs == [1, 2]).then_some(()) }
+    })
+    .await;
+
+    // Both jobs are leased and unsettled. Snapshot that state so the restarted server comes
+    // back with it (the private server loads its dump at start-up), then take Redis away.
+    let mut c = conn(&url).await;
+    let _: () = redis::cmd("SAVE").query_async(&mut c).await.expect("save");
+    server.kill();
+    // Job 1 has "sent": it returns, and its settle waits for Redis.
+    outage.sent.add_permits(1);
+    // The outage outlasts the lease, so both leases have expired by the Redis clock when it is
+    // back. (The length of the outage is the scenario, not a wait for something to happen.)
+    tokio::time::sleep(lease * 3).await;
+    server.restart().await;
+
+    // A job pushed after the restart runs: the worker has fetched since Redis came back.
+    wait_for("enqueue to work again", Duration::from_secs(20), || {
+        let q = q.clone();
+        async move { q.push(TestJob { n: 3, max: 0 }).await.ok() }
+    })
+    .await;
+    wait_for("job 3 to run", Duration::from_secs(20), || {
+        let runs = outage.runs();
+        async move { runs.contains(&3).then_some(()) }
+    })
+    .await;
+    outage.running.add_permits(1);
+    let stats = wait_for("every job to settle", Duration::from_secs(20), || {
+        let q = q.clone();
+        async move {
+            q.stats()
+                .await
+                .ok()
+                .filter(|s| s.total == 0 && s.active == 0)
+        }
+    })
+    .await;
+    assert_eq!(outage.runs(), [1, 2, 3], "each job ran exactly once");
+    assert_eq!(stats.completed, 3, "{stats:?}");
+    running.abort();
 }

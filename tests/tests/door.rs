@@ -558,3 +558,171 @@ async fn a_webhook_storm_costs_a_few_provider_calls() {
     worker.stop().await;
     stack.finish().await;
 }
+
+/// Orders spread over shards by crc32(order id): every door computes the same shard, workers
+/// serve the shards they are given, and a process with another shard count refuses to start.
+#[tokio::test]
+async fn orders_spread_over_shards_and_every_shard_is_served() {
+    let stack = Stack::start_sharded("door-shards", 3).await;
+    let mut low = stack.worker_args(0.01);
+    low.extend(["--check-shards".to_string(), "0,1".to_string()]);
+    let mut high = stack.worker_args(0.01);
+    high.extend(["--check-shards".to_string(), "2".to_string()]);
+    let workers = [stack.worker(&low).await, stack.worker(&high).await];
+    let mut conn = connect(&stack).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let id = format!("sharded-{i}");
+        let bill = stack.bill_paid_after(100);
+        let body = json!({"order_id": id, "provider": "cashless", "payment_id": bill});
+        if i % 2 == 0 {
+            let (code, reply) = stack.submit(&body).await;
+            assert_eq!(code, 202, "{reply}");
+        } else {
+            let key = ShardKeys::new(&stack.prefix, paywatch_core::store::shard_of(&id, 3)).base;
+            let reply = fcall(&mut conn, &key, body.to_string().as_bytes())
+                .await
+                .expect("submit");
+            assert_eq!(reply[0], "created");
+        }
+        ids.push(id);
+    }
+    for id in &ids {
+        stack
+            .wait_status(
+                id,
+                paywatch_core::PaymentStatus::Paid,
+                Duration::from_secs(20),
+            )
+            .await;
+    }
+    // Every shard got some of them, and holds only its own.
+    for shard in 0..3 {
+        let orders: Vec<String> = redis::cmd("HKEYS")
+            .arg(ShardKeys::new(&stack.prefix, shard).orders)
+            .query_async(&mut conn)
+            .await
+            .expect("hkeys");
+        assert!(!orders.is_empty(), "shard {shard} got no orders");
+        for id in &orders {
+            assert_eq!(paywatch_core::store::shard_of(id, 3), shard, "{id}");
+        }
+    }
+    for worker in workers {
+        worker.stop().await;
+    }
+    let other = paywatch_producer::Producer::connect_sharded(&stack.redis, &stack.prefix, 2).await;
+    let err = other
+        .expect_err("another shard count is refused")
+        .to_string();
+    assert!(
+        err.contains("PAYWATCH_SHARDS is 2") && err.contains("3 shards"),
+        "{err}"
+    );
+    stack.finish().await;
+}
+
+/// Rolling upgrades: a process loads its library over an older one, keeps a newer one that
+/// still serves it, and refuses to start under one that does not. On a private Redis, since it
+/// replaces the library every test uses.
+#[tokio::test]
+async fn the_function_library_is_never_downgraded() {
+    use paywatch_core::store::library;
+    let redis = paywatch_tests::RedisServer::start().await;
+    let mut conn = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let load = |source: String| {
+        let mut conn = conn.clone();
+        async move {
+            let _: String = redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(source)
+                .query_async(&mut conn)
+                .await
+                .expect("load");
+        }
+    };
+    let with_version = |contract: i64, oldest: i64, revision: i64| {
+        library::SOURCE
+            .replace(
+                &format!("local CONTRACT = {} ", library::CONTRACT),
+                &format!("local CONTRACT = {contract} "),
+            )
+            .replace(
+                "local MIN_COMPATIBLE = 1 ",
+                &format!("local MIN_COMPATIBLE = {oldest} "),
+            )
+            .replace(
+                &format!("local REVISION = {} ", library::REVISION),
+                &format!("local REVISION = {revision} "),
+            )
+    };
+    let loaded = |conn: redis::aio::MultiplexedConnection| async move {
+        let mut conn = conn;
+        library::loaded_version(&mut conn)
+            .await
+            .expect("version")
+            .map(|l| (l.contract, l.revision))
+    };
+    // None loaded: ours.
+    let producer = paywatch_producer::Producer::connect(&redis.url(), "pw").await;
+    assert!(producer.is_ok());
+    assert_eq!(
+        loaded(conn.clone()).await,
+        Some((library::CONTRACT, library::REVISION))
+    );
+    // An older revision: replaced by ours.
+    load(with_version(library::CONTRACT, 1, library::REVISION - 1)).await;
+    paywatch_producer::Producer::connect(&redis.url(), "pw")
+        .await
+        .expect("starts");
+    assert_eq!(
+        loaded(conn.clone()).await,
+        Some((library::CONTRACT, library::REVISION))
+    );
+    // A newer one that still serves us: kept.
+    load(with_version(library::CONTRACT + 1, library::CONTRACT, 1)).await;
+    paywatch_producer::Producer::connect(&redis.url(), "pw")
+        .await
+        .expect("starts");
+    assert_eq!(loaded(conn.clone()).await, Some((library::CONTRACT + 1, 1)));
+    // A newer one that no longer serves us: refuse to start, naming both.
+    load(with_version(
+        library::CONTRACT + 1,
+        library::CONTRACT + 1,
+        1,
+    ))
+    .await;
+    let err = paywatch_producer::Producer::connect(&redis.url(), "pw")
+        .await
+        .expect_err("refuses")
+        .to_string();
+    assert!(
+        err.contains("contract 2") && err.contains("speaks 1"),
+        "{err}"
+    );
+    assert_eq!(loaded(conn.clone()).await, Some((library::CONTRACT + 1, 1)));
+    // Gone (a restart without persistence): the next call loads it again.
+    let _: String = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    let producer = paywatch_producer::Producer::connect(&redis.url(), "pw")
+        .await
+        .expect("starts");
+    let _: String = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    let submitted = producer
+        .submit_json(br#"{"order_id":"after-restart","provider":"cashless","payment_id":"p"}"#)
+        .await
+        .expect("submits after reloading the library");
+    assert_eq!(submitted, paywatch_producer::Submitted::Created);
+}

@@ -258,13 +258,9 @@ async fn operators_get_one_digest_for_many_problems() {
             .submit(&json!({"order_id": id, "provider": "miraclecash", "payment_id": payment}))
             .await;
     }
-    let stuck = stack
-        .sandbox
-        .state()
-        .create_payment(NewPayment::new(Provider::HandCash).step(0, "pending"))
-        .expect("payment");
+    let stuck = stack.payment(NewPayment::new(Provider::HandCash).step(0, "pending"));
     stack
-        .submit(&json!({"order_id": "stuck", "provider": "handcash", "payment_id": stuck.id}))
+        .submit(&json!({"order_id": "stuck", "provider": "handcash", "payment_id": stuck}))
         .await;
     stack
         .wait_status("stuck", PaymentStatus::Unresolved, Duration::from_secs(10))

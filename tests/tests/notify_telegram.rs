@@ -10,9 +10,7 @@ use paywatch_sandbox::{
 };
 use paywatch_tests::{cleanup, free_port, redis_url, unique_prefix};
 use paywatch_worker::notify::DeliveryError;
-use paywatch_worker::notify::telegram::{
-    PACED, TelegramConfig, TelegramConfigError, TelegramSender,
-};
+use paywatch_worker::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};
 use redis::aio::ConnectionManager;
 use reqwest::Url;
 
@@ -101,7 +99,7 @@ async fn send_as_queue(sender: &TelegramSender, n: &Notification) -> Result<(), 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match sender.send(n).await {
-            Err(DeliveryError::RetryAfter { after, reason }) if reason == PACED => {
+            Err(DeliveryError::Paced { after }) => {
                 assert!(Instant::now() + after < deadline, "paced past the deadline");
                 tokio::time::sleep(after).await;
             }
@@ -112,13 +110,13 @@ async fn send_as_queue(sender: &TelegramSender, n: &Notification) -> Result<(), 
 
 fn paced_wait(result: &Result<(), DeliveryError>) -> Duration {
     match result {
-        Err(DeliveryError::RetryAfter { after, reason }) if reason == PACED => *after,
-        other => panic!("expected a paced RetryAfter, got {other:?}"),
+        Err(DeliveryError::Paced { after }) => *after,
+        other => panic!("expected Paced, got {other:?}"),
     }
 }
 
 #[tokio::test]
-async fn paid_message_reaches_the_chat_with_escaped_values_and_codes() {
+async fn paid_message_reaches_the_chat_with_escaped_values_and_no_codes() {
     let h = Harness::start("tg-success").await;
     let sender = h.sender(h.config()).await;
 
@@ -143,8 +141,12 @@ async fn paid_message_reaches_the_chat_with_escaped_values_and_codes() {
         text.contains("foxreload") && text.contains("fox-77"),
         "{text}"
     );
-    assert!(text.contains("<code>FOX-AAAA-1111</code>"), "{text}");
-    assert!(text.contains("<code>FOX-BBBB-2222</code>"), "{text}");
+    // Delivered codes are secret: email and signed webhook only, never a chat.
+    assert!(
+        !text.contains("FOX-AAAA-1111") && !text.contains("FOX-BBBB-2222"),
+        "{text}"
+    );
+    assert!(text.contains("codes were sent by email"), "{text}");
 
     let unresolved = &messages[1];
     assert_eq!(unresolved.chat_id, ChatId::Username("@paywatch_ops".into()));
@@ -170,7 +172,6 @@ async fn rate_limited_429_is_retry_after_with_telegrams_delay_then_success() {
     match sender.send(&n).await {
         Err(DeliveryError::RetryAfter { after, reason }) => {
             assert_eq!(after, Duration::from_secs(7));
-            assert_ne!(reason, PACED);
             assert!(reason.contains("Too Many Requests"), "{reason}");
         }
         other => panic!("expected RetryAfter, got {other:?}"),
@@ -365,7 +366,7 @@ async fn per_bot_budget_is_shared_by_every_sender_of_the_fleet() {
     );
     assert!(matches!(
         one.send(&notification(PaymentStatus::Paid, "2005")).await,
-        Err(DeliveryError::RetryAfter { .. })
+        Err(DeliveryError::Paced { .. })
     ));
     assert_eq!(h.messages().len(), 3);
 
@@ -406,7 +407,7 @@ async fn concurrent_sends_never_exceed_the_bot_budget() {
     let sent = results.iter().filter(|r| r.is_ok()).count();
     let paced = results
         .iter()
-        .filter(|r| matches!(r, Err(DeliveryError::RetryAfter { reason, .. }) if reason == PACED))
+        .filter(|r| matches!(r, Err(DeliveryError::Paced { .. })))
         .count();
     assert_eq!((sent, paced), (5, 15), "{results:?}");
     assert_eq!(h.messages().len(), 5);

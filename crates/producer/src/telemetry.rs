@@ -13,7 +13,7 @@ use paywatch_core::{queues, telemetry};
 use paywatch_queue::{QueueConfig, RedisQueue};
 
 /// How often the depth of each queue is read (one small script per queue).
-const DEPTH_EVERY: Duration = Duration::from_secs(5);
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
 
 /// Installs the recorder and serves the listener on `addr`; publishes the depth of every queue
 /// (the check queue of each of the `shards`).

@@ -45,19 +45,34 @@
 //! seconds until the next due job, lateness, Redis health); [`RedisQueue::depth`] reads the depth
 //! the gauges publish. `docs/metrics.md` is the catalogue.
 //!
+//! # Modules
+//!
+//! `queue` is the public handle; `shared` the per-process hub every other part meets at, so no
+//! module reaches into another's internals and there are no module cycles (only `backend`, which
+//! implements apalis' backend for the handle, depends on `queue`). A worker's side:
+//! `backend` (the apalis backend) → `fetch` (leasing, with `wake` for idle waits) →
+//! `middleware` (settles each run) → `settle` (what a result means) → `settler` (batched writes)
+//! and `lease` (extension and release). `backoff` paces every reconnect loop.
+//!
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
+mod backoff;
 mod config;
 mod depth;
 mod error;
+mod fetch;
 mod job;
 pub mod keys;
+mod lease;
 pub mod metrics;
+mod middleware;
 mod outcome;
 mod queue;
 mod scripts;
 mod settle;
+mod settler;
+mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
@@ -65,6 +80,6 @@ pub use depth::QueueDepth;
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
+pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
-pub use settle::{SettleLayer, SettleService};

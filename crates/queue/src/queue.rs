@@ -1,21 +1,31 @@
 //! The queue handle: producers enqueue through it, operators inspect it, and workers use it as
 //! their apalis backend (see `backend.rs`).
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
 
+use crate::fetch::WorkerState;
 use crate::job::{EnqueueOutcome, JobId, Schedule};
 use crate::keys::Keys;
-use crate::metrics as m;
-use crate::settle::SettleRequest;
-use crate::{QueueConfig, QueueError, scripts};
+use crate::shared::Shared;
+use crate::{QueueConfig, QueueError, lease, scripts};
+
+/// Time allowed to open the shared connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one reply: a script is bounded, so longer means the connection is dead.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect attempts the connection manager makes inside one call before the call fails (the
+/// caller's own backoff takes over from there).
+const CONNECT_RETRIES: usize = 2;
+/// The longest pause between those reconnect attempts.
+const MAX_CONNECT_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Extra dead-letter index entries read past `limit`, to skip the ones sharing the cursor's
+/// millisecond that were already reported.
+const CURSOR_OVERLAP: usize = 64;
 
 /// A typed handle on one queue whose jobs carry arguments `T` (JSON on the wire).
 ///
@@ -24,7 +34,7 @@ use crate::{QueueConfig, QueueError, scripts};
 pub struct RedisQueue<T> {
     pub(crate) shared: Arc<Shared>,
     /// Per-worker fetch state; a Mutex only so the handle is `Sync` (accessed through `&mut`).
-    pub(crate) worker: Option<Mutex<crate::backend::WorkerState>>,
+    pub(crate) worker: Option<Mutex<WorkerState>>,
     _args: PhantomData<fn() -> T>,
 }
 
@@ -44,77 +54,6 @@ impl<T> std::fmt::Debug for RedisQueue<T> {
             .field("queue", &self.shared.config.name)
             .field("prefix", &self.shared.config.prefix)
             .finish()
-    }
-}
-
-/// Wake-up plumbing: idle workers wait on `wake`; the listener pops signals only while some
-/// worker is idle, so a busy process never swallows a wake-up meant for an idle one.
-#[derive(Debug, Default)]
-pub(crate) struct Wakeup {
-    /// Woken when a signal says jobs may be due.
-    pub(crate) wake: Notify,
-    /// Workers of this process currently idle.
-    pub(crate) idle_workers: AtomicUsize,
-    /// Wakes the listener when a worker turns idle.
-    pub(crate) listener_wake: Notify,
-}
-
-/// State shared by every clone of one queue handle in this process.
-pub(crate) struct Shared {
-    pub(crate) client: redis::Client,
-    pub(crate) conn: ConnectionManager,
-    pub(crate) keys: Keys,
-    pub(crate) config: QueueConfig,
-    /// Jobs this process holds leases on: id → lease token (for extension and release).
-    pub(crate) held: Mutex<HashMap<String, String>>,
-    pub(crate) settle_tx: mpsc::UnboundedSender<SettleRequest>,
-    pub(crate) settle_rx: Mutex<Option<mpsc::UnboundedReceiver<SettleRequest>>>,
-    /// Wake-up plumbing between idle workers and the signal listener.
-    pub(crate) wakeup: Arc<Wakeup>,
-    pub(crate) background_started: AtomicBool,
-    /// Whether the last Redis call succeeded, so outages are logged once, not per call.
-    pub(crate) redis_up: AtomicBool,
-}
-
-impl Shared {
-    fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        Self {
-            client,
-            conn,
-            keys: Keys::new(&config.prefix, &config.name),
-            config,
-            held: Mutex::new(HashMap::new()),
-            settle_tx,
-            settle_rx: Mutex::new(Some(settle_rx)),
-            wakeup: Arc::new(Wakeup::default()),
-            background_started: AtomicBool::new(false),
-            redis_up: AtomicBool::new(true),
-        }
-    }
-
-    /// Records the outcome of a Redis call: logs transitions, updates the `up` gauge.
-    pub(crate) fn observe<R>(&self, what: &str, result: &Result<R, redis::RedisError>) {
-        let queue = self.config.name.clone();
-        match result {
-            Ok(_) => {
-                if !self.redis_up.swap(true, Ordering::Relaxed) {
-                    tracing::info!(queue = %queue, "redis connection restored");
-                    metrics::counter!(m::REDIS_RECONNECTS_TOTAL, "queue" => queue.clone())
-                        .increment(1);
-                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(1.0);
-                }
-            }
-            Err(e) => {
-                metrics::counter!(m::REDIS_ERRORS_TOTAL, "queue" => queue.clone(), "op" => what.to_string()).increment(1);
-                if self.redis_up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
-                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(0.0);
-                } else {
-                    tracing::debug!(queue = %queue, op = what, error = %e, "redis still unavailable");
-                }
-            }
-        }
     }
 }
 
@@ -243,10 +182,10 @@ impl<T> RedisQueue<T> {
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
         let client = redis::Client::open(url)?;
         let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(CONNECT_RETRIES)
+            .set_max_delay(MAX_CONNECT_RETRY_DELAY);
         // Lazy: a worker may start before Redis does and must come up when Redis does.
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
         Ok(Self::from_shared(Shared::new(client, conn, config)))
@@ -309,7 +248,7 @@ impl<T> RedisQueue<T> {
             )));
         }
         let created = codes.iter().filter(|c| **c == 1).count() as u64;
-        metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "queue" => self.shared.config.name.clone())
+        metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "queue" => self.shared.config.name.clone())
             .increment(created);
         codes.into_iter().map(EnqueueOutcome::from_code).collect()
     }
@@ -435,7 +374,7 @@ impl<T> RedisQueue<T> {
             .arg("WITHSCORES")
             .arg("LIMIT")
             .arg(0)
-            .arg(limit.max(1) + 64)
+            .arg(limit.max(1) + CURSOR_OVERLAP)
             .query_async(&mut conn)
             .await?;
         let ids: Vec<JobId> = page
@@ -496,7 +435,7 @@ impl<T> RedisQueue<T> {
     /// Releases every lease this process still holds (jobs whose run was abandoned, for example
     /// at the end of a shutdown grace period), so other workers take them at once.
     pub async fn release_held(&self) -> Result<usize, QueueError> {
-        crate::settle::release_held(&self.shared).await
+        lease::release_held(&self.shared).await
     }
 }
 

@@ -1,25 +1,14 @@
-//! Settling jobs: the middleware that turns a handler's result into complete / reschedule /
-//! retry / dead-letter, and the background batcher that writes those settles to Redis.
+//! Settling jobs: what a handler's result turns into (complete / reschedule / retry /
+//! dead-letter / release) and the requests that carry it to the settler (`settler.rs`).
 //!
-//! Settles from all workers of a process go through one channel and are written in batches (one
-//! script call for up to `settle_batch` jobs), so acks cost a fraction of a round trip each. A
-//! handler's future resolves only once its settle is durable in Redis. The same background task
-//! extends the leases this process holds.
-
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+//! Deciding is pure and lives here; writing to Redis is the settler's job, and wrapping a
+//! handler is the middleware's (`middleware.rs`).
 
 use apalis_core::error::{AbortError, BoxDynError, RetryAfterError};
-use apalis_core::task::Task;
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
-use tower_layer::Layer;
-use tower_service::Service;
+use tokio::sync::oneshot;
 
+use crate::RetryPolicy;
 use crate::outcome::{JobOutcome, Settlement};
-use crate::queue::Shared;
-use crate::{JobInfo, QueueError, RetryPolicy, scripts};
 
 /// Longest error text kept with a retrying or dead job.
 const MAX_ERROR_LEN: usize = 2000;
@@ -27,24 +16,24 @@ const MAX_ERROR_LEN: usize = 2000;
 /// One way to settle a leased job.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SettleOp {
+    /// Finished: the record is deleted.
     Complete,
-    /// `payload: None` keeps the stored payload.
+    /// Due again after `after_ms`; `payload: None` keeps the stored payload.
     Reschedule {
         after_ms: u64,
         payload: Option<String>,
     },
-    Retry {
-        after_ms: u64,
-        error: String,
-    },
-    Dead {
-        reason: String,
-    },
+    /// Failed, retried after `after_ms`.
+    Retry { after_ms: u64, error: String },
+    /// Sent to the dead letters.
+    Dead { reason: String },
+    /// Handed back unrun, due at once.
     Release,
 }
 
 impl SettleOp {
-    fn name(&self) -> &'static str {
+    /// The op as the settle script names it.
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Complete => "complete",
             Self::Reschedule { .. } => "reschedule",
@@ -65,214 +54,12 @@ pub(crate) enum SettleRequest {
         op: SettleOp,
         reply: Option<oneshot::Sender<bool>>,
     },
-    /// Answered once everything sent before it is written.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Sends a settle and waits until it is durable. `None` if the settler is gone.
-pub(crate) async fn settle(shared: &Shared, id: &str, token: &str, op: SettleOp) -> Option<bool> {
-    let (tx, rx) = oneshot::channel();
-    shared
-        .settle_tx
-        .send(SettleRequest::Settle {
-            id: id.to_string(),
-            token: token.to_string(),
-            op,
-            reply: Some(tx),
-        })
-        .ok()?;
-    rx.await.ok()
-}
-
-/// Sends a settle without waiting for it.
-pub(crate) fn settle_later(shared: &Shared, id: &str, token: &str, op: SettleOp) {
-    let _ = shared.settle_tx.send(SettleRequest::Settle {
-        id: id.to_string(),
-        token: token.to_string(),
-        op,
-        reply: None,
-    });
-}
-
-/// Waits until every settle sent so far is written.
-pub(crate) async fn flush(shared: &Shared) {
-    let (tx, rx) = oneshot::channel();
-    if shared.settle_tx.send(SettleRequest::Flush(tx)).is_ok() {
-        let _ = rx.await;
-    }
-}
-
-/// Hands back every lease this process holds.
-pub(crate) async fn release_held(shared: &Shared) -> Result<usize, QueueError> {
-    let held: Vec<(String, String)> = lock_held(shared)
-        .iter()
-        .map(|(id, token)| (id.clone(), token.clone()))
-        .collect();
-    let mut released = 0;
-    let waits: Vec<_> = held
-        .iter()
-        .map(|(id, token)| settle(shared, id, token, SettleOp::Release))
-        .collect();
-    for applied in futures::future::join_all(waits).await {
-        if applied == Some(true) {
-            released += 1;
-        }
-    }
-    Ok(released)
-}
-
-pub(crate) fn lock_held(
-    shared: &Shared,
-) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
-    // A poisoned map only means a panic elsewhere; the data (id → token) is still valid.
-    shared.held.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The background task: batches settles, extends leases. Holds only a weak reference so it ends
-/// when the last queue handle is dropped (the channel closes).
-pub(crate) async fn run_settler(
-    weak: Weak<Shared>,
-    mut rx: mpsc::UnboundedReceiver<SettleRequest>,
-) {
-    let (lease, batch_max) = match weak.upgrade() {
-        Some(s) => (s.config.lease, s.config.settle_batch.max(1)),
-        None => return,
-    };
-    let mut extend = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
-    extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch = Vec::with_capacity(batch_max);
-    loop {
-        tokio::select! {
-            first = rx.recv() => {
-                let Some(first) = first else { return };
-                let mut flushes = Vec::new();
-                let mut next = Some(first);
-                while let Some(req) = next.take() {
-                    match req {
-                        SettleRequest::Settle { id, token, op, reply } => batch.push((id, token, op, reply)),
-                        SettleRequest::Flush(tx) => flushes.push(tx),
-                    }
-                    if batch.len() >= batch_max || !flushes.is_empty() {
-                        break;
-                    }
-                    next = rx.try_recv().ok();
-                }
-                let Some(shared) = weak.upgrade() else { return };
-                if !batch.is_empty() {
-                    write_batch(&shared, &mut batch).await;
-                }
-                for tx in flushes {
-                    let _ = tx.send(());
-                }
-            }
-            _ = extend.tick() => {
-                let Some(shared) = weak.upgrade() else { return };
-                extend_held(&shared).await;
-            }
-        }
-    }
-}
-
-type Pending = (String, String, SettleOp, Option<oneshot::Sender<bool>>);
-
-/// Writes one batch, retrying with backoff while Redis is unreachable: a settle is never dropped.
-async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
-    let keys = &shared.keys;
-    let mut backoff = Duration::from_millis(50);
-    let codes: Vec<i64> = loop {
-        let mut inv = scripts::SETTLE.prepare_invoke();
-        inv.key(&keys.jobs)
-            .key(&keys.due)
-            .key(&keys.leases)
-            .key(&keys.tokens)
-            .key(&keys.attempts)
-            .key(&keys.errors)
-            .key(&keys.dead)
-            .key(&keys.dead_index)
-            .key(&keys.stats)
-            .key(&keys.signal)
-            .key(&keys.done)
-            .key(&keys.promoted)
-            .arg(
-                shared
-                    .config
-                    .keep_completed
-                    .map_or(0, |d| d.as_millis() as u64),
-            );
-        for (id, token, op, _) in batch.iter() {
-            let (a, b): (u64, &str) = match op {
-                SettleOp::Complete | SettleOp::Release => (0, ""),
-                SettleOp::Reschedule { after_ms, payload } => {
-                    (*after_ms, payload.as_deref().unwrap_or(""))
-                }
-                SettleOp::Retry { after_ms, error } => (*after_ms, error),
-                SettleOp::Dead { reason } => (0, reason),
-            };
-            inv.arg(op.name()).arg(id).arg(token).arg(a).arg(b);
-        }
-        let mut conn = shared.conn.clone();
-        let result = inv.invoke_async::<Vec<i64>>(&mut conn).await;
-        shared.observe("settle", &result);
-        match result {
-            Ok(codes) if codes.len() == batch.len() => break codes,
-            Ok(codes) => {
-                tracing::error!(
-                    got = codes.len(),
-                    want = batch.len(),
-                    "settle reply has the wrong length"
-                );
-                break vec![0; batch.len()];
-            }
-            Err(_) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    };
-    let queue = shared.config.name.clone();
-    let mut held = lock_held(shared);
-    for ((id, token, op, reply), code) in batch.drain(..).zip(codes) {
-        if held.get(&id) == Some(&token) {
-            held.remove(&id);
-        }
-        let applied = code == 1;
-        if applied {
-            crate::metrics::settled(&queue, op.name());
-        } else {
-            metrics::counter!(crate::metrics::STALE_SETTLES_TOTAL, "queue" => queue.clone())
-                .increment(1);
-            tracing::warn!(queue = %queue, job = %id, op = op.name(), "settle ignored: the lease was lost (the job ran too long or Redis restarted); another run owns it");
-        }
-        if let Some(reply) = reply {
-            let _ = reply.send(applied);
-        }
-    }
-}
-
-/// Extends every lease this process holds, in bounded chunks.
-async fn extend_held(shared: &Shared) {
-    let held: Vec<(String, String)> = lock_held(shared)
-        .iter()
-        .map(|(id, token)| (id.clone(), token.clone()))
-        .collect();
-    for chunk in held.chunks(500) {
-        let mut inv = scripts::EXTEND.prepare_invoke();
-        inv.key(&shared.keys.leases)
-            .key(&shared.keys.tokens)
-            .arg(shared.config.lease.as_millis() as u64);
-        for (id, token) in chunk {
-            inv.arg(id).arg(token);
-        }
-        let mut conn = shared.conn.clone();
-        let result = inv.invoke_async::<Vec<String>>(&mut conn).await;
-        shared.observe("extend", &result);
-        if let Ok(lost) = result
-            && !lost.is_empty()
-        {
-            metrics::counter!(crate::metrics::LEASES_LOST_TOTAL, "queue" => shared.config.name.clone()).increment(lost.len() as u64);
-            tracing::warn!(queue = %shared.config.name, lost = lost.len(), "leases lost before their jobs finished; those jobs may run twice");
-        }
-    }
+    /// Answered once everything sent before it is written; with `extend_leases`, once every
+    /// held lease is extended too. `reply` learns whether all of that reached Redis.
+    Flush {
+        reply: oneshot::Sender<bool>,
+        extend_leases: bool,
+    },
 }
 
 /// Decides how to settle a run from the handler's result.
@@ -333,94 +120,10 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// apalis middleware that settles each job in Redis once its handler returns.
-#[derive(Clone)]
-pub struct SettleLayer {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for SettleLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettleLayer")
-            .field("queue", &self.shared.config.name)
-            .finish()
-    }
-}
-
-impl SettleLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-}
-
-impl<S> Layer<S> for SettleLayer {
-    type Service = SettleService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        SettleService {
-            inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The service [`SettleLayer`] wraps around a worker's handler.
-#[derive(Clone)]
-pub struct SettleService<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> std::fmt::Debug for SettleService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettleService")
-            .field("queue", &self.shared.config.name)
-            .finish()
-    }
-}
-
-impl<S, T> Service<Task<T>> for SettleService<S>
-where
-    S: Service<Task<T>>,
-    S::Response: JobOutcome + Send + 'static,
-    S::Error: Into<BoxDynError>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxDynError;
-    type Future = BoxFuture<'static, Result<S::Response, BoxDynError>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, task: Task<T>) -> Self::Future {
-        let info = task.ctx().data().get::<JobInfo>().cloned();
-        let fut = self.inner.call(task);
-        let shared = self.shared.clone();
-        async move {
-            let started = Instant::now();
-            let result = fut.await.map_err(Into::into);
-            let Some(info) = info else { return result };
-            let queue = shared.config.name.clone();
-            metrics::histogram!(crate::metrics::RUN_SECONDS, "queue" => queue.clone())
-                .record(started.elapsed().as_secs_f64());
-            let op = decide(&result, info.attempt, &shared.config.retry);
-            if let SettleOp::Dead { reason } = &op {
-                tracing::warn!(queue = %queue, job = %info.id, attempt = info.attempt, reason = %reason, "job dead-lettered");
-                crate::metrics::dead_lettered(&queue, "failed");
-            }
-            settle(&shared, info.id.as_str(), &info.token, op).await;
-            result
-        }
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::Next;
 

@@ -9,72 +9,85 @@
 //! per `idle_poll` plus one `BLPOP` every few seconds.
 
 use std::sync::Weak;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use tokio::sync::Notify;
 
-use crate::queue::{Shared, Wakeup};
+use crate::backoff::Backoff;
 
-/// How long one BLPOP blocks.
+/// How long one BLPOP blocks: bounds how long the listener outlives the last queue handle.
 const BLOCK_SECS: f64 = 5.0;
+
+/// How long the listener waits for a worker to turn idle before checking whether the queue
+/// handles are all gone.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// Time allowed to open the listener's connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Slack on top of the BLPOP block before the reply counts as lost.
+const REPLY_SLACK_SECS: f64 = 5.0;
+
+/// The first wait before reconnecting after the listener's connection failed.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// Wake-up plumbing: idle workers wait on `wake`; the listener pops signals only while some
+/// worker is idle, so a busy process never swallows a wake-up meant for an idle one.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeup {
+    /// Woken when a signal says jobs may be due.
+    pub(crate) wake: Notify,
+    /// Workers of this process currently idle.
+    pub(crate) idle_workers: AtomicUsize,
+    /// Wakes the listener when a worker turns idle.
+    pub(crate) listener_wake: Notify,
+}
 
 /// Sleeps for `wait` or until a wake-up signal, counting this worker as idle meanwhile.
 pub(crate) async fn idle_wait(wakeup: &Wakeup, wait: Duration) {
-    wakeup
-        .idle_workers
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    wakeup.idle_workers.fetch_add(1, Ordering::SeqCst);
     wakeup.listener_wake.notify_one();
     tokio::select! {
         _ = wakeup.wake.notified() => {}
         _ = tokio::time::sleep(wait) => {}
     }
-    wakeup
-        .idle_workers
-        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    wakeup.idle_workers.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// The listener task; ends within a few seconds of the last queue handle being dropped.
-pub(crate) async fn run_listener(weak: Weak<Shared>, wakeup: std::sync::Arc<Wakeup>) {
+/// The listener task for the queue whose wake-up list is `signal`. It holds the hub's
+/// [`Wakeup`] only weakly and ends within a few seconds of the last queue handle being dropped.
+pub(crate) async fn run_listener(client: redis::Client, signal: String, weak: Weak<Wakeup>) {
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(FIRST_RECONNECT_DELAY);
     loop {
-        if wakeup
-            .idle_workers
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 0
-        {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), wakeup.listener_wake.notified()).await;
-            if weak.strong_count() == 0 {
-                return;
-            }
+        let Some(wakeup) = weak.upgrade() else { return };
+        if wakeup.idle_workers.load(Ordering::SeqCst) == 0 {
+            let _ = tokio::time::timeout(IDLE_CHECK, wakeup.listener_wake.notified()).await;
             continue;
         }
-        let Some((client, signal)) = weak
-            .upgrade()
-            .map(|s| (s.client.clone(), s.keys.signal.clone()))
-        else {
-            return;
-        };
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
                 let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs_f64(BLOCK_SECS + 5.0)));
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(Duration::from_secs_f64(
+                        BLOCK_SECS + REPLY_SLACK_SECS,
+                    )));
                 match client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
                 {
                     Ok(c) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         conn.insert(c)
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "wake-up listener cannot connect; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        drop(wakeup);
+                        tokio::time::sleep(backoff.next_delay()).await;
                         continue;
                     }
                 }
@@ -87,11 +100,7 @@ pub(crate) async fn run_listener(weak: Weak<Shared>, wakeup: std::sync::Arc<Wake
             .await;
         match popped {
             Ok(Some(_)) => {
-                if wakeup
-                    .idle_workers
-                    .load(std::sync::atomic::Ordering::SeqCst)
-                    > 0
-                {
+                if wakeup.idle_workers.load(Ordering::SeqCst) > 0 {
                     wakeup.wake.notify_one();
                 } else {
                     // Everyone got busy while we blocked: hand the wake-up to another process.
@@ -106,8 +115,8 @@ pub(crate) async fn run_listener(weak: Weak<Shared>, wakeup: std::sync::Arc<Wake
             Err(e) => {
                 tracing::debug!(error = %e, "wake-up listener lost its connection; reconnecting");
                 conn = None;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                drop(wakeup);
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apalis::prelude::*;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use paywatch_core::store::{OrderStore, StoredOrder, check_queue};
 use paywatch_core::{Channel, Notification, ProviderClient, queues};
@@ -42,17 +43,15 @@ fn releaser<T: 'static>(queue: &RedisQueue<T>) -> Release {
 }
 
 /// Stops a worker when the shared stop signal turns true.
-fn stopper(
-    stop: watch::Receiver<bool>,
-) -> impl FnMut(WorkerContext) -> BoxFuture<'static, Result<(), WorkerError>> + Send + 'static {
-    move |ctx| {
+fn stopper(stop: watch::Receiver<bool>) -> Stopper {
+    Box::new(move |ctx| {
         let mut stop = stop.clone();
         Box::pin(async move {
             let _ = stop.wait_for(|s| *s).await;
             ctx.stop()?;
             Ok(())
         })
-    }
+    })
 }
 
 impl App {
@@ -104,96 +103,163 @@ impl App {
     /// the grace period and hands back the leases of those that did not.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let name = self.config.worker_name();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut running: Vec<(&str, JoinHandle<Result<(), WorkerError>>)> = Vec::new();
-        let mut releases: Vec<Release> = Vec::new();
-        let mut helpers: Vec<JoinHandle<()>> = Vec::new();
         let concurrency = self.config.concurrency;
-
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut pools = Pools::new(&name, stop_rx.clone());
         if self.serves(queues::CHECK_PAYMENT) {
+            let start = starter!(check_payment, self.check_context.clone(), concurrency);
             // One pool per shard: each shard's queue is served as fairly as any other.
-            for shard in self.config.served_shards() {
-                let queue: RedisQueue<StoredOrder> = self
-                    .base
-                    .sibling(Self::check_queue_config(&self.config, shard));
-                let worker = WorkerBuilder::new(format!("{name}/{}", queue.config().name))
-                    .backend(queue.clone())
-                    .data(self.check_context.clone())
-                    .catch_panic()
-                    .concurrency(concurrency)
-                    .build(check_payment);
-                running.push((
-                    queues::CHECK_PAYMENT,
-                    tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
-                ));
-                releases.push(releaser(&queue));
-                helpers.push(tokio::spawn(export_depth(queue, stop_rx.clone())));
-            }
+            let shards = self
+                .config
+                .served_shards()
+                .into_iter()
+                .map(|shard| {
+                    self.base
+                        .sibling(Self::check_queue_config(&self.config, shard))
+                })
+                .collect();
+            pools.pool(shards, start);
         }
         for channel in [Channel::Email, Channel::Telegram, Channel::Webhook] {
-            if !self.serves(channel.queue()) {
-                continue;
-            }
-            let queue: RedisQueue<Notification> = self.base.sibling(
-                deliver::queue_config(channel, &self.config.prefix)
+            if self.serves(channel.queue()) {
+                let config = deliver::queue_config(channel, &self.config.prefix)
                     .with_lease(self.config.lease)
-                    .with_batch_size(concurrency),
-            );
-            let worker = WorkerBuilder::new(format!("{name}/{}", channel.queue()))
-                .backend(queue.clone())
-                .data(self.notify_context.clone())
-                .catch_panic()
-                .concurrency(concurrency)
-                .build(deliver);
-            running.push((
-                channel.queue(),
-                tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
-            ));
-            releases.push(releaser(&queue));
-            helpers.push(tokio::spawn(export_depth(queue, stop_rx.clone())));
+                    .with_batch_size(concurrency);
+                let queue: RedisQueue<Notification> = self.base.sibling(config);
+                pools.pool(
+                    vec![queue],
+                    starter!(deliver, self.notify_context.clone(), concurrency),
+                );
+            }
         }
         if self.serves(queues::NOTIFY_OPS) {
             let queue: RedisQueue<OpsDigest> =
                 self.base.sibling(ops::queue_config(&self.config.prefix));
-            let worker = WorkerBuilder::new(format!("{name}/{}", queues::NOTIFY_OPS))
-                .backend(queue.clone())
-                .data(self.notify_context.clone())
-                .catch_panic()
-                .concurrency(2)
-                .build(deliver_digest);
-            running.push((
-                queues::NOTIFY_OPS,
-                tokio::spawn(worker.run_with_ctx(stopper(stop_rx.clone()))),
-            ));
-            releases.push(releaser(&queue));
-            let shards = (0..self.config.shards).map(check_queue);
-            let watched = queues::ALL
-                .iter()
-                .filter(|q| **q != queues::NOTIFY_OPS && **q != queues::CHECK_PAYMENT)
-                .map(|q| q.to_string())
-                .chain(shards)
-                .map(|q| {
-                    self.base
-                        .sibling(QueueConfig::new(q).with_prefix(&self.config.prefix))
-                })
-                .collect();
-            let watcher = OpsWatcher {
-                conn: self.conn.clone(),
-                prefix: self.config.prefix.clone(),
-                name: name.clone(),
-                targets: self.config.ops_targets(),
-                ops: queue,
-                watched,
-            };
-            helpers.push(tokio::spawn(watcher.run(stop_rx.clone())));
+            let start = starter!(deliver_digest, self.notify_context.clone(), OPS_CONCURRENCY);
+            pools.pool(vec![queue.clone()], start);
+            pools.helper(self.ops_watcher(&name, queue).run(stop_rx));
         }
         tracing::info!(worker = %name, queues = ?self.config.queues, concurrency, "worker started");
+        pools
+            .drain(shutdown, stop_tx, self.config.grace_period)
+            .await
+    }
 
-        let aborts: Vec<_> = running
+    /// The fleet's ops watcher candidate in this process: it reports every other queue's dead
+    /// letters through `ops`.
+    fn ops_watcher(&self, name: &str, ops: RedisQueue<OpsDigest>) -> OpsWatcher {
+        let shards = (0..self.config.shards).map(check_queue);
+        let watched = queues::ALL
             .iter()
-            .map(|(_, task)| task.abort_handle())
+            .filter(|q| **q != queues::NOTIFY_OPS && **q != queues::CHECK_PAYMENT)
+            .map(|q| q.to_string())
+            .chain(shards)
+            .map(|q| {
+                self.base
+                    .sibling(QueueConfig::new(q).with_prefix(&self.config.prefix))
+            })
             .collect();
-        let all_done = futures::future::join_all(running.into_iter().map(|(_, task)| task));
+        OpsWatcher {
+            conn: self.conn.clone(),
+            prefix: self.config.prefix.clone(),
+            name: name.to_owned(),
+            targets: self.config.ops_targets(),
+            ops,
+            watched,
+        }
+    }
+}
+
+/// Digests are rare (at most one per interval and destination): two at once is plenty.
+const OPS_CONCURRENCY: usize = 2;
+
+/// How often each queue's depth gauges are refreshed.
+const DEPTH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A running worker pool.
+type Running = JoinHandle<Result<(), WorkerError>>;
+
+/// How a pool starts its worker: given the worker's name, its queue handle and the stop signal,
+/// the future that runs it until stopped.
+type Start<T> =
+    Box<dyn Fn(String, RedisQueue<T>, Stopper) -> BoxFuture<'static, Result<(), WorkerError>>>;
+
+/// What stops one worker: the closure apalis runs beside it.
+type Stopper = Box<dyn FnMut(WorkerContext) -> BoxFuture<'static, Result<(), WorkerError>> + Send>;
+
+/// The [`Start`] for pools running `handler` with `data` (cloned per worker), panics caught and
+/// `concurrency` jobs at once. A macro, not a function: spelled out generically, apalis' bounds
+/// on a layered worker service run to a dozen lines per type parameter.
+macro_rules! starter {
+    ($handler:expr, $data:expr, $concurrency:expr) => {{
+        let data = $data;
+        let concurrency: usize = $concurrency;
+        Box::new(move |name: String, queue, stop: Stopper| {
+            WorkerBuilder::new(name)
+                .backend(queue)
+                .data(data.clone())
+                .catch_panic()
+                .concurrency(concurrency)
+                .build($handler)
+                .run_with_ctx(stop)
+                .boxed()
+        }) as Start<_>
+    }};
+}
+use starter;
+
+/// The worker pools of a process, and what shutdown needs to drain them.
+struct Pools {
+    /// The process's worker name; each pool is `<name>/<queue>`.
+    name: String,
+    /// Turns true when the process shuts down.
+    stop: watch::Receiver<bool>,
+    /// One entry per pool.
+    running: Vec<Running>,
+    /// Hands back the leases each pool's queue still holds, for after the grace period.
+    releases: Vec<Release>,
+    /// Background tasks that end with the process (depth gauges, the ops watcher).
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl Pools {
+    fn new(name: &str, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            name: name.to_owned(),
+            stop,
+            running: Vec::new(),
+            releases: Vec::new(),
+            helpers: Vec::new(),
+        }
+    }
+
+    /// Starts one worker pool per queue handle (for example one per shard of a queue), each
+    /// named after its queue, drained on shutdown and publishing its queue's depth.
+    fn pool<T: Send + Sync + 'static>(&mut self, queues: Vec<RedisQueue<T>>, start: Start<T>) {
+        for queue in queues {
+            let name = format!("{}/{}", self.name, queue.config().name);
+            let run = start(name, queue.clone(), stopper(self.stop.clone()));
+            self.running.push(tokio::spawn(run));
+            self.releases.push(releaser(&queue));
+            self.helper(export_depth(queue, self.stop.clone()));
+        }
+    }
+
+    /// Runs `task` until the process ends.
+    fn helper(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.helpers.push(tokio::spawn(task));
+    }
+
+    /// Waits for `shutdown`, then stops every pool, gives in-flight jobs `grace` to finish and
+    /// hands back the leases of those that did not.
+    async fn drain(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        stop: watch::Sender<bool>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let aborts: Vec<_> = self.running.iter().map(JoinHandle::abort_handle).collect();
+        let all_done = futures::future::join_all(self.running);
         tokio::pin!(all_done);
         tokio::select! {
             _ = shutdown => {}
@@ -202,19 +268,16 @@ impl App {
                 return Err(anyhow::anyhow!("workers stopped unexpectedly: {results:?}"));
             }
         }
-        tracing::info!(grace = ?self.config.grace_period, "shutting down: finishing in-flight jobs");
-        let _ = stop_tx.send(true);
-        if tokio::time::timeout(self.config.grace_period, &mut all_done)
-            .await
-            .is_ok()
-        {
+        tracing::info!(?grace, "shutting down: finishing in-flight jobs");
+        let _ = stop.send(true);
+        if tokio::time::timeout(grace, &mut all_done).await.is_ok() {
             tracing::info!("in-flight jobs finished");
         } else {
             for task in &aborts {
                 task.abort();
             }
             let mut released = 0;
-            for release in &releases {
+            for release in &self.releases {
                 released += release().await.unwrap_or(0);
             }
             tracing::warn!(
@@ -222,7 +285,7 @@ impl App {
                 "grace period over; handed unfinished jobs back to the queue"
             );
         }
-        for helper in helpers {
+        for helper in self.helpers {
             helper.abort();
         }
         Ok(())
@@ -231,8 +294,5 @@ impl App {
 
 /// Publishes a queue's depth per state as gauges, for dashboards, alerts and autoscalers.
 async fn export_depth<T>(queue: RedisQueue<T>, stop: watch::Receiver<bool>) {
-    paywatch_queue::metrics::export_depth(queue, DEPTH_EVERY, stop).await
+    paywatch_queue::metrics::export_depth(queue, DEPTH_INTERVAL, stop).await
 }
-
-/// How often a worker reads the depth of the queues it serves (one small script each).
-const DEPTH_EVERY: Duration = Duration::from_secs(5);

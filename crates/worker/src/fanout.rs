@@ -2,7 +2,9 @@
 
 use paywatch_core::store::StoredOrder;
 use paywatch_core::{Channel, Notification, OrderId};
-use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, QueueError, RedisQueue};
+use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueError, RedisQueue};
+
+use crate::notify::deliver;
 
 /// Handles on the three notifier queues.
 #[derive(Debug, Clone)]
@@ -16,9 +18,8 @@ impl Fanout {
     /// Notifier queues next to `checks` (same Redis, same prefix).
     pub fn new<T>(checks: &RedisQueue<T>) -> Self {
         let prefix = checks.config().prefix.clone();
-        let queue = |channel: Channel| {
-            checks.sibling(QueueConfig::new(channel.queue()).with_prefix(prefix.clone()))
-        };
+        // The notifiers' own queue settings: one definition per channel, wherever it is built.
+        let queue = |channel: Channel| checks.sibling(deliver::queue_config(channel, &prefix));
         Self {
             email: queue(Channel::Email),
             telegram: queue(Channel::Telegram),

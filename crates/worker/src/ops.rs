@@ -10,16 +10,17 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{AbortError, BoxDynError, Data, RetryAfterError};
+use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use paywatch_core::store::OrderSpec;
 use paywatch_core::{Channel, queues};
-use paywatch_queue::{DeadCursor, JobId, JobInfo, NewJob, QueueConfig, RedisQueue, RetryPolicy};
+use paywatch_queue::{
+    DeadCursor, JobId, JobInfo, NewJob, Next, QueueConfig, RedisQueue, RetryPolicy,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::notify::DeliveryError;
-use crate::notify::deliver::NotifyContext;
+use crate::notify::deliver::{Message, NotifyContext};
 
 /// Items listed in one digest; the rest are counted.
 const MAX_ITEMS: usize = 20;
@@ -368,44 +369,16 @@ pub async fn deliver_digest(
     digest: OpsDigest,
     job: JobInfo,
     ctx: Data<NotifyContext>,
-) -> Result<(), BoxDynError> {
+) -> Result<Next<OpsDigest>, BoxDynError> {
     let ctx: &NotifyContext = &ctx;
-    let result = match digest.channel {
-        Channel::Email => match &ctx.email {
-            Some(s) => {
-                s.send_text(&digest.target, &digest.title(), &digest.text())
-                    .await
-            }
-            None => Err(DeliveryError::Transient(
-                "ops email is not configured on this worker".into(),
-            )),
-        },
-        Channel::Telegram => match &ctx.telegram {
-            Some(s) => s.send_text(&digest.target, &digest.text()).await,
-            None => Err(DeliveryError::Transient(
-                "ops Telegram is not configured on this worker".into(),
-            )),
-        },
-        Channel::Webhook => match &ctx.webhook {
-            Some(s) => {
-                let body = digest.event().map_err(|e| AbortError::new(e.to_string()))?;
-                let id = format!("msg_ops_{}", digest.window_end.timestamp_millis());
-                s.send_event(&digest.target, &id, body).await
-            }
-            None => Err(DeliveryError::Transient(
-                "ops webhook is not configured on this worker".into(),
-            )),
-        },
+    let event = digest.event().map_err(|e| AbortError::new(e.to_string()))?;
+    let message = Message::Digest {
+        target: &digest.target,
+        title: digest.title(),
+        text: digest.text(),
+        event,
+        webhook_id: format!("msg_ops_{}", digest.window_end.timestamp_millis()),
     };
-    match result {
-        Ok(()) => Ok(()),
-        Err(DeliveryError::RetryAfter { after, reason }) => {
-            Err(Box::new(RetryAfterError::new(reason, after)))
-        }
-        Err(DeliveryError::Transient(reason)) => {
-            tracing::warn!(attempt = job.attempt, %reason, "ops digest not delivered; will retry");
-            Err(reason.into())
-        }
-        Err(DeliveryError::Permanent(reason)) => Err(Box::new(AbortError::new(reason))),
-    }
+    let result = ctx.dispatch(digest.channel, &message, job.attempt).await;
+    ctx.outcome(digest.channel, job.attempt, "ops digest", result)
 }

@@ -135,7 +135,10 @@ impl ProvidersConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
     /// The base URL is not an absolute http(s) URL with a host.
-    #[error("{provider}: base URL {url} must be an absolute http(s) URL with a host")]
+    #[error(
+        "{}_BASE_URL: {url} must be an absolute http(s) URL with a host",
+        .provider.as_str().to_ascii_uppercase()
+    )]
     BadBaseUrl {
         /// Which provider.
         provider: Provider,
@@ -635,6 +638,10 @@ mod tests {
         config.cashless.as_mut().unwrap().base_url = base("ftp://user:hunter2@h/x");
         let message = ProviderClient::new(&config).unwrap_err().to_string();
         assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.starts_with("CASHLESS_BASE_URL: "),
+            "names the variable: {message}"
+        );
     }
 
     #[test]

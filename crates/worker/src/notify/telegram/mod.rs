@@ -2,8 +2,8 @@
 //!
 //! Before each send one Lua script checks both of Telegram's budgets for the whole fleet (one
 //! message per chat per `per_chat_interval`, `per_bot_per_second` per bot) and reserves a slot,
-//! or the send returns [`DeliveryError::RetryAfter`] with reason `"paced"` and the job is
-//! rescheduled; nothing sleeps here.
+//! or the send returns [`DeliveryError::Paced`] and the job is rescheduled without spending an
+//! attempt; nothing sleeps here.
 //!
 //! The bot token is part of every request URL, so no error from here quotes a URL: transport
 //! errors are stripped of theirs and every message is scrubbed of the token.
@@ -39,9 +39,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_PER_BOT_PER_SECOND: u32 = 1_000;
 /// The longest accepted `per_chat_interval`.
 pub const MAX_PER_CHAT_INTERVAL: Duration = Duration::from_secs(3_600);
-
-/// The `RetryAfter` reason for a send held back by our own pacing.
-pub const PACED: &str = "paced";
 
 /// How to reach the Bot API and how fast to go.
 #[derive(Debug, Clone)]
@@ -182,7 +179,7 @@ impl TelegramSender {
     /// `@channelusername`).
     ///
     /// Reserves a pacing slot first; when the chat or the bot is over budget nothing is sent
-    /// and the answer is [`DeliveryError::RetryAfter`] with reason [`PACED`].
+    /// and the answer is [`DeliveryError::Paced`].
     pub async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
         let chat = ChatTarget::parse_or_permanent(&n.target)?;
         let Some(message) = text::render(n) else {
@@ -216,10 +213,7 @@ impl TelegramSender {
                     Budget::Bot => "bot",
                 };
                 tracing::debug!(budget, ?after, "telegram send paced");
-                return Err(DeliveryError::RetryAfter {
-                    after,
-                    reason: PACED.to_owned(),
-                });
+                return Err(DeliveryError::Paced { after });
             }
             // Sending unpaced could get the bot throttled for everyone; wait for Redis instead.
             Err(err) => {

@@ -39,7 +39,7 @@ use super::DeliveryError;
 
 pub use self::event::{event_body, webhook_id};
 pub use self::schedule::{MAX_ATTEMPTS, RETRY_JITTER, RETRY_SCHEDULE, base_delay};
-pub use self::signing::{MIN_KEY_BYTES, SECRET_PREFIX, sign};
+pub use self::signing::{MIN_KEY_BYTES, SECRET_PREFIX, SignError, UnsignableBody, sign};
 
 /// The message id header.
 pub const HEADER_ID: &str = "webhook-id";
@@ -276,7 +276,11 @@ impl WebhookSender {
                 )
             })?;
         let timestamp = Utc::now().timestamp();
-        let signature = self.inner.keys.header(webhook_id, timestamp, &body);
+        let signature = self
+            .inner
+            .keys
+            .header(webhook_id, timestamp, &body)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
 
         let response = self
             .inner

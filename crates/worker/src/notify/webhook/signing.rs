@@ -1,10 +1,16 @@
 //! Standard Webhooks signatures: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+//!
+//! The signing itself is the `standardwebhooks` crate's (the reference implementation, also what
+//! the tests verify with); this module adds what the crate leaves to us: strict secret checks at
+//! start-up (prefix, base64, minimum length, errors naming the field without quoting the secret)
+//! and key rotation (every key signs, all signatures in one header).
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use paywatch_core::Secret;
-use sha2::Sha256;
+use standardwebhooks::Webhook;
 
 use super::WebhookConfigError;
 
@@ -16,15 +22,18 @@ pub const SECRET_PREFIX: &str = "whsec_";
 pub const MIN_KEY_BYTES: usize = 24;
 
 /// The signing keys, ready to use: the primary first, then the rotation keys.
-///
-/// Each entry is an HMAC already keyed with the secret, cloned per signature, so signing cannot
-/// fail at send time and the raw key bytes are not kept around separately.
 #[derive(Clone)]
 pub(crate) struct SigningKeys {
-    keys: Vec<Hmac<Sha256>>,
+    /// One signer per key (the crate's signer is neither `Clone` nor `Debug`, hence the `Arc`).
+    keys: Arc<[Webhook]>,
     /// The base64 parts of the secrets, so response snippets that echo one can be redacted.
     redact: Vec<Secret>,
 }
+
+/// A body that cannot be signed: Standard Webhooks signs text, and it is not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the webhook body is not UTF-8, so it cannot be signed")]
+pub struct UnsignableBody;
 
 impl SigningKeys {
     /// Decodes and checks every secret; errors name the config field at fault.
@@ -42,17 +51,29 @@ impl SigningKeys {
             keys.push(key);
             redact.push(Secret::new(encoded));
         }
-        Ok(Self { keys, redact })
+        Ok(Self {
+            keys: keys.into(),
+            redact,
+        })
     }
 
     /// The `webhook-signature` header value: one `v1,<sig>` per key, space-separated, primary
     /// first, so receivers that know either the old or the new key accept during a rotation.
-    pub(crate) fn header(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        self.keys
+    pub(crate) fn header(
+        &self,
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<String, UnsignableBody> {
+        let signatures = self
+            .keys
             .iter()
-            .map(|key| sign_with(key.clone(), msg_id, timestamp, body))
-            .collect::<Vec<_>>()
-            .join(" ")
+            .map(|key| {
+                key.sign(msg_id, timestamp, body)
+                    .map_err(|_| UnsignableBody)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(signatures.join(" "))
     }
 
     /// How many keys sign each message.
@@ -74,6 +95,17 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
+/// Why [`sign`] could not sign.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SignError {
+    /// The secret is not a usable `whsec_` secret.
+    #[error(transparent)]
+    Secret(#[from] WebhookConfigError),
+    /// The body is not UTF-8.
+    #[error(transparent)]
+    Body(#[from] UnsignableBody),
+}
+
 /// Signs one message with one `whsec_` secret; exposed for receivers and tools that need to
 /// produce or check a signature the same way the sender does.
 pub fn sign(
@@ -81,27 +113,18 @@ pub fn sign(
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
-) -> Result<String, WebhookConfigError> {
+) -> Result<String, SignError> {
     let (key, _) = decode_secret("secret", secret)?;
-    Ok(sign_with(key, msg_id, timestamp, body))
+    let signature = key
+        .sign(msg_id, timestamp, body)
+        .map_err(|_| UnsignableBody)?;
+    Ok(signature)
 }
 
-fn sign_with(mut mac: Hmac<Sha256>, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    // Fed piecewise so the body (which can be large) is never copied into a format! buffer.
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-}
-
-/// `whsec_<base64>` → a keyed HMAC and the base64 part. Errors never quote the secret: even a
-/// base64 decode error's byte/offset details would leak part of it.
-fn decode_secret(
-    field: &str,
-    secret: &Secret,
-) -> Result<(Hmac<Sha256>, String), WebhookConfigError> {
+/// `whsec_<base64>` → a signer and the base64 part. Checked here rather than by the crate, which
+/// accepts a missing prefix and any key length; errors never quote the secret: even a base64
+/// decode error's byte/offset details would leak part of it.
+fn decode_secret(field: &str, secret: &Secret) -> Result<(Webhook, String), WebhookConfigError> {
     let field = field.to_owned();
     let encoded = secret
         .expose()
@@ -121,9 +144,9 @@ fn decode_secret(
             len: key.len(),
         });
     }
-    let mac = Hmac::<Sha256>::new_from_slice(&key)
-        .map_err(|_| WebhookConfigError::SecretBase64 { field })?;
-    Ok((mac, encoded.to_owned()))
+    let signer =
+        Webhook::from_bytes(key).map_err(|_| WebhookConfigError::SecretBase64 { field })?;
+    Ok((signer, encoded.to_owned()))
 }
 
 #[cfg(test)]
@@ -141,7 +164,7 @@ mod tests {
         let sig = sign(&Secret::new(SPEC_SECRET), SPEC_ID, SPEC_TS, SPEC_BODY).unwrap();
         assert_eq!(sig, SPEC_SIG);
         let keys = SigningKeys::new(&Secret::new(SPEC_SECRET), &[]).unwrap();
-        assert_eq!(keys.header(SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIG);
+        assert_eq!(keys.header(SPEC_ID, SPEC_TS, SPEC_BODY).unwrap(), SPEC_SIG);
     }
 
     #[test]
@@ -149,7 +172,7 @@ mod tests {
         let other = Secret::new(format!("whsec_{}", STANDARD.encode([7u8; 32])));
         let keys =
             SigningKeys::new(&Secret::new(SPEC_SECRET), std::slice::from_ref(&other)).unwrap();
-        let header = keys.header(SPEC_ID, SPEC_TS, SPEC_BODY);
+        let header = keys.header(SPEC_ID, SPEC_TS, SPEC_BODY).unwrap();
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2, "{header}");
         assert_eq!(parts[0], SPEC_SIG);
@@ -197,6 +220,15 @@ mod tests {
                 field: "signing_secret".into(),
                 len: 8
             }
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_not_mangled() {
+        let keys = SigningKeys::new(&Secret::new(SPEC_SECRET), &[]).unwrap();
+        assert_eq!(
+            keys.header(SPEC_ID, SPEC_TS, b"\xff\xfe"),
+            Err(UnsignableBody)
         );
     }
 
