@@ -586,7 +586,7 @@ async fn credentials_in_the_url_and_other_schemes_are_refused() {
                 "ftp://{}/{URL_PATH_SECRET}?token={URL_TOKEN}",
                 receiver.addr
             ),
-            "scheme \"ftp\"",
+            "must start with http:// or https://",
         ),
     ];
     for (target, expected) in cases {
