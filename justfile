@@ -22,11 +22,17 @@ build:
 test: redis
     cargo test --workspace
 
-# Formatting, lints (warnings are errors) and unused dependencies (`cargo install cargo-machete --locked`).
+# Formatting, lints (warnings are errors), unused dependencies (`cargo install cargo-machete
+# --locked`) and deploy/ through its validators.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo machete
+    scripts/check-deploy.sh
+
+# Validate deploy/: hadolint, compose/Kubernetes/KEDA schemas, promtool (also run by `just test`).
+deploy-check:
+    scripts/check-deploy.sh
 
 # Benchmarks side by side with the reference peer (BullMQ): `just bench queue`.
 bench what="queue": redis

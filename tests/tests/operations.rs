@@ -114,17 +114,29 @@ async fn a_worker_exposes_prometheus_metrics() {
             .text()
             .await
             .ok()?;
-        (text.contains("paywatch_orders_terminal_total") && text.contains("paywatch_queue_jobs"))
+        (text.contains("paywatch_orders_final_total") && text.contains("paywatch_queue_jobs{"))
             .then_some(text)
     })
     .await;
+    for (path, want) in [("/healthz", 200), ("/readyz", 200), ("/nope", 404)] {
+        let status = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .expect("GET the worker's listener")
+            .status()
+            .as_u16();
+        assert_eq!(status, want, "{path}");
+    }
     let _ = worker.kill();
     let _ = worker.wait();
     for name in [
         "paywatch_checks_total",
-        "paywatch_detection_seconds",
-        "paywatch_queue_fetched_total",
-        "paywatch_queue_settled_total",
+        "paywatch_order_time_to_final_seconds",
+        "paywatch_order_detection_lag_seconds",
+        "paywatch_order_provider_calls",
+        "paywatch_provider_request_duration_seconds",
+        "paywatch_queue_jobs_fetched_total",
+        "paywatch_queue_jobs_completed_total",
+        "paywatch_queue_next_due_seconds",
         "paywatch_queue_lateness_seconds",
         "paywatch_notifications_enqueued_total",
     ] {

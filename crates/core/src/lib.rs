@@ -18,9 +18,12 @@
 //! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
 //! - [`queues`]: the names of paywatch's queues.
 //! - [`shutdown`]: the shutdown signal every binary waits for.
+//! - [`metrics`]: provider metric names; [`telemetry`]: logs (`LOG_FORMAT`), the Prometheus
+//!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
 pub mod durations;
 pub mod ids;
+pub mod metrics;
 pub mod notification;
 pub mod observation;
 pub mod order;
@@ -33,6 +36,7 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod targets;
+pub mod telemetry;
 
 pub use ids::{IdError, OrderId, PaymentId};
 pub use notification::{Channel, Notification};

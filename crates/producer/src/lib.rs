@@ -10,6 +10,8 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod metrics;
+pub mod telemetry;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -147,8 +149,8 @@ impl Producer {
 }
 
 fn count(submitted: Submitted) {
-    metrics::counter!(
-        "paywatch_orders_submitted_total",
+    ::metrics::counter!(
+        metrics::ORDERS_SUBMITTED_TOTAL,
         "outcome" => if submitted == Submitted::Created { "created" } else { "existing" }
     )
     .increment(1);

@@ -3,17 +3,12 @@
 use anyhow::Context;
 use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
-use paywatch_producer::{Producer, Submitted, http};
+use paywatch_producer::{Producer, Submitted, http, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    paywatch_core::telemetry::init_logs()?;
     let producer =
         Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
             .await
@@ -21,10 +16,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             if let Some(addr) = args.metrics_listen {
-                metrics_exporter_prometheus::PrometheusBuilder::new()
-                    .with_http_listener(addr)
-                    .install()
-                    .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
+                let bound = telemetry::serve(
+                    addr,
+                    &cli.redis.redis_url,
+                    &cli.redis.prefix,
+                    cli.redis.shards,
+                )
+                .await
+                .context("PAYWATCH_PRODUCER_METRICS_LISTEN")?;
+                tracing::info!(addr = %bound, "metrics, health and readiness listening");
             }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

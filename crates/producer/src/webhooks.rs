@@ -156,6 +156,6 @@ async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -
 }
 
 fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
-    metrics::counter!("paywatch_provider_webhooks_total", "provider" => provider.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::PROVIDER_WEBHOOKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
     response
 }

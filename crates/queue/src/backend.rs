@@ -25,7 +25,8 @@ fn ensure_background(shared: &Arc<Shared>) {
     if shared.background_started.swap(true, Ordering::SeqCst) {
         return;
     }
-    metrics::gauge!("paywatch_queue_redis_up", "queue" => shared.config.name.clone()).set(1.0);
+    metrics::gauge!(crate::metrics::REDIS_UP, "queue" => shared.config.name.clone()).set(1.0);
+    crate::metrics::register_worker(&shared.config.name);
     let rx = shared
         .settle_rx
         .lock()
@@ -55,7 +56,7 @@ where
                 job.attempts
             );
             tracing::warn!(queue = %queue, job = %job.id, "{reason}");
-            metrics::counter!("paywatch_queue_dead_lettered_total", "queue" => queue.clone(), "reason" => "crashed").increment(1);
+            crate::metrics::dead_lettered(queue, "crashed");
             shared.settle_later(&job.id, &job.token, SettleOp::Dead { reason });
             return None;
         }
@@ -64,7 +65,7 @@ where
             Err(e) => {
                 let reason = format!("payload does not decode: {e}");
                 tracing::warn!(queue = %queue, job = %job.id, reason = %reason, "poison job dead-lettered");
-                metrics::counter!("paywatch_queue_dead_lettered_total", "queue" => queue.clone(), "reason" => "poison").increment(1);
+                crate::metrics::dead_lettered(queue, "poison");
                 shared.settle_later(&job.id, &job.token, SettleOp::Dead { reason });
                 return None;
             }

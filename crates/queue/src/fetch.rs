@@ -87,7 +87,7 @@ pub(crate) async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>)
                 requesting.store(false, Ordering::SeqCst);
                 error_backoff.reset();
                 if batch.reclaimed > 0 {
-                    metrics::counter!("paywatch_queue_leases_reclaimed_total", "queue" => config.name.clone()).increment(batch.reclaimed);
+                    metrics::counter!(crate::metrics::LEASES_RECLAIMED_TOTAL, "queue" => config.name.clone()).increment(batch.reclaimed);
                     tracing::info!(queue = %config.name, jobs = batch.reclaimed, "reclaimed jobs whose lease expired");
                 }
                 if !batch.jobs.is_empty() {
@@ -160,9 +160,9 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Fetched, redis::RedisErro
     drop(held);
     if !jobs.is_empty() {
         let queue = config.name.clone();
-        metrics::counter!("paywatch_queue_fetched_total", "queue" => queue.clone())
+        metrics::counter!(crate::metrics::JOBS_FETCHED_TOTAL, "queue" => queue.clone())
             .increment(jobs.len() as u64);
-        let lateness = metrics::histogram!("paywatch_queue_lateness_seconds", "queue" => queue);
+        let lateness = metrics::histogram!(crate::metrics::LATENESS_SECONDS, "queue" => queue);
         for job in &jobs {
             lateness.record((now as f64 - job.due_ms as f64).max(0.0) / 1000.0);
         }

@@ -43,7 +43,7 @@ pub(crate) async fn extend_held(shared: &Shared) -> bool {
         shared.observe("extend", &result);
         match result {
             Ok(lost) if !lost.is_empty() => {
-                metrics::counter!("paywatch_queue_leases_lost_total", "queue" => shared.config.name.clone()).increment(lost.len() as u64);
+                metrics::counter!(crate::metrics::LEASES_LOST_TOTAL, "queue" => shared.config.name.clone()).increment(lost.len() as u64);
                 tracing::warn!(queue = %shared.config.name, lost = lost.len(), "leases lost before their jobs finished; those jobs may run twice");
             }
             Ok(_) => {}

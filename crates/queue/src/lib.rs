@@ -41,6 +41,10 @@
 //! Every range in every script has a `LIMIT`; nothing unpacks an unbounded list. Retry policy
 //! ([`RetryPolicy`]) lives in Rust. `docs/queue.md` has the whole story.
 //!
+//! [`metrics`] names every metric the queue exports (throughput per outcome, depth per state,
+//! seconds until the next due job, lateness, Redis health); [`RedisQueue::depth`] reads the depth
+//! the gauges publish. `docs/metrics.md` is the catalogue.
+//!
 //! # Modules
 //!
 //! `queue` is the public handle; `shared` the per-process hub every other part meets at, so no
@@ -55,11 +59,13 @@
 mod backend;
 mod backoff;
 mod config;
+mod depth;
 mod error;
 mod fetch;
 mod job;
 pub mod keys;
 mod lease;
+pub mod metrics;
 mod middleware;
 mod outcome;
 mod queue;
@@ -70,6 +76,7 @@ mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
+pub use depth::QueueDepth;
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;

@@ -87,11 +87,12 @@ where
             let result = fut.await.map_err(Into::into);
             let Some(info) = info else { return result };
             let queue = shared.config.name.clone();
-            metrics::histogram!("paywatch_queue_run_seconds", "queue" => queue.clone())
+            metrics::histogram!(crate::metrics::RUN_SECONDS, "queue" => queue.clone())
                 .record(started.elapsed().as_secs_f64());
             let op = decide(&result, info.attempt, &shared.config.retry);
             if let SettleOp::Dead { reason } = &op {
                 tracing::warn!(queue = %queue, job = %info.id, attempt = info.attempt, reason = %reason, "job dead-lettered");
+                crate::metrics::dead_lettered(&queue, "failed");
             }
             shared.settle(info.id.as_str(), &info.token, op).await;
             result

@@ -247,6 +247,9 @@ impl<T> RedisQueue<T> {
                 jobs.len()
             )));
         }
+        let created = codes.iter().filter(|c| **c == 1).count() as u64;
+        metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "queue" => self.shared.config.name.clone())
+            .increment(created);
         codes.into_iter().map(EnqueueOutcome::from_code).collect()
     }
 

@@ -133,9 +133,9 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
         }
         let applied = code == 1;
         if applied {
-            metrics::counter!("paywatch_queue_settled_total", "queue" => queue.clone(), "op" => op.name()).increment(1);
+            crate::metrics::settled(&queue, op.name());
         } else {
-            metrics::counter!("paywatch_queue_stale_settles_total", "queue" => queue.clone())
+            metrics::counter!(crate::metrics::STALE_SETTLES_TOTAL, "queue" => queue.clone())
                 .increment(1);
             tracing::warn!(queue = %queue, job = %id, op = op.name(), "settle ignored: the lease was lost (the job ran too long or Redis restarted); another run owns it");
         }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::QueueConfig;
 use crate::keys::Keys;
+use crate::metrics as m;
 use crate::settle::{SettleOp, SettleRequest};
 use crate::wake::Wakeup;
 
@@ -101,15 +102,17 @@ impl Shared {
             Ok(_) => {
                 if !self.redis_up.swap(true, Ordering::SeqCst) {
                     tracing::info!(queue = %queue, "redis connection restored");
-                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(1.0);
+                    metrics::counter!(m::REDIS_RECONNECTS_TOTAL, "queue" => queue.clone())
+                        .increment(1);
+                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(1.0);
                 }
             }
             Err(e) => {
-                metrics::counter!("paywatch_queue_redis_errors_total", "queue" => queue.clone(), "op" => what.to_string()).increment(1);
+                metrics::counter!(m::REDIS_ERRORS_TOTAL, "queue" => queue.clone(), "op" => what.to_string()).increment(1);
                 if self.redis_up.swap(false, Ordering::SeqCst) {
                     self.outages.fetch_add(1, Ordering::SeqCst);
                     tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
-                    metrics::gauge!("paywatch_queue_redis_up", "queue" => queue).set(0.0);
+                    metrics::gauge!(m::REDIS_UP, "queue" => queue).set(0.0);
                 } else {
                     tracing::debug!(queue = %queue, op = what, error = %e, "redis still unavailable");
                 }

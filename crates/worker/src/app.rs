@@ -293,24 +293,6 @@ impl Pools {
 }
 
 /// Publishes a queue's depth per state as gauges, for dashboards, alerts and autoscalers.
-async fn export_depth<T>(queue: RedisQueue<T>, mut stop: watch::Receiver<bool>) {
-    let name = queue.config().name.clone();
-    let mut tick = tokio::time::interval(DEPTH_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if let Ok(stats) = queue.stats().await {
-            for (state, value) in [
-                ("ready", stats.ready),
-                ("scheduled", stats.scheduled),
-                ("active", stats.active),
-                ("dead", stats.dead),
-            ] {
-                metrics::gauge!("paywatch_queue_jobs", "queue" => name.clone(), "state" => state)
-                    .set(value as f64);
-            }
-        }
-    }
+async fn export_depth<T>(queue: RedisQueue<T>, stop: watch::Receiver<bool>) {
+    paywatch_queue::metrics::export_depth(queue, DEPTH_INTERVAL, stop).await
 }

@@ -42,6 +42,7 @@ pub struct CheckContext {
 }
 
 /// Checks one order's payment once and decides what comes next.
+#[tracing::instrument(name = "check", skip_all, fields(order = %job.id, provider = %record.provider, attempt = job.attempt))]
 pub async fn check_payment(
     mut record: StoredOrder,
     job: JobInfo,
@@ -68,7 +69,7 @@ pub async fn check_payment(
     });
     let result = ctx.providers.check(provider, &record.payment_id).await;
     let now = Utc::now();
-    state.last_checked_ms = now.timestamp_millis();
+    let previous_check_ms = std::mem::replace(&mut state.last_checked_ms, now.timestamp_millis());
     let decision = policy.next(&mut state.poll, result.as_ref(), now);
     count_check(provider, &result);
     let mut entry = history_entry(&result, &decision, now);
@@ -111,6 +112,13 @@ pub async fn check_payment(
                 state.detail = o.detail.clone();
                 state.delivered_codes = o.delivered_codes.clone();
             }
+            crate::metrics::detection_lag(
+                provider,
+                status,
+                previous_check_ms,
+                record.created_at(),
+                now,
+            );
             finish(ctx, &order_id, record, state, status, entry, now).await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
@@ -169,9 +177,12 @@ async fn finish(
         let took = (now - record.created_at())
             .to_std()
             .unwrap_or(Duration::ZERO);
-        metrics::counter!("paywatch_orders_terminal_total", "provider" => provider.to_string(), "status" => status.to_string()).increment(1);
-        metrics::histogram!("paywatch_detection_seconds", "provider" => provider.to_string())
-            .record(took.as_secs_f64());
+        crate::metrics::order_final(
+            provider,
+            status,
+            took,
+            holds.state.as_ref().map_or(0, |s| s.poll.checks),
+        );
         tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
         if status == PaymentStatus::Unresolved {
             crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, &holds.spec(order_id.clone()))
@@ -200,7 +211,7 @@ fn count_check(provider: Provider, result: &Result<Observation, CheckError>) {
         Ok(o) => o.status.to_string(),
         Err(e) => e.kind().to_string(),
     };
-    metrics::counter!("paywatch_checks_total", "provider" => provider.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::CHECKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
 }
 
 fn history_entry(

@@ -89,7 +89,7 @@ impl Fanout {
             match outcome.first().map(|o| o.1) {
                 Some(EnqueueOutcome::Created) => {
                     created += 1;
-                    metrics::counter!("paywatch_notifications_enqueued_total", "channel" => channel.as_str()).increment(1);
+                    crate::metrics::notification_enqueued(channel);
                 }
                 // Already waiting, or already delivered (the notifier queues remember): once.
                 Some(EnqueueOutcome::Duplicate | EnqueueOutcome::Completed) => {}

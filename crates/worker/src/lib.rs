@@ -8,12 +8,14 @@
 //! - [`notify`]: delivery per channel (email, Telegram, signed webhooks) and the notifier handler.
 //! - [`ops`]: digests of unresolved orders and dead letters for operators.
 //! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
-//! - [`telemetry`]: logs and the Prometheus endpoint.
+//! - [`metrics`]: the names of the worker's metrics; [`telemetry`]: logs and the
+//!   `/metrics`, `/healthz`, `/readyz` listener.
 
 pub mod app;
 pub mod check;
 pub mod config;
 pub mod fanout;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod telemetry;

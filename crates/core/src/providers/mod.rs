@@ -37,7 +37,7 @@ use crate::provider::Provider;
 use crate::secret::{Secret, redacted_snippet};
 
 /// Name of the counter incremented for every status string paywatch does not recognise.
-pub const UNKNOWN_STATUS_METRIC: &str = "paywatch_unknown_status_total";
+pub const UNKNOWN_STATUS_METRIC: &str = crate::metrics::PROVIDER_UNKNOWN_STATUS_TOTAL;
 
 /// Largest success body read; a status document is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -446,6 +446,7 @@ impl ProviderClient {
                 "{provider}: payment id {payment_id:?} cannot be expressed as a URL path segment"
             ))
         })?;
+        let started = std::time::Instant::now();
         let response = self
             .inner
             .http
@@ -454,7 +455,20 @@ impl ProviderClient {
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| http::transport_error(provider, &e))?;
+            .map_err(|e| {
+                crate::metrics::provider_request(
+                    provider,
+                    crate::metrics::transport_outcome(&e),
+                    started.elapsed(),
+                );
+                http::transport_error(provider, &e)
+            })?;
+        // Time to the response head: the body is a few hundred bytes read right after.
+        crate::metrics::provider_request(
+            provider,
+            crate::metrics::http_outcome(response.status().as_u16()),
+            started.elapsed(),
+        );
 
         let status = response.status();
         let headers = response.headers().clone();
@@ -801,12 +815,12 @@ mod tests {
         });
         let counts = recorder.counts.lock().unwrap();
         assert_eq!(
-            counts.get("paywatch_unknown_status_total{provider=cashless}"),
+            counts.get("paywatch_provider_unknown_status_total{provider=cashless}"),
             Some(&2),
             "{counts:?}"
         );
         assert_eq!(
-            counts.get("paywatch_unknown_status_total{provider=foxreload}"),
+            counts.get("paywatch_provider_unknown_status_total{provider=foxreload}"),
             Some(&1),
             "{counts:?}"
         );

@@ -168,6 +168,7 @@ impl NotifyContext {
 }
 
 /// Delivers one notification.
+#[tracing::instrument(name = "deliver", skip_all, fields(order = %n.order_id, channel = %n.channel, attempt = job.attempt))]
 pub async fn deliver(
     n: Notification,
     job: JobInfo,
@@ -187,7 +188,7 @@ pub async fn deliver(
         Err(DeliveryError::RetryAfter { .. } | DeliveryError::Paced { .. }) => "retry_after",
         Err(DeliveryError::Permanent(_)) => "permanent",
     };
-    metrics::counter!("paywatch_notifications_total", "channel" => channel.as_str(), "outcome" => outcome).increment(1);
+    crate::metrics::notification_attempt(channel, outcome);
     // The crash tests stop the process here: delivered, not yet acknowledged.
     fail::fail_point!("notify-delivered", result.is_ok(), |_| Ok(Next::Done));
     if result.is_ok() {

@@ -1,0 +1,150 @@
+//! What every paywatch binary sets up for operators: logs (text, or JSON with
+//! `LOG_FORMAT=json`), the Prometheus recorder with explicit histogram buckets, and one small
+//! HTTP listener serving `/metrics`, `/healthz` (the process is up) and `/readyz` (Redis
+//! answers), the three paths a scraper and a Kubernetes probe expect.
+//!
+//! It lives in the core crate because the producer and the worker both need it and share no
+//! other crate that is not about domain logic.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `LOG_FORMAT` holds something else than `text` or `json`.
+    #[error("LOG_FORMAT must be `text` or `json`, not {0:?}")]
+    LogFormat(String),
+    /// The Prometheus recorder could not be built or installed.
+    #[error("metrics recorder: {0}")]
+    Recorder(#[from] metrics_exporter_prometheus::BuildError),
+    /// The metrics listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Redis URL is not one.
+    #[error("REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (`info` by default), as text or, with
+/// `LOG_FORMAT=json`, one JSON object per line carrying the fields of the current spans.
+pub fn init_logs() -> Result<(), TelemetryError> {
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let format = std::env::var("LOG_FORMAT").unwrap_or_default();
+    // try_init: a second call (tests running several components in one process) is harmless.
+    match format.as_str() {
+        "" | "text" => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        "json" => {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        other => return Err(TelemetryError::LogFormat(other.to_string())),
+    }
+    Ok(())
+}
+
+/// Installs the global Prometheus recorder with each histogram's explicit buckets (`buckets`:
+/// the `BUCKETS` lists of the crates' metrics modules). Call the crates' `describe()` after.
+pub fn install_recorder(buckets: &[(&str, &[f64])]) -> Result<PrometheusHandle, TelemetryError> {
+    let mut builder = PrometheusBuilder::new();
+    for (name, values) in buckets {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), values)?;
+    }
+    let handle = builder.install_recorder()?;
+    // Without a listener from the exporter itself, histograms are drained by this upkeep.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+#[derive(Clone)]
+struct Ops {
+    metrics: PrometheusHandle,
+    redis: redis::aio::ConnectionManager,
+}
+
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` (200 while Redis at
+/// `redis_url` answers PING within a second, 503 otherwise) until the process ends. Binds at
+/// once (so a taken port fails start-up); must be called inside a Tokio runtime.
+pub fn serve_ops(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+    redis_url: &str,
+) -> Result<SocketAddr, TelemetryError> {
+    let client = redis::Client::open(redis_url)?;
+    let redis = redis::aio::ConnectionManager::new_lazy_with_config(
+        client,
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1),
+    )?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| TelemetryError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| TelemetryError::Listen { addr, source })?;
+    let app = ops_router(metrics, redis);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics listener stopped");
+        }
+    });
+    Ok(bound)
+}
+
+fn ops_router(metrics: PrometheusHandle, redis: redis::aio::ConnectionManager) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(Ops { metrics, redis })
+}
+
+async fn render(State(ops): State<Ops>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ops.metrics.render(),
+    )
+}
+
+async fn ready(State(ops): State<Ops>) -> (StatusCode, &'static str) {
+    let mut conn = ops.redis.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
+    match tokio::time::timeout(Duration::from_secs(1), ping).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n"),
+    }
+}
