@@ -65,6 +65,19 @@ impl Drop for Slot {
 }
 
 /// `GET /v1/orders/{order_id}/events`.
+#[utoipa::path(get, path = "/v1/orders/{order_id}/events", tag = "orders",
+    params(
+        ("order_id" = String, Path, description = "The order id, percent-encoded"),
+        ("sig" = Option<String>, Query, description = "The order's events signature (from links.events), instead of a token"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `status` events carrying the order's view, the first at once, then one per change; the stream ends after paywatch stops watching", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Not an order id", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Neither a valid token nor a valid signature", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such order", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable, or too many open streams", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ()))]
 pub async fn order_events(
     State(api): State<Api>,
     Path(order_id): Path<String>,

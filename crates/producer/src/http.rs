@@ -76,7 +76,8 @@ pub fn router(
             "/v1/orders/{order_id}/events",
             get(crate::events::order_events),
         )
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/readyz", get(ready))
         .with_state(api)
         .merge(webhooks)
@@ -132,7 +133,22 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /v1/orders`: submit an order (through the `paywatch_submit` Redis Function).
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    request_body(content = crate::openapi::OrderRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "A new order; its first check is due now", body = crate::openapi::SubmitReply),
+        (status = 200, description = "The same order was already accepted", body = crate::openapi::SubmitReply),
+        (status = 400, description = "The body is not JSON (or not UTF-8, or too deep)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid API token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The order id exists with a different body", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB"),
+        (status = 415, description = "The body is not sent as application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field is invalid; `field` names it", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; retry", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     // A form or a text/plain body is what a cross-site page can send without asking.
     if !is_json(&headers) {
         return error(
@@ -189,7 +205,18 @@ async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Bytes) -
         .into_response()
 }
 
-async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Response {
+/// `GET /v1/orders/{order_id}`: an order as it stands.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, description = "The order id, percent-encoded")),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::OrderView),
+        (status = 400, description = "Not an order id", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid API token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such order", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; retry", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Response {
     let Ok(id) = order_id.parse::<OrderId>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -240,7 +267,20 @@ pub fn order_view(view: &OrderView) -> Value {
     })
 }
 
-async fn ready(State(api): State<Api>) -> Response {
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Up", body = crate::openapi::HealthBody)))]
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: Redis answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::HealthBody),
+        (status = 503, description = "Redis is unreachable", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn ready(State(api): State<Api>) -> Response {
     if api.producer.ready().await {
         Json(json!({"status": "ready"})).into_response()
     } else {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -44,7 +44,15 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn cashless(State(state): State<WebhookState>, body: Bytes) -> Response {
+/// `POST /webhooks/cashless`: Cashless says a bill changed.
+#[utoipa::path(post, path = "/webhooks/cashless", tag = "provider webhooks",
+    request_body(content = Object, description = "Cashless's bill notification: `{\"bill\": {\"id\": …}}`", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Handled (also when no order watches the bill)", body = crate::openapi::WebhookReply),
+        (status = 400, description = "Unreadable body", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; the provider should retry", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn cashless(State(state): State<WebhookState>, body: Bytes) -> Response {
     let id = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["bill"]["id"].as_str().map(str::to_string));
@@ -61,7 +69,17 @@ async fn cashless(State(state): State<WebhookState>, body: Bytes) -> Response {
     check_now(&state, Provider::Cashless, &id).await
 }
 
-async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Response {
+/// `POST /webhooks/handcash`: HandCash says a payment request was paid.
+#[utoipa::path(post, path = "/webhooks/handcash", tag = "provider webhooks",
+    request_body(content = Object, description = "HandCash's notification: `appSecret`, `paymentRequestId`, …", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Handled (also when no order watches the payment)", body = crate::openapi::WebhookReply),
+        (status = 400, description = "Unreadable body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Wrong appSecret", body = crate::openapi::ErrorBody),
+        (status = 404, description = "HandCash webhooks are not enabled here (no HANDCASH_APP_SECRET)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; the provider should retry", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Response {
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return received(
             Provider::HandCash,
@@ -76,9 +94,10 @@ async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Response {
         return received(
             Provider::HandCash,
             "unconfigured",
+            // Not a server fault a client should retry: the endpoint is simply not enabled.
             reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "HandCash webhooks are not configured (HANDCASH_APP_SECRET)"}),
+                StatusCode::NOT_FOUND,
+                json!({"error": "HandCash webhooks are not enabled on this server"}),
             ),
         );
     };

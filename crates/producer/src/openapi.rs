@@ -1,0 +1,283 @@
+//! `GET /openapi.json`: the API described as OpenAPI 3.1, generated from the handlers' annotations
+//! and the types below (utoipa).
+//!
+//! The request type mirrors the rules of the `paywatch_submit` function (which stays the judge);
+//! the response types are what the handlers serialize, so the document cannot drift from the
+//! answers without `tests/tests/schemathesis.rs` noticing.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// A payment provider paywatch polls.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    /// Cashless bills.
+    Cashless,
+    /// HandCash payment requests.
+    Handcash,
+    /// MiracleCash payment prompts.
+    Miraclecash,
+    /// FoxReload orders.
+    Foxreload,
+}
+
+/// A normalized payment status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for the payer.
+    Pending,
+    /// Part of the amount arrived.
+    PartiallyPaid,
+    /// The provider is working on it.
+    Processing,
+    /// Settled. Final.
+    Paid,
+    /// Failed. Final.
+    Failed,
+    /// The payment window closed. Final.
+    Expired,
+    /// Cancelled. Final.
+    Cancelled,
+    /// paywatch stopped at its deadline without a final answer; the payment may still settle.
+    Unresolved,
+}
+
+/// Whether paywatch is still watching an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    /// A check is scheduled or running.
+    Watching,
+    /// paywatch gave up; see `stopped.reason`.
+    Stopped,
+    /// A final status was recorded.
+    Final,
+}
+
+/// Where to send notifications; each optional.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRequest {
+    /// `local@domain.tld` (see docs/enqueue-from-any-language.md for the exact rule).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+    )]
+    pub email: Option<String>,
+    /// A Telegram chat id: an integer, not 0.
+    #[schema(minimum = -9007199254740991_i64, maximum = 9007199254740991_i64)]
+    pub telegram_chat_id: Option<i64>,
+    /// An http(s) URL without credentials or fragment.
+    #[schema(max_length = 2048, pattern = r"^https?://[^@#/?\s]+([/?][^#\s]*)?$")]
+    pub webhook_url: Option<String>,
+}
+
+/// An order to watch: the body of `POST /v1/orders`, and the argument of `paywatch_submit`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    /// Your id of the order: 1-128 printable ASCII characters without spaces, not `.` or `..`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")]
+    pub order_id: String,
+    /// Which provider holds the payment.
+    pub provider: ProviderName,
+    /// The provider's id of the payment: 1-128 printable ASCII characters without spaces.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")]
+    pub payment_id: String,
+    /// Who to notify.
+    pub notify: Option<NotifyRequest>,
+    /// Any JSON object up to 16 KiB, echoed in notifications.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An order's links.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Links {
+    /// The order (`GET`), its id percent-encoded.
+    #[serde(rename = "self")]
+    pub self_: String,
+    /// Its live status as Server-Sent Events; signed for browsers when the server has a secret.
+    pub events: String,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitReply {
+    /// The order.
+    pub order_id: String,
+    /// Its provider.
+    pub provider: ProviderName,
+    /// Its payment id.
+    pub payment_id: String,
+    /// Its status.
+    pub status: Status,
+    /// Whether paywatch is watching it.
+    pub phase: PhaseName,
+    /// True for a new order, false when it existed.
+    pub created: bool,
+    /// Where to find it.
+    pub links: Links,
+}
+
+/// Why paywatch stopped watching an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoppedView {
+    /// The reason recorded with the dead letter.
+    pub reason: String,
+    /// When.
+    pub at: Option<String>,
+}
+
+/// Notification targets as shown (webhook URL reduced to scheme and host).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NotifyView {
+    /// Email address.
+    pub email: Option<String>,
+    /// Telegram chat id.
+    pub telegram_chat_id: Option<i64>,
+    /// `scheme://host[:port]/[redacted]`.
+    pub webhook_url: Option<String>,
+}
+
+/// One change in an order's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The normalized status, when the check got an answer.
+    pub status: Option<Status>,
+    /// The provider's raw status.
+    pub raw_status: Option<String>,
+    /// Provider context.
+    pub detail: Option<String>,
+    /// The error class and message when the check failed.
+    pub error: Option<String>,
+    /// What paywatch decided.
+    pub decision: String,
+    /// Checks answered by then.
+    pub check: i64,
+}
+
+/// An order as it stands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    /// The order.
+    pub order_id: String,
+    /// Its provider.
+    pub provider: ProviderName,
+    /// Its payment id.
+    pub payment_id: String,
+    /// Last known status.
+    pub status: Status,
+    /// Whether paywatch is still watching it.
+    pub phase: PhaseName,
+    /// `phase == "watching"`.
+    pub watching: bool,
+    /// Why paywatch stopped (phase `stopped` only).
+    pub stopped: Option<StoppedView>,
+    /// The provider's raw status.
+    pub raw_status: Option<String>,
+    /// Checks answered.
+    pub checks: i64,
+    /// Whether a check is running now.
+    pub checking_now: bool,
+    /// When the next check is due (RFC 3339).
+    pub next_check_at: Option<String>,
+    /// When paywatch accepted it (RFC 3339).
+    pub created_at: String,
+    /// When it reached its final status (RFC 3339).
+    pub terminal_at: Option<String>,
+    /// The last error while polling goes on.
+    pub last_error: Option<String>,
+    /// Whether its final notifications are enqueued.
+    pub notified: bool,
+    /// Where notifications go.
+    pub notify: NotifyView,
+    /// The shop's metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Changes, newest first.
+    pub history: Vec<HistoryView>,
+    /// Where to find it.
+    pub links: Links,
+}
+
+/// An error: `error` reads `<field>: <message>` for invalid orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong.
+    pub error: String,
+    /// The field at fault (dotted path), when one is.
+    pub field: Option<String>,
+}
+
+/// Health and readiness.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthBody {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+/// What a provider webhook did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookReply {
+    /// The orders watching the payment and what happened to their checks.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub orders: Option<serde_json::Value>,
+    /// Set when no order watches the payment.
+    pub ignored: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "paywatch",
+        description = "Watches payments at providers that must be polled, and tells the people who need to know. Orders submitted here go through the same Redis Function as every other door (docs/enqueue-from-any-language.md)."
+    ),
+    paths(
+        crate::http::create_order,
+        crate::http::get_order,
+        crate::events::order_events,
+        crate::http::healthz,
+        crate::http::ready,
+        crate::webhooks::cashless,
+        crate::webhooks::handcash,
+        openapi_json,
+    ),
+    components(schemas(
+        OrderRequest,
+        NotifyRequest,
+        SubmitReply,
+        OrderView,
+        ErrorBody,
+        HealthBody,
+        WebhookReply
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
