@@ -65,7 +65,14 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
 }
 
 fn internal(e: &ProducerError) -> Response {
-    if e.is_unavailable() {
+    if e.is_not_durable() {
+        tracing::warn!(error = %e, "order written but not yet durable");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not durable yet, retry",
+            None,
+        )
+    } else if e.is_unavailable() {
         tracing::warn!(error = %e, "redis unavailable");
         error(
             StatusCode::SERVICE_UNAVAILABLE,
