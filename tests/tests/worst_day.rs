@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use clap::Parser;
-use paywatch_core::{PaymentStatus, Provider, queues};
+use paywatch_core::store::{Durability, check_queue};
+use paywatch_core::{PaymentId, PaymentStatus, Provider, queues};
+use paywatch_producer::Producer;
+use paywatch_queue::{QueueConfig, RedisQueue};
 use paywatch_sandbox::{Fault, FaultScope, NewPayment, Provider as SandboxProvider, SandboxConfig};
 use paywatch_tests::stack::Stack;
-use paywatch_tests::{cleanup, redis_url, unique_prefix, wait_for};
+use paywatch_tests::{RedisServer, cleanup, free_port, redis_url, unique_prefix, wait_for};
 use paywatch_worker::breaker::BreakerConfig;
 use paywatch_worker::budget::RateLimits;
 use paywatch_worker::config::WorkerConfig;
@@ -243,4 +246,210 @@ async fn a_failing_provider_is_paused_probed_and_resumed() {
     assert!(stack.dead_checks().await.is_empty());
     worker.stop().await;
     stack.finish().await;
+}
+
+/// A `redis-server` replicating `primary_port`, on its own free port; killed when dropped.
+struct Replica {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Replica {
+    fn start(primary_port: u16) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-replica-{port}"));
+        std::fs::create_dir_all(&dir).expect("replica dir");
+        let mut replica = Self {
+            port,
+            dir,
+            child: None,
+        };
+        replica.spawn(primary_port);
+        replica
+    }
+
+    fn spawn(&mut self, primary_port: u16) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--replicaof", "127.0.0.1", &primary_port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server replica");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The primary's count of replicas that are online and caught up.
+async fn online_replicas(url: &str) -> Option<u32> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    Some(
+        info.lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .count() as u32,
+    )
+}
+
+async fn wait_replicas(url: &str, n: u32) {
+    wait_for(
+        &format!("{n} online replicas"),
+        Duration::from_secs(20),
+        || async { (online_replicas(url).await == Some(n)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_acknowledged_only_once_a_replica_has_them() {
+    let primary = RedisServer::start().await;
+    let mut replica = Replica::start(primary.port());
+    wait_replicas(&primary.url(), 1).await;
+    let prefix = unique_prefix("durable");
+    let timeout = Duration::from_millis(500);
+    let producer = Producer::connect_sharded(&primary.url(), &prefix, 1)
+        .await
+        .expect("producer")
+        .with_durability(
+            &primary.url(),
+            Durability {
+                replicas: 1,
+                local_fsync: false,
+                timeout,
+            },
+        )
+        .expect("durability");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = paywatch_producer::http::router(producer.clone(), None);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let http = reqwest::Client::new();
+    let submit = |id: &'static str| {
+        let http = http.clone();
+        let api = api.clone();
+        async move {
+            let response = http
+                .post(format!("{api}/v1/orders"))
+                .json(&order(id, "cashless", &format!("bill-{id}")))
+                .send()
+                .await
+                .expect("POST");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let replica_url = replica.url();
+    let on_replica = |id: &'static str| {
+        let url = replica_url.clone();
+        let base = format!("{prefix}:{{{}}}", check_queue(0));
+        async move {
+            let client = redis::Client::open(url).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let view: Option<Vec<String>> = redis::cmd("FCALL_RO")
+                .arg("paywatch_get")
+                .arg(1)
+                .arg(base)
+                .arg(id)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            view.map(|_| ())
+        }
+    };
+
+    // A live replica: 202, and the replica has the order by the time the client hears so.
+    let (status, body) = submit("d-1").await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        on_replica("d-1").await.is_some(),
+        "acknowledged but not on the replica"
+    );
+
+    // The replica is gone: the write happens on the primary but is not acknowledged.
+    replica.kill();
+    wait_replicas(&primary.url(), 0).await;
+    let started = std::time::Instant::now();
+    let (status, body) = submit("d-2").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "not durable yet, retry");
+    assert!(
+        started.elapsed() >= timeout,
+        "answered before WAIT timed out"
+    );
+    // A provider webhook's promotion is held to the same rule (the webhook is retried).
+    let promoted = producer
+        .check_now(
+            Provider::Cashless,
+            &PaymentId::new("bill-d-1").expect("payment id"),
+        )
+        .await;
+    assert!(
+        promoted.as_ref().is_err_and(|e| e.is_not_durable()),
+        "{promoted:?}"
+    );
+
+    // The replica is back: the client's retry is acknowledged, and nothing is duplicated.
+    replica.spawn(primary.port());
+    wait_replicas(&primary.url(), 1).await;
+    let (status, body) = submit("d-2").await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    assert!(
+        on_replica("d-2").await.is_some(),
+        "acknowledged but not on the replica"
+    );
+    let queue: RedisQueue<Value> = RedisQueue::connect(
+        &primary.url(),
+        QueueConfig::new(check_queue(0)).with_prefix(&prefix),
+    )
+    .await
+    .expect("queue");
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(
+        stats.ready + stats.scheduled + stats.active,
+        2,
+        "one check job per order: {stats:?}"
+    );
+    let promoted = producer
+        .check_now(
+            Provider::Cashless,
+            &PaymentId::new("bill-d-1").expect("payment id"),
+        )
+        .await
+        .expect("promotion acknowledged");
+    assert_eq!(promoted.len(), 1);
+    server.abort();
 }
