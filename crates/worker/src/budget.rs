@@ -79,11 +79,12 @@ impl fmt::Display for RateLimit {
 
 impl RateLimit {
     /// The window the fleet actually budgets over: a little longer than the provider's, so
-    /// that network jitter between our clock and the provider's arrival times can never put
-    /// `limit + 1` requests into one of the provider's windows.
+    /// that network jitter between our grant and the provider's arrival time cannot put
+    /// `limit + 1` requests into one of the provider's windows: 2% of the window, and at least
+    /// 500 ms (a quarter of windows under 2 s).
     pub fn guarded_window(&self) -> Duration {
-        let margin = (self.window / 50).max(Duration::from_millis(50));
-        self.window + margin
+        let floor = Duration::from_millis(500).min(self.window / 4);
+        self.window + (self.window / 50).max(floor)
     }
 
     /// The part of the budget only young orders may use, under `share` (0 to 1).
@@ -198,6 +199,10 @@ mod tests {
         assert_eq!(tiny.reserved(0.5), 0);
         let fox: RateLimit = "100/min".parse().expect("fox");
         assert_eq!(fox.reserved(0.2), 20);
-        assert!(fox.guarded_window() > fox.window);
+        assert_eq!(fox.guarded_window(), Duration::from_millis(61_200));
+        let scaled: RateLimit = "100/6s".parse().expect("scaled");
+        assert_eq!(scaled.guarded_window(), Duration::from_millis(6_500));
+        let fast: RateLimit = "10/s".parse().expect("fast");
+        assert_eq!(fast.guarded_window(), Duration::from_millis(1_250));
     }
 }

@@ -548,13 +548,13 @@ impl OrderStore {
             }
         }
         if let (Some(durable), Some(mut conn)) = (&self.durable, durable_conn) {
-            // A promotion that changed nothing wrote nothing; the marker makes WAIT cover the
-            // writes it relies on all the same.
+            // A payment nobody watches wrote nothing and needs no wait. A promotion that changed
+            // nothing wrote nothing either; the marker makes WAIT cover the writes it relies on.
             if let Some((id, _)) = found.first() {
                 self.sync_marker(&mut conn, &self.keys_for(id.as_str()))
                     .await?;
+                durable.wait(&mut conn).await?;
             }
-            durable.wait(&mut conn).await?;
             durable.give_back(conn);
         }
         Ok(found)
