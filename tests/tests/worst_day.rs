@@ -465,3 +465,70 @@ async fn orders_are_acknowledged_only_once_a_replica_has_them() {
     assert_eq!(promoted.len(), 1);
     server.abort();
 }
+
+#[tokio::test]
+async fn one_probe_speaks_for_the_fleet() {
+    let prefix = unique_prefix("probe");
+    let breaker = BreakerConfig {
+        failures: 2,
+        first_pause: Duration::from_millis(200),
+        max_pause: Duration::from_secs(1),
+        probe_lease: Duration::from_secs(30),
+    };
+    // Two gates: two worker processes of one fleet.
+    let a = test_gate(&prefix, "{}", breaker).await;
+    let b = test_gate(&prefix, "{}", breaker).await;
+    for gate in [&a, &b] {
+        let Admission::Go(ticket) = gate
+            .admit(Provider::MiracleCash, true)
+            .await
+            .expect("admit")
+        else {
+            panic!("a closed breaker admits");
+        };
+        gate.report(ticket, true).await.expect("report");
+    }
+    // Open: both processes are told to wait, and other providers still flow.
+    for gate in [&a, &b] {
+        let held = gate
+            .admit(Provider::MiracleCash, true)
+            .await
+            .expect("admit");
+        assert!(
+            matches!(
+                held,
+                Admission::Wait {
+                    hold: Hold::Circuit,
+                    ..
+                }
+            ),
+            "{held:?}"
+        );
+    }
+    let other = a.admit(Provider::FoxReload, true).await.expect("admit");
+    assert!(matches!(other, Admission::Go(_)), "{other:?}");
+    // After the pause exactly one probe goes out; the other process keeps waiting for it.
+    let probe = wait_for("the probe", Duration::from_secs(10), || async {
+        match a.admit(Provider::MiracleCash, true).await {
+            Ok(Admission::Go(ticket)) => Some(ticket),
+            _ => None,
+        }
+    })
+    .await;
+    let held = b.admit(Provider::MiracleCash, true).await.expect("admit");
+    assert!(
+        matches!(
+            held,
+            Admission::Wait {
+                hold: Hold::Circuit,
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+    // The probe's success closes the breaker for everyone.
+    a.report(probe, false).await.expect("report");
+    let resumed = b.admit(Provider::MiracleCash, true).await.expect("admit");
+    assert!(matches!(resumed, Admission::Go(_)), "{resumed:?}");
+    cleanup(&redis_url(), &prefix).await;
+}

@@ -269,3 +269,32 @@ fn spread(wait_ms: u64, stretch_ms: u64) -> Duration {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use paywatch_core::providers::FoxReloadConfig;
+    use paywatch_core::{Provider, ProvidersConfig, Secret};
+
+    use super::fingerprint;
+
+    fn fox(key: &str) -> ProvidersConfig {
+        ProvidersConfig {
+            foxreload: Some(FoxReloadConfig {
+                base_url: "https://fox.example".parse().expect("url"),
+                api_key: Secret::new(key),
+            }),
+            ..ProvidersConfig::default()
+        }
+    }
+
+    #[test]
+    fn fingerprints_name_a_credential_without_showing_it() {
+        let key = "fox-key-123456";
+        let one = fingerprint(Provider::FoxReload, &fox(key));
+        assert_eq!(one.len(), 12);
+        assert!(!one.contains(key) && !key.contains(&one));
+        assert_eq!(one, fingerprint(Provider::FoxReload, &fox(key)));
+        assert_ne!(one, fingerprint(Provider::FoxReload, &fox("another-key")));
+        assert_ne!(one, fingerprint(Provider::Cashless, &fox(key)));
+    }
+}
