@@ -37,6 +37,39 @@ pub struct RedisArgs {
     #[arg(long, env = "PAYWATCH_SHARDS", default_value_t = paywatch_core::store::DEFAULT_SHARDS,
         value_parser = clap::value_parser!(u32).range(1..=i64::from(paywatch_core::store::MAX_SHARDS)), global = true)]
     pub shards: u32,
+    /// Acknowledge an order (202) only once this many replicas have it (Redis `WAIT`); 0 does
+    /// not wait. See docs/durability.md.
+    #[arg(
+        long,
+        env = "PAYWATCH_DURABLE_REPLICAS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub durable_replicas: u32,
+    /// Also acknowledge only once the primary's append-only file has the order on disk
+    /// (`WAITAOF`, Redis 7.2+; skipped with a warning on older servers).
+    #[arg(
+        long,
+        env = "PAYWATCH_DURABLE_FSYNC",
+        default_value_t = false,
+        global = true
+    )]
+    pub durable_fsync: bool,
+    /// How long to wait for replicas (or the disk) before answering 503 "not durable yet".
+    #[arg(long, env = "PAYWATCH_DURABLE_TIMEOUT", default_value = "1s",
+        value_parser = paywatch_core::durations::parse_duration, global = true)]
+    pub durable_timeout: std::time::Duration,
+}
+
+impl RedisArgs {
+    /// The durability acknowledgements wait for.
+    pub fn durability(&self) -> paywatch_core::store::Durability {
+        paywatch_core::store::Durability {
+            replicas: self.durable_replicas,
+            local_fsync: self.durable_fsync,
+            timeout: self.durable_timeout,
+        }
+    }
 }
 
 /// The producer's commands.

@@ -111,7 +111,14 @@ pub(crate) fn error(
 }
 
 pub(crate) fn internal(e: &ProducerError) -> Response {
-    if e.is_unavailable() {
+    if e.is_not_durable() {
+        tracing::warn!(error = %e, "order written but not yet durable");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not durable yet, retry",
+            None,
+        )
+    } else if e.is_unavailable() {
         tracing::warn!(error = %e, "redis unavailable");
         error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -50,6 +50,11 @@ impl ProducerError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Store(e) if e.is_unavailable())
     }
+
+    /// Whether the failure is a write not yet durable (a 503 whose retry is safe).
+    pub fn is_not_durable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_not_durable())
+    }
 }
 
 /// Submits orders and reads their status.
@@ -101,6 +106,18 @@ impl Producer {
             store,
             webhook_gap: DEFAULT_WEBHOOK_GAP,
         })
+    }
+
+    /// Acknowledges orders and webhook promotions only once they are as durable as `durability`
+    /// asks; durable writes open their own connections to `url` (the same Redis).
+    pub fn with_durability(
+        mut self,
+        url: &str,
+        durability: paywatch_core::store::Durability,
+    ) -> Result<Self, ProducerError> {
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
+        self.store = self.store.with_durability(client, durability);
+        Ok(self)
     }
 
     /// Sets the least time between two provider calls for one order that webhooks can cause.

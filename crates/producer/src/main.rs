@@ -12,6 +12,8 @@ async fn main() -> anyhow::Result<()> {
     let producer =
         Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
             .await
+            .context("REDIS_URL")?
+            .with_durability(&cli.redis.redis_url, cli.redis.durability())
             .context("REDIS_URL")?;
     match cli.command {
         Command::Serve(args) => {

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::SandboxError;
+use crate::ratelimit::RateLimit;
 
 /// How the sandbox behaves: which credentials it accepts, where webhooks go, how fast time runs.
 #[derive(Clone, Debug)]
@@ -13,6 +14,8 @@ pub struct SandboxConfig {
     pub webhook_target: Option<String>,
     /// Multiplier applied to every timeline offset: 1.0 is real time, 0.01 runs 100 times faster.
     pub time_scale: f64,
+    /// Each provider key's request limit (429 with `Retry-After` past it); `None` is unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for SandboxConfig {
@@ -21,6 +24,7 @@ impl Default for SandboxConfig {
             credentials: Credentials::default(),
             webhook_target: None,
             time_scale: 1.0,
+            rate_limit: None,
         }
     }
 }

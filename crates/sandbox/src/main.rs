@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use paywatch_sandbox::{Credentials, Sandbox, SandboxConfig};
+use paywatch_sandbox::{Credentials, RateLimit, Sandbox, SandboxConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Fake Cashless, HandCash, MiracleCash, FoxReload and Telegram APIs for local runs.
@@ -20,6 +20,9 @@ struct Args {
     /// Timeline speed: 1.0 is real time, 0.1 runs ten times faster.
     #[arg(long, env = "SANDBOX_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
+    /// Each provider key's request limit, e.g. `100/min` or `100/6s` (429 with Retry-After past it).
+    #[arg(long, env = "SANDBOX_RATE_LIMIT")]
+    rate_limit: Option<RateLimit>,
     #[command(flatten)]
     credentials: CredentialArgs,
 }
@@ -117,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         credentials: args.credentials.into(),
         webhook_target: args.webhook_target,
         time_scale: args.time_scale,
+        rate_limit: args.rate_limit,
     };
     let webhooks = config.webhook_target.as_deref().map(redact_userinfo);
     let sandbox = Sandbox::start(config, args.listen)

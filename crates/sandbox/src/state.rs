@@ -13,6 +13,7 @@ use crate::error::SandboxError;
 use crate::faults::{Fault, FaultList, FaultOutcome, FaultScope};
 use crate::payment::{CreatedPayment, NewPayment, PaymentRecord, PaymentStats};
 use crate::providers::Provider;
+use crate::ratelimit::RateWindow;
 use crate::telegram::{TelegramMessage, TelegramStats, TelegramStore};
 use crate::webhooks::{Due, WebhookDelivery, WebhookDriver};
 
@@ -29,6 +30,12 @@ pub struct StatusCallStats {
     pub unauthorized: u64,
     /// Requests for an unknown id.
     pub not_found: u64,
+    /// Requests refused with 429 for exceeding the configured rate limit.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// The most requests received in any one window of the configured rate limit (0 without one).
+    #[serde(default)]
+    pub max_in_window: u64,
 }
 
 /// Request counters for every fake endpoint, as served by `GET /_admin/stats`.
@@ -60,6 +67,7 @@ pub(crate) struct ProviderStore {
     pub(crate) payments: HashMap<String, PaymentRecord>,
     pub(crate) faults: FaultList,
     pub(crate) stats: StatusCallStats,
+    pub(crate) rate: RateWindow,
 }
 
 #[derive(Debug, Default)]
@@ -258,6 +266,20 @@ impl SandboxState {
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock_store(&self.inner)
+    }
+
+    /// Applies the configured rate limit to a status request before anything else looks at it:
+    /// `Some(retry_after)` when it is refused (counted as a request and as rate limited).
+    pub(crate) fn rate_limit(&self, provider: Provider) -> Option<std::time::Duration> {
+        let limit = self.inner.config.rate_limit?;
+        let mut store = self.store();
+        let ps = store.provider(provider);
+        let verdict = ps.rate.arrive(&limit, std::time::Instant::now());
+        ps.stats.max_in_window = ps.rate.max_in_window;
+        let wait = verdict.err()?;
+        ps.stats.requests += 1;
+        ps.stats.rate_limited += 1;
+        Some(wait)
     }
 
     /// Counts a status request and takes the provider-wide faults it triggers.

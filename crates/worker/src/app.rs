@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::check::{CheckContext, check_payment};
 use crate::config::WorkerConfig;
 use crate::fanout::Fanout;
+use crate::gate::Gate;
 use crate::notify::deliver::{self, NotifyContext, deliver};
 use crate::ops::{self, OpsDigest, OpsWatcher, deliver_digest};
 
@@ -69,8 +70,18 @@ impl App {
         )?;
         let store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
         store.prepare().await?;
+        let providers = config.providers_config()?;
+        let gate = Gate::new(
+            conn.clone(),
+            &config.prefix,
+            &providers,
+            &config.rate_limits(),
+            config.rate_young_share,
+            config.breaker(providers.request_timeout),
+        );
         let check_context = CheckContext {
-            providers: ProviderClient::new(&config.providers_config()?)?,
+            providers: ProviderClient::new(&providers)?,
+            gate,
             policies: config.poll_policies()?,
             store,
             fanout: Fanout::new(&base),

@@ -21,12 +21,15 @@ use paywatch_core::{
 use paywatch_queue::{JobInfo, Next};
 
 use crate::fanout::Fanout;
+use crate::gate::{Admission, Gate};
 
 /// What the check handler needs, shared by all its runs.
 #[derive(Debug, Clone)]
 pub struct CheckContext {
     /// Provider adapters.
     pub providers: ProviderClient,
+    /// The fleet-wide budgets and circuit breakers every provider call passes.
+    pub gate: Gate,
     /// Poll policies per provider.
     pub policies: PollPolicies,
     /// Orders (final records, through the function library).
@@ -56,6 +59,22 @@ pub async fn check_payment(
         .map_err(|e| AbortError::new(format!("job id is not an order id: {e}")))?;
     let provider = record.provider;
     let policy = ctx.policies.for_provider(provider);
+    // Young orders (no check yet, or still in their fast phase) may use the budget's reserve, so
+    // new payments are detected first when the budget is tight.
+    let young = record.state.as_ref().is_none_or(|s| {
+        Utc::now()
+            < s.poll.fast_since
+                + chrono::Duration::from_std(policy.fast_window).unwrap_or(chrono::TimeDelta::MAX)
+    });
+    let ticket = match ctx.gate.admit(provider, young).await? {
+        Admission::Go(ticket) => ticket,
+        Admission::Wait { after, hold } => {
+            // Deferred, not failed: no provider call, no attempt, no change to the record.
+            metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.to_string(), "reason" => hold.as_str()).increment(1);
+            tracing::debug!(order = %order_id, provider = %provider, ?after, reason = hold.as_str(), "check deferred");
+            return Ok(Next::After(after));
+        }
+    };
     let mut state = record.state.take().unwrap_or_else(|| CheckState {
         status: PaymentStatus::Pending,
         raw_status: None,
@@ -68,6 +87,9 @@ pub async fn check_payment(
         history: Vec::new(),
     });
     let result = ctx.providers.check(provider, &record.payment_id).await;
+    ctx.gate
+        .report(ticket, matches!(result, Err(CheckError::Transient(_))))
+        .await?;
     let now = Utc::now();
     let previous_check_ms = std::mem::replace(&mut state.last_checked_ms, now.timestamp_millis());
     let decision = policy.next(&mut state.poll, result.as_ref(), now);

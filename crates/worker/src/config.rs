@@ -11,6 +11,8 @@ use paywatch_core::providers::{
 use paywatch_core::{PollPolicies, ProvidersConfig, Secret, SecretUrl, queues};
 use url::Url;
 
+use crate::breaker::BreakerConfig;
+use crate::budget::RateLimits;
 use crate::notify::deliver::NotifyContext;
 use crate::notify::email::{EmailConfig, EmailConfigError, EmailSender};
 use crate::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};
@@ -69,6 +71,23 @@ pub struct WorkerConfig {
     /// (see docs/configuration.md); PAYWATCH_TIME_SCALE still applies on top.
     #[arg(long, env = "PAYWATCH_POLICIES", value_parser = policies)]
     pub policies: Option<PollPolicies>,
+    /// Fleet-wide request budgets per provider credential, as JSON over the defaults (FoxReload
+    /// 100/min): `{"foxreload":"100/min","cashless":"600/min","handcash":"off"}`.
+    #[arg(long, env = "PAYWATCH_RATE_LIMITS", value_parser = rate_limits)]
+    pub rate_limits: Option<RateLimits>,
+    /// The share of each budget only young orders (in their fast phase) may use, 0 to 1.
+    #[arg(long, env = "PAYWATCH_RATE_YOUNG_SHARE", default_value_t = 0.2)]
+    pub rate_young_share: f64,
+    /// Consecutive transient provider failures (fleet-wide) that pause the provider's checks;
+    /// 0 turns the circuit breaker off.
+    #[arg(long, env = "PAYWATCH_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+    /// The first pause of an open circuit; each failed probe doubles it.
+    #[arg(long, env = "PAYWATCH_BREAKER_PAUSE", default_value = "10s", value_parser = duration)]
+    pub breaker_pause: Duration,
+    /// The longest pause of an open circuit.
+    #[arg(long, env = "PAYWATCH_BREAKER_MAX_PAUSE", default_value = "5m", value_parser = duration)]
+    pub breaker_max_pause: Duration,
     /// Where the Prometheus metrics endpoint listens (none when unset).
     #[arg(long, env = "PAYWATCH_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -184,6 +203,10 @@ fn policies(text: &str) -> Result<PollPolicies, String> {
     serde_json::from_str(text).map_err(|e| format!("not valid poll policies JSON: {e}"))
 }
 
+fn rate_limits(text: &str) -> Result<RateLimits, String> {
+    RateLimits::parse_overrides(text)
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
@@ -292,9 +315,36 @@ impl WorkerConfig {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
             return Err(bad("PAYWATCH_TIME_SCALE", "must be a positive number"));
         }
+        if !(0.0..=1.0).contains(&self.rate_young_share) {
+            return Err(bad("PAYWATCH_RATE_YOUNG_SHARE", "must be between 0 and 1"));
+        }
+        if self.breaker_pause < Duration::from_millis(10) {
+            return Err(bad("PAYWATCH_BREAKER_PAUSE", "must be at least 10ms"));
+        }
+        if self.breaker_max_pause < self.breaker_pause {
+            return Err(bad(
+                "PAYWATCH_BREAKER_MAX_PAUSE",
+                "must be at least PAYWATCH_BREAKER_PAUSE",
+            ));
+        }
         self.poll_policies()?;
         self.providers_config()?;
         Ok(())
+    }
+
+    /// The request budgets: the configured ones over the defaults.
+    pub fn rate_limits(&self) -> RateLimits {
+        self.rate_limits.clone().unwrap_or_default()
+    }
+
+    /// The circuit breaker's settings; a probe may take as long as two provider requests.
+    pub fn breaker(&self, request_timeout: Duration) -> BreakerConfig {
+        BreakerConfig {
+            failures: self.breaker_failures,
+            first_pause: self.breaker_pause,
+            max_pause: self.breaker_max_pause,
+            probe_lease: request_timeout * 2,
+        }
     }
 
     /// The shards whose check queues this process serves.

@@ -33,6 +33,9 @@ pub struct ShardKeys {
     pub payments: String,
     /// HASH `shards` → the shard count, written at start-up and checked by every submit.
     pub meta: String,
+    /// A counter durable acknowledgements bump, so `WAIT` covers writes made by another
+    /// connection (a re-submitted order, a webhook promotion).
+    pub sync: String,
 }
 
 impl ShardKeys {
@@ -43,6 +46,7 @@ impl ShardKeys {
             orders: format!("{base}:orders"),
             payments: format!("{base}:payments"),
             meta: format!("{base}:meta"),
+            sync: format!("{base}:sync"),
             base,
         }
     }

@@ -10,6 +10,7 @@
 //! - final: `…:orders`, written once by [`OrderStore::finalize`] (the first final answer wins);
 //! - stopped: its check job in the dead letters (paywatch gave up on it, with the reason).
 
+pub mod durability;
 pub mod keys;
 pub mod library;
 pub mod record;
@@ -17,6 +18,8 @@ pub mod record;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 
+pub use self::durability::Durability;
+use self::durability::DurableWrites;
 pub use self::keys::{DEFAULT_SHARDS, MAX_SHARDS, ShardKeys, check_queue, shard_of};
 pub use self::record::{CheckState, HISTORY_LEN, HistoryEntry, StoredOrder};
 pub use crate::order::OrderSpec;
@@ -52,6 +55,19 @@ pub enum StoreError {
         /// Ours.
         ours: i64,
     },
+    /// The write is done but not yet as durable as configured (replicas or disk did not
+    /// acknowledge it in time); retrying the same request is safe.
+    #[error("not durable yet: {acked} of {wanted} {what} acknowledged within {within:?}; retry")]
+    NotDurable {
+        /// What was waited for.
+        what: &'static str,
+        /// How many acknowledged.
+        acked: u32,
+        /// How many were required.
+        wanted: u32,
+        /// How long we waited.
+        within: std::time::Duration,
+    },
     /// Redis holds orders sharded differently from this process's configuration.
     #[error(
         "PAYWATCH_SHARDS is {configured} but {key} says this deployment has {stored} shards \
@@ -71,6 +87,7 @@ impl StoreError {
     /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Self::NotDurable { .. } => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()
@@ -79,6 +96,11 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the failure is a write that is not yet durable (see [`StoreError::NotDurable`]).
+    pub fn is_not_durable(&self) -> bool {
+        matches!(self, Self::NotDurable { .. })
     }
 }
 
@@ -219,6 +241,7 @@ pub struct OrderStore {
     conn: ConnectionManager,
     prefix: String,
     shards: u32,
+    durable: Option<DurableWrites>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -226,6 +249,7 @@ impl std::fmt::Debug for OrderStore {
         f.debug_struct("OrderStore")
             .field("prefix", &self.prefix)
             .field("shards", &self.shards)
+            .field("durable", &self.durable)
             .finish()
     }
 }
@@ -244,7 +268,23 @@ impl OrderStore {
             conn,
             prefix: prefix.into(),
             shards: shards.clamp(1, MAX_SHARDS),
+            durable: None,
         }
+    }
+
+    /// Acknowledges submissions and webhook promotions only once they are as durable as
+    /// `durability` asks (replicas, disk); durable writes use their own connections from
+    /// `client`, the same server as the store's connection.
+    pub fn with_durability(mut self, client: redis::Client, durability: Durability) -> Self {
+        self.durable = durability
+            .is_required()
+            .then(|| DurableWrites::new(client, durability));
+        self
+    }
+
+    /// The configured durability, if any.
+    pub fn durability(&self) -> Option<Durability> {
+        self.durable.as_ref().map(|d| d.durability)
     }
 
     /// The key prefix.
@@ -302,14 +342,23 @@ impl OrderStore {
     /// Redis that keeps nothing on disk), prepares again and retries once.
     async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        match cmd.query_async(&mut conn).await {
+        self.call_on(&mut conn, cmd).await
+    }
+
+    /// [`OrderStore::call`] on a given connection.
+    async fn call_on<T: redis::FromRedisValue, C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        match cmd.query_async(conn).await {
             Ok(v) => Ok(v),
             Err(e) if library::is_missing_function(&e) || Self::lost_shard(&e) => {
                 tracing::warn!(
                     "the paywatch library or shard records are gone from Redis; loading them again"
                 );
                 self.prepare().await?;
-                Ok(cmd.query_async(&mut conn).await?)
+                Ok(cmd.query_async(conn).await?)
             }
             Err(e) => Err(e.into()),
         }
@@ -331,7 +380,10 @@ impl OrderStore {
         let keys = self.keys_for(&order_id);
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("paywatch_submit").arg(1).arg(&keys.base).arg(body);
-        let reply: Result<Vec<String>, StoreError> = self.call(&cmd).await;
+        let reply: Result<Vec<String>, StoreError> = match &self.durable {
+            None => self.call(&cmd).await,
+            Some(durable) => self.call_durably(durable, &keys, &cmd).await,
+        };
         let reply = match reply {
             Ok(r) => r,
             Err(StoreError::Redis(e)) => {
@@ -363,6 +415,35 @@ impl OrderStore {
             }),
             _ => Err(corrupt("outcome")),
         }
+    }
+
+    /// Runs a submit on a dedicated connection and waits until it is durable. An order that
+    /// already existed may have been written by an earlier attempt whose acknowledgement failed:
+    /// a marker write makes this connection's `WAIT` cover everything written before it.
+    async fn call_durably(
+        &self,
+        durable: &DurableWrites,
+        keys: &ShardKeys,
+        cmd: &redis::Cmd,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = durable.take().await?;
+        let reply: Vec<String> = self.call_on(&mut conn, cmd).await?;
+        if reply.first().map(String::as_str) != Some("created") {
+            self.sync_marker(&mut conn, keys).await?;
+        }
+        durable.wait(&mut conn).await?;
+        durable.give_back(conn);
+        Ok(reply)
+    }
+
+    /// A write in the shard's slot, so that `WAIT` on `conn` covers every earlier write.
+    async fn sync_marker(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        keys: &ShardKeys,
+    ) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("INCR").arg(&keys.sync).query_async(conn).await?;
+        Ok(())
     }
 
     /// Submits an order (the Rust door: the same function as every other).
@@ -438,6 +519,10 @@ impl OrderStore {
         gap: std::time::Duration,
     ) -> Result<Vec<(OrderId, Promotion)>, StoreError> {
         let mut found = Vec::new();
+        let mut durable_conn = match &self.durable {
+            Some(d) => Some(d.take().await?),
+            None => None,
+        };
         for shard in 0..self.shards {
             let mut cmd = redis::cmd("FCALL");
             cmd.arg("paywatch_check_now")
@@ -446,7 +531,10 @@ impl OrderStore {
                 .arg(provider.as_str())
                 .arg(payment_id.as_str())
                 .arg(gap.as_millis() as u64);
-            let reply: Option<(String, String)> = self.call(&cmd).await?;
+            let reply: Option<(String, String)> = match durable_conn.as_mut() {
+                Some(conn) => self.call_on(conn, &cmd).await?,
+                None => self.call(&cmd).await?,
+            };
             let Some((id, what)) = reply else { continue };
             let promotion = match what.as_str() {
                 "moved" => Promotion::Moved,
@@ -458,6 +546,16 @@ impl OrderStore {
                 Ok(id) => found.push((id, promotion)),
                 Err(e) => tracing::warn!(error = %e, "payment index names an invalid order id"),
             }
+        }
+        if let (Some(durable), Some(mut conn)) = (&self.durable, durable_conn) {
+            // A payment nobody watches wrote nothing and needs no wait. A promotion that changed
+            // nothing wrote nothing either; the marker makes WAIT cover the writes it relies on.
+            if let Some((id, _)) = found.first() {
+                self.sync_marker(&mut conn, &self.keys_for(id.as_str()))
+                    .await?;
+                durable.wait(&mut conn).await?;
+            }
+            durable.give_back(conn);
         }
         Ok(found)
     }

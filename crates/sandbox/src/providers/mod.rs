@@ -189,6 +189,16 @@ pub(crate) async fn serve_status(
     headers: &HeaderMap,
     conn: &Conn,
 ) -> Response {
+    if let Some(wait) = state.rate_limit(provider) {
+        // Whole seconds, rounded up, as `Retry-After` carries them.
+        let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+        let body = provider.error_body("Too Many Requests");
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    }
     let outcome = state.begin_status_call(provider, id);
     if let Some(response) = apply_faults(state, provider, id, outcome, conn).await {
         state.finish_status_call(provider, CallOutcome::Faulted);
