@@ -19,28 +19,7 @@ exec 9>.paywatch/check-deploy.lock
 flock 9
 
 venv=.paywatch/deploy-venv
-requirements=deploy/requirements.txt
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-if ! [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    python="${PYTHON:-python3}"
-    if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
-        if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq -o DPkg::Lock::Timeout=300
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
-        else
-            echo "check-deploy: python3 with the venv module is needed" >&2
-            exit 1
-        fi
-    fi
-    echo "check-deploy: building $venv from $requirements"
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        --requirement "$requirements"
-    echo "$want" >"$stamp"
-fi
+scripts/ensure-venv.sh "$venv" deploy/requirements.txt
 scripts/ensure-prometheus.sh
 
 node_dir=.paywatch/deploy-node

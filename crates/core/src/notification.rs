@@ -5,7 +5,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::REDACTED;
 use crate::{OrderId, PaymentId, PaymentStatus, Provider, queues};
 
 /// Where a notification goes.
@@ -93,11 +92,7 @@ impl fmt::Debug for Notification {
             .field("raw_status", &self.raw_status)
             .field(
                 "delivered_codes",
-                &if self.delivered_codes.is_empty() {
-                    "none"
-                } else {
-                    REDACTED
-                },
+                &crate::secret::redact_all(&self.delivered_codes),
             )
             .finish_non_exhaustive()
     }

@@ -60,6 +60,11 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// What `Debug` shows of a list of secrets (delivered codes): whether there are any, never them.
+pub fn redact_all<T>(secrets: &[T]) -> &'static str {
+    if secrets.is_empty() { "none" } else { REDACTED }
+}
+
 /// A URL reduced to `scheme://host[:port]/[redacted]` (or just `[redacted]` when it does not
 /// parse): webhook and API URLs routinely carry tokens in their path, query or user info.
 pub fn redact_url(raw: &str) -> String {

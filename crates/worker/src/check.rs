@@ -75,17 +75,10 @@ pub async fn check_payment(
             return Ok(Next::After(after));
         }
     };
-    let mut state = record.state.take().unwrap_or_else(|| CheckState {
-        status: PaymentStatus::Pending,
-        raw_status: None,
-        poll: PollState::new(&policy, record.created_at()),
-        last_error: None,
-        last_checked_ms: 0,
-        final_at: None,
-        detail: None,
-        delivered_codes: Vec::new(),
-        history: Vec::new(),
-    });
+    let mut state = record
+        .state
+        .take()
+        .unwrap_or_else(|| CheckState::new(PollState::new(&policy, record.created_at())));
     let result = ctx.providers.check(provider, &record.payment_id).await;
     ctx.gate
         .report(ticket, matches!(result, Err(CheckError::Transient(_))))

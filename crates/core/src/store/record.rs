@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::order::{NotifyTargets, OrderSpec};
-use crate::secret::REDACTED;
 use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
 
 /// Status changes and errors kept per order (newest last).
@@ -85,17 +84,28 @@ impl fmt::Debug for CheckState {
             .field("final_at", &self.final_at)
             .field(
                 "delivered_codes",
-                &if self.delivered_codes.is_empty() {
-                    "none"
-                } else {
-                    REDACTED
-                },
+                &crate::secret::redact_all(&self.delivered_codes),
             )
             .finish_non_exhaustive()
     }
 }
 
 impl CheckState {
+    /// The state of an order before its first answer: pending, polling as `poll` says.
+    pub fn new(poll: PollState) -> Self {
+        Self {
+            status: PaymentStatus::Pending,
+            raw_status: None,
+            poll,
+            last_error: None,
+            last_checked_ms: 0,
+            final_at: None,
+            detail: None,
+            delivered_codes: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
     /// Appends a history entry, dropping the oldest beyond [`HISTORY_LEN`].
     pub fn remember(&mut self, entry: HistoryEntry) {
         self.history.push(entry);
@@ -261,13 +271,8 @@ mod tests {
         order.state = Some(CheckState {
             status: PaymentStatus::Paid,
             raw_status: Some("paid".into()),
-            poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
-            last_error: None,
-            last_checked_ms: 0,
-            final_at: None,
-            detail: None,
             delivered_codes: vec!["SECRET-CODE".into()],
-            history: Vec::new(),
+            ..CheckState::new(PollState::new(&crate::PollPolicy::cashless(), Utc::now()))
         });
         let debug = format!("{order:?}");
         assert!(
@@ -278,17 +283,7 @@ mod tests {
 
     #[test]
     fn history_is_bounded() {
-        let mut state = CheckState {
-            status: PaymentStatus::Pending,
-            raw_status: None,
-            poll: PollState::new(&crate::PollPolicy::cashless(), Utc::now()),
-            last_error: None,
-            last_checked_ms: 0,
-            final_at: None,
-            detail: None,
-            delivered_codes: Vec::new(),
-            history: Vec::new(),
-        };
+        let mut state = CheckState::new(PollState::new(&crate::PollPolicy::cashless(), Utc::now()));
         for i in 0..(HISTORY_LEN + 5) {
             state.remember(HistoryEntry {
                 at: Utc::now(),
