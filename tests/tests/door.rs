@@ -882,3 +882,29 @@ async fn a_front_end_follows_an_order_over_server_sent_events() {
     assert_eq!(events.len(), 1);
     stack.finish().await;
 }
+
+/// The function's list of providers is `Provider::ALL`: each is accepted, and the refusal of an
+/// unknown one lists exactly them.
+#[tokio::test]
+async fn the_function_knows_exactly_the_providers_the_workers_poll() {
+    let stack = Stack::start("door-providers").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    for provider in paywatch_core::Provider::ALL {
+        let body = json!({"order_id": format!("p-{provider}"), "provider": provider.as_str(), "payment_id": "x"});
+        let reply = fcall(&mut conn, &keys.base, body.to_string().as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{provider}: {e}"));
+        assert_eq!(reply[0], "created");
+    }
+    let body = json!({"order_id": "p-x", "provider": "paypal", "payment_id": "x"});
+    let err = fcall(&mut conn, &keys.base, body.to_string().as_bytes())
+        .await
+        .expect_err("unknown");
+    let verdict = FieldError::from_reply(&err).expect("verdict");
+    assert_eq!(
+        verdict.message,
+        format!("must be one of {}", paywatch_core::Provider::names())
+    );
+    stack.finish().await;
+}

@@ -8,7 +8,7 @@
 //! - [`observation`]: an [`Observation`], one answer from a provider (codes redacted in `Debug`).
 //! - [`order`]: the [`OrderSpec`] the producer accepts and enqueues, with its [`NotifyTargets`].
 //! - [`secret`]: the [`Secret`] credential wrapper and body-snippet redaction.
-//! - [`providers`]: the [`ProviderClient`] adapters over HTTP, configured by
+//! - [`adapters`]: the [`ProviderClient`] adapters over HTTP, configured by
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
@@ -21,6 +21,7 @@
 //! - [`metrics`]: provider metric names; [`telemetry`]: logs (`LOG_FORMAT`), the Prometheus
 //!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
+pub mod adapters;
 pub mod durations;
 pub mod ids;
 pub mod metrics;
@@ -29,7 +30,6 @@ pub mod observation;
 pub mod order;
 pub mod policy;
 pub mod provider;
-pub mod providers;
 pub mod queues;
 pub mod secret;
 pub mod shutdown;
@@ -38,16 +38,16 @@ pub mod store;
 pub mod targets;
 pub mod telemetry;
 
+pub use adapters::{
+    CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,
+    MiracleCashConfig, ProviderClient, ProvidersConfig,
+};
 pub use ids::{IdError, OrderId, PaymentId};
 pub use notification::{Channel, Notification};
 pub use observation::Observation;
 pub use order::{NotifyTargets, OrderSpec};
 pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
 pub use provider::{Provider, UnknownProvider};
-pub use providers::{
-    CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,
-    MiracleCashConfig, ProviderClient, ProvidersConfig,
-};
 pub use secret::{Secret, SecretUrl};
 pub use status::{PaymentStatus, UnknownPaymentStatus};
 pub use store::{

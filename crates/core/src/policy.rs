@@ -12,10 +12,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::CheckError;
 use crate::durations::{scale, serde_humane};
 use crate::observation::Observation;
 use crate::provider::Provider;
-use crate::providers::CheckError;
 use crate::status::PaymentStatus;
 
 /// Timing rules for polling one provider.

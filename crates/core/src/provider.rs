@@ -28,6 +28,11 @@ impl Provider {
         Provider::FoxReload,
     ];
 
+    /// Every provider's name, comma-separated, for messages: `cashless, handcash, …`.
+    pub fn names() -> String {
+        Provider::ALL.map(Provider::as_str).join(", ")
+    }
+
     /// The lowercase name used on the wire, in metrics labels and in config.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -47,7 +52,7 @@ impl fmt::Display for Provider {
 
 /// The string named no known provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown provider {0:?} (expected one of cashless, handcash, miraclecash, foxreload)")]
+#[error("unknown provider {0:?} (expected one of {names})", names = Provider::names())]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for Provider {

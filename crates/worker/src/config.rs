@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use paywatch_core::adapters::{CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig};
 use paywatch_core::durations::parse_duration;
-use paywatch_core::providers::{
-    CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig,
-};
 use paywatch_core::{PollPolicies, ProvidersConfig, Secret, SecretUrl, queues};
 use url::Url;
 

@@ -20,6 +20,7 @@ pub mod check;
 pub mod config;
 pub mod fanout;
 pub mod gate;
+pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod ops;

@@ -186,14 +186,10 @@ pub async fn record_unresolved(
     let json = serde_json::to_string(&item).unwrap_or_default();
     let mut conn = conn.clone();
     redis::pipe()
-        .lpush(events_key(prefix), json)
-        .ltrim(events_key(prefix), 0, MAX_EVENTS - 1)
+        .lpush(crate::keys::ops_events(prefix), json)
+        .ltrim(crate::keys::ops_events(prefix), 0, MAX_EVENTS - 1)
         .query_async::<()>(&mut conn)
         .await
-}
-
-fn events_key(prefix: &str) -> String {
-    format!("{prefix}:ops:events")
 }
 
 /// The queue of ops digests.
@@ -251,7 +247,7 @@ impl OpsWatcher {
         let mut conn = self.conn.clone();
         let mut items = Vec::new();
         let events: Vec<String> = redis::cmd("LPOP")
-            .arg(events_key(&self.prefix))
+            .arg(crate::keys::ops_events(&self.prefix))
             .arg(MAX_EVENTS)
             .query_async::<Option<Vec<String>>>(&mut conn)
             .await?
@@ -262,7 +258,7 @@ impl OpsWatcher {
                 .rev()
                 .filter_map(|e| serde_json::from_str::<OpsItem>(e).ok()),
         );
-        let cursors = format!("{}:ops:cursor", self.prefix);
+        let cursors = crate::keys::ops_cursors(&self.prefix);
         for queue in &self.watched {
             let name = &queue.config().name;
             let stored: Option<String> = redis::cmd("HGET")
@@ -337,7 +333,7 @@ impl OpsWatcher {
 
     /// Takes or renews the fleet-wide lease; true when this process is the watcher.
     async fn lead(&self) -> Result<bool, redis::RedisError> {
-        let key = format!("{}:ops:leader", self.prefix);
+        let key = crate::keys::ops_leader(&self.prefix);
         let ttl = (self.targets.interval * 3).as_millis() as u64;
         let mut conn = self.conn.clone();
         let took: Option<String> = redis::cmd("SET")

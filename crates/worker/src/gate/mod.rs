@@ -68,7 +68,7 @@ pub struct Ticket {
 /// Per-provider settings and key names.
 #[derive(Debug, Clone)]
 struct Lane {
-    base: String,
+    keys: crate::keys::LaneKeys,
     limit: u32,
     window_ms: u64,
     reserved: u32,
@@ -140,7 +140,7 @@ impl Gate {
             .map(|p| {
                 let limit = limits.for_provider(p);
                 let lane = Lane {
-                    base: format!("{prefix}:{{provider:{p}:{}}}", fingerprint(p, providers)),
+                    keys: crate::keys::LaneKeys::new(prefix, p, &fingerprint(p, providers)),
                     limit: limit.map_or(0, |l| l.limit),
                     window_ms: limit.map_or(0, |l| millis(l.guarded_window())),
                     reserved: limit.map_or(0, |l| l.reserved(young_share)),
@@ -180,8 +180,8 @@ impl Gate {
         let member = format!("{:016x}", rand::random::<u64>());
         let mut redis = self.redis.clone();
         let (verdict, wait_ms, state, failures, opened): (u8, u64, u8, u64, u8) = ADMIT
-            .key(format!("{}:breaker", lane.base))
-            .key(format!("{}:budget", lane.base))
+            .key(lane.keys.breaker())
+            .key(lane.keys.budget())
             .arg(lane.limit)
             .arg(lane.window_ms)
             .arg(lane.reserved)
@@ -237,7 +237,7 @@ impl Gate {
         let lane = self.lane(ticket.provider)?;
         let mut redis = self.redis.clone();
         let (state, transitioned, pause_ms): (u8, u8, u64) = REPORT
-            .key(format!("{}:breaker", lane.base))
+            .key(lane.keys.breaker())
             .arg(if transient_failure { "fail" } else { "ok" })
             .arg(u8::from(ticket.probe))
             .arg(self.breaker.failures)
@@ -272,7 +272,7 @@ fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use paywatch_core::providers::FoxReloadConfig;
+    use paywatch_core::adapters::FoxReloadConfig;
     use paywatch_core::{Provider, ProvidersConfig, Secret};
 
     use super::fingerprint;

@@ -43,7 +43,7 @@ pub(crate) enum Pace {
 #[derive(Clone)]
 pub(crate) struct Pacer {
     redis: ConnectionManager,
-    base: String,
+    keys: crate::keys::PacingKeys,
     chat_interval_ms: u64,
     bot_limit: u32,
 }
@@ -51,7 +51,7 @@ pub(crate) struct Pacer {
 impl std::fmt::Debug for Pacer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pacer")
-            .field("keys", &self.base)
+            .field("keys", &self.keys)
             .field("chat_interval_ms", &self.chat_interval_ms)
             .field("bot_limit", &self.bot_limit)
             .finish_non_exhaustive()
@@ -69,7 +69,7 @@ impl Pacer {
     ) -> Self {
         Self {
             redis,
-            base: format!("{prefix}:{{tg:{bot_id}}}"),
+            keys: crate::keys::PacingKeys::new(prefix, bot_id),
             // Whole milliseconds, rounded up so a sub-millisecond interval still paces.
             chat_interval_ms: u64::try_from(chat_interval.as_micros().div_ceil(1_000))
                 .unwrap_or(u64::MAX),
@@ -81,8 +81,8 @@ impl Pacer {
     pub(crate) async fn reserve(&self, chat: &str) -> Result<Pace, redis::RedisError> {
         let mut redis = self.redis.clone();
         let (wait_ms, budget): (u64, u8) = PACE
-            .key(format!("{}:chat:{chat}", self.base))
-            .key(format!("{}:bot", self.base))
+            .key(self.keys.chat(chat))
+            .key(self.keys.bot())
             .arg(self.chat_interval_ms)
             .arg(self.bot_limit)
             .arg(BOT_WINDOW_MS)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use paywatch_core::providers::parse_retry_after;
+use paywatch_core::adapters::parse_retry_after;
 use paywatch_core::secret::{REDACTED, redacted_snippet};
 use paywatch_core::{Channel, Notification, Secret};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
