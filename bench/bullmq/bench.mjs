@@ -20,7 +20,7 @@ subcommands:
   lateness --jobs N (20000) --spread-ms S (2000) --concurrency C (100) [--producer thread|inline]
                                                      delayed jobs (delay uniform in [0,S) ms), report lateness;
                                                      producer in its own thread (default) or on the worker's loop
-  memory   --jobs N (100000) --payload small|order   Redis used_memory per job delayed 1h, then obliterate
+  memory   --jobs N (100000) --payload small|order|example Redis used_memory per job delayed 1h, then obliterate
                                                      (small: {i: N}; order: {order_id, provider})
   clean                                              obliterate the queue under the prefix
 
@@ -78,8 +78,8 @@ function parseArgs(argv) {
     else if (typeof dflt === 'number') opts[key] = parsePositiveInt(key, raw[key]);
     else opts[key] = raw[key];
   }
-  if (opts.payload !== undefined && opts.payload !== 'small' && opts.payload !== 'order') {
-    throw new UsageError('--payload must be small or order');
+  if (opts.payload !== undefined && !['small', 'order', 'example'].includes(opts.payload)) {
+    throw new UsageError('--payload must be small, order or example');
   }
   if (opts.producer !== undefined && opts.producer !== 'thread' && opts.producer !== 'inline') {
     throw new UsageError(`--producer must be thread or inline, got ${JSON.stringify(opts.producer)}`);
@@ -381,6 +381,18 @@ async function lateness(opts, connection) {
   };
 }
 
+// The job data of the memory scenario; `example` is the README's example order (paywatch's
+// measures the same order through its submit function).
+function payloadOf(kind, i) {
+  if (kind === 'small') return { i };
+  if (kind === 'order') return { order_id: `ord-${i}`, provider: 'cashless' };
+  return {
+    order_id: `shop-${i}`, provider: 'cashless', payment_id: `bill-${i.toString(16)}`,
+    notify: { email: 'buyer@example.com', telegram_chat_id: 123456789,
+      webhook_url: 'https://shop.example/hooks/paywatch' },
+  };
+}
+
 async function memory(opts, connection) {
   const n = opts.jobs;
   const client = track(new Redis({ ...connection, lazyConnect: true }));
@@ -393,7 +405,7 @@ async function memory(opts, connection) {
   const before = await usedMemory(client);
   await addInChunks(queue, n, i => ({
     name: 'check-payment',
-    data: opts.payload === 'small' ? { i } : { order_id: `ord-${i}`, provider: 'cashless' },
+    data: payloadOf(opts.payload, i),
     opts: { delay: 3_600_000 },
   }));
   const after = await usedMemory(client);

@@ -192,6 +192,59 @@ fn memory_payload(kind: &str, i: usize) -> Value {
     }
 }
 
+/// The README's example order (three notify targets), as order `i`.
+fn example_order(i: usize) -> Value {
+    json!({
+        "order_id": format!("shop-{i}"), "provider": "cashless", "payment_id": format!("bill-{i:x}"),
+        "notify": {"email": "buyer@example.com", "telegram_chat_id": 123456789,
+                   "webhook_url": "https://shop.example/hooks/paywatch"}
+    })
+}
+
+/// Redis bytes per pending order submitted through the `paywatch_submit` function: the order
+/// record, its due entry and its payment index entry, everything a pending order costs.
+async fn order_memory(redis: &str, prefix: &str, orders: usize) -> anyhow::Result<Value> {
+    use futures::StreamExt;
+    let client = redis::Client::open(redis)?;
+    let store = paywatch_core::OrderStore::new(
+        redis::aio::ConnectionManager::new(client.clone()).await?,
+        prefix,
+        1,
+    );
+    store.prepare().await?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    // The shard's keys exist before measuring, so their fixed overhead is not charged to orders.
+    store
+        .submit_json(example_order(usize::MAX).to_string().as_bytes())
+        .await?;
+    let before = used_memory(&mut conn).await?;
+    let submitted = futures::stream::iter(0..orders)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .submit_json(example_order(i).to_string().as_bytes())
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    anyhow::ensure!(
+        submitted == orders,
+        "only {submitted} of {orders} orders were accepted"
+    );
+    let after = used_memory(&mut conn).await?;
+    let base = store.keys(0).base;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}:*"))
+        .query_async(&mut conn)
+        .await?;
+    let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+    Ok(json!({ "jobs": orders, "bytes_per_job": (after - before) as f64 / orders as f64 }))
+}
+
 /// Redis bytes per pending job delayed by an hour.
 pub async fn memory(
     redis: &str,
@@ -199,6 +252,9 @@ pub async fn memory(
     jobs: usize,
     payload: &str,
 ) -> anyhow::Result<Value> {
+    if payload == "example" {
+        return order_memory(redis, prefix, jobs).await;
+    }
     let q: RedisQueue<Value> = queue(redis, prefix, 1).await?;
     let mut conn = redis::Client::open(redis)?
         .get_multiplexed_async_connection()

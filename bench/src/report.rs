@@ -125,7 +125,7 @@ pub fn compare(
 
     eprintln!("memory");
     let mut mem = Vec::new();
-    for payload in ["small", "order"] {
+    for payload in ["small", "order", "example"] {
         let args = ["memory", "--jobs", &mem_jobs, "--payload", payload];
         let pw = side.paywatch(&fresh("pwbench"), &args)?;
         let bq = side.bullmq(&fresh("bullbench"), &args)?;
@@ -182,13 +182,19 @@ pub fn compare(
     ];
     let mut rows = rows.to_vec();
     for (payload, pw, bq) in mem {
-        let shape = if payload == "small" {
-            r#"{"i":N}"#
-        } else {
-            r#"{"order_id":"ord-N","provider":"cashless"}"#
+        let metric = match payload {
+            "small" => format!(
+                "Redis bytes per pending delayed job, payload `{{\"i\":N}}` ({mem_jobs} jobs)"
+            ),
+            "order" => format!(
+                "Redis bytes per pending delayed job, payload `{{\"order_id\":\"ord-N\",\"provider\":\"cashless\"}}` ({mem_jobs} jobs)"
+            ),
+            _ => format!(
+                "Redis bytes per pending order, the README's example order (three notify targets): paywatch through its submit function (record, schedule, payment index), BullMQ as a delayed job holding the same JSON ({mem_jobs} orders)"
+            ),
         };
         rows.push((
-            format!("Redis bytes per pending delayed job, payload `{shape}` ({mem_jobs} jobs)"),
+            metric,
             format!("{pw:.0}"),
             format!("{bq:.0}"),
             format!("{:.2}× less", bq / pw),
