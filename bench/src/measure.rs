@@ -207,7 +207,9 @@ async fn order_memory(redis: &str, prefix: &str, orders: usize) -> anyhow::Resul
     use futures::StreamExt;
     let client = redis::Client::open(redis)?;
     let store = paywatch_core::OrderStore::new(
-        redis::aio::ConnectionManager::new(client.clone()).await?,
+        paywatch_queue::RedisConn::Single(
+            redis::aio::ConnectionManager::new(client.clone()).await?,
+        ),
         prefix,
         1,
     );

@@ -137,17 +137,26 @@ impl Stack {
 
     /// Same, with orders spread over `shards` shards.
     pub async fn start_sharded(test: &str, shards: u32) -> Self {
-        Self::start_full(test, SandboxConfig::default(), shards).await
+        Self::start_full(test, SandboxConfig::default(), shards, redis_url()).await
+    }
+
+    /// Same, on the Redis (or Redis Cluster, seed URLs comma-separated) at `redis`.
+    pub async fn start_on(test: &str, redis: String, shards: u32) -> Self {
+        Self::start_full(test, SandboxConfig::default(), shards, redis).await
     }
 
     /// Same, with a custom sandbox configuration.
     pub async fn start_with(test: &str, sandbox: SandboxConfig) -> Self {
-        Self::start_full(test, sandbox, 1).await
+        Self::start_full(test, sandbox, 1, redis_url()).await
     }
 
-    async fn start_full(test: &str, mut sandbox: SandboxConfig, shards: u32) -> Self {
+    async fn start_full(
+        test: &str,
+        mut sandbox: SandboxConfig,
+        shards: u32,
+        redis: String,
+    ) -> Self {
         let prefix = unique_prefix(test);
-        let redis = redis_url();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         // The API's address comes first: the sandbox sends provider webhooks to it.
         let listener = tokio::net::TcpListener::bind(any).await.expect("bind api");

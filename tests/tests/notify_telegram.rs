@@ -66,11 +66,13 @@ fn api_base(base_url: &str) -> Url {
     Url::parse(&format!("{base_url}/telegram")).expect("sandbox URL")
 }
 
-async fn connection() -> ConnectionManager {
+async fn connection() -> paywatch_queue::RedisConn {
     let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
-    ConnectionManager::new(client)
-        .await
-        .expect("the test Redis answers (paywatch_tests::redis_url)")
+    paywatch_queue::RedisConn::Single(
+        ConnectionManager::new(client)
+            .await
+            .expect("the test Redis answers (paywatch_tests::redis_url)"),
+    )
 }
 
 fn notification(status: PaymentStatus, chat: &str) -> Notification {

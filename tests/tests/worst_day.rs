@@ -97,7 +97,14 @@ async fn test_gate(prefix: &str, limits: &str, breaker: BreakerConfig) -> Gate {
         .expect("redis");
     let providers = paywatch_core::ProvidersConfig::default();
     let limits = RateLimits::parse_overrides(limits).expect("limits");
-    Gate::new(conn, prefix, &providers, &limits, 0.3, breaker)
+    Gate::new(
+        paywatch_queue::RedisConn::Single(conn),
+        prefix,
+        &providers,
+        &limits,
+        0.3,
+        breaker,
+    )
 }
 
 #[tokio::test]

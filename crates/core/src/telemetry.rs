@@ -100,7 +100,9 @@ pub fn serve_ops(
     metrics: PrometheusHandle,
     redis_url: &str,
 ) -> Result<SocketAddr, TelemetryError> {
-    let client = redis::Client::open(redis_url)?;
+    // A Cluster's seed list: readiness asks the first node.
+    let first = redis_url.split(',').next().unwrap_or(redis_url).trim();
+    let client = redis::Client::open(first)?;
     let redis = redis::aio::ConnectionManager::new_lazy_with_config(
         client,
         redis::aio::ConnectionManagerConfig::new()

@@ -20,6 +20,7 @@ use std::time::Duration;
 pub use paywatch_core::store::{FieldError, Phase, Submitted};
 use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError, SubmitError};
 use paywatch_core::{OrderId, PaymentId, Provider};
+use paywatch_queue::{RedisConn, RedisEndpoint};
 
 /// Errors of the producer API.
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +68,18 @@ pub struct Producer {
 /// The least time between two provider calls for one order that webhooks can cause.
 pub const DEFAULT_WEBHOOK_GAP: Duration = Duration::from_secs(2);
 
-/// One Redis connection, reconnecting by itself, that gives up on a call quickly so a request
-/// during an outage gets a 503 instead of hanging.
-pub fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    redis::aio::ConnectionManager::new_lazy_with_config(
-        client,
-        redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2),
-    )
+/// One Redis connection (to one server, or to a Cluster when `url` lists its seed nodes,
+/// comma-separated), reconnecting by itself, that gives up on a call quickly so a request during
+/// an outage gets a 503 instead of hanging.
+pub async fn connect_redis(url: &str) -> Result<RedisConn, redis::RedisError> {
+    RedisEndpoint::open(url)?
+        .managed(
+            redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_number_of_retries(2),
+        )
+        .await
 }
 
 impl Producer {
@@ -92,7 +94,7 @@ impl Producer {
         prefix: &str,
         shards: u32,
     ) -> Result<Self, ProducerError> {
-        let conn = connect_redis(url).map_err(StoreError::from)?;
+        let conn = connect_redis(url).await.map_err(StoreError::from)?;
         let store = OrderStore::new(conn, prefix, shards);
         match store.prepare().await {
             Ok(()) => {}
@@ -115,6 +117,13 @@ impl Producer {
         url: &str,
         durability: paywatch_core::store::Durability,
     ) -> Result<Self, ProducerError> {
+        if url.contains(',') && durability.is_required() {
+            // WAIT must reach the node that took the write; not done for a Cluster yet.
+            return Err(ProducerError::Invalid(FieldError {
+                field: "PAYWATCH_DURABLE_REPLICAS".into(),
+                message: "durable acknowledgements are not supported on a Redis Cluster yet".into(),
+            }));
+        }
         let client = redis::Client::open(url).map_err(StoreError::from)?;
         self.store = self.store.with_durability(client, durability);
         Ok(self)

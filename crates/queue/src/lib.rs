@@ -59,6 +59,7 @@
 mod backend;
 mod backoff;
 mod config;
+pub mod conn;
 mod depth;
 mod error;
 mod fetch;
@@ -76,6 +77,7 @@ mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
+pub use conn::{RedisConn, RedisEndpoint};
 pub use depth::QueueDepth;
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};

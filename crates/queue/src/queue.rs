@@ -5,9 +5,10 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::conn::{RedisConn, RedisEndpoint};
 use crate::fetch::WorkerState;
 use crate::job::{EnqueueOutcome, JobId, Schedule};
 use crate::keys::Keys;
@@ -178,17 +179,23 @@ pub struct DeadLetter {
 }
 
 impl<T> RedisQueue<T> {
-    /// Connects to Redis at `url` (a `redis://` URL). The connection reconnects by itself.
+    /// Connects to Redis at `url`: a `redis://` URL, or several comma-separated for a Redis
+    /// Cluster's seed nodes. The connection reconnects by itself.
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
+        let client = RedisEndpoint::open(url)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(CONNECT_RETRIES)
             .set_max_delay(MAX_CONNECT_RETRY_DELAY);
-        // Lazy: a worker may start before Redis does and must come up when Redis does.
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        // Lazy on one server: a worker may start before Redis does and must come up when it does.
+        let conn = client.managed(manager_config).await?;
         Ok(Self::from_shared(Shared::new(client, conn, config)))
+    }
+
+    /// The connection this queue uses, to share with other parts of the process.
+    pub fn connection(&self) -> RedisConn {
+        self.shared.conn.clone()
     }
 
     fn from_shared(shared: Shared) -> Self {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redis::aio::ConnectionManager;
+use crate::conn::{RedisConn, RedisEndpoint};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::QueueConfig;
@@ -21,10 +21,10 @@ use crate::wake::Wakeup;
 pub(crate) struct Shared {
     /// Opens the wake-up listener's dedicated connection: its blocking `BLPOP` must not stall
     /// the multiplexed connection every other call shares.
-    pub(crate) client: redis::Client,
+    pub(crate) client: RedisEndpoint,
     /// The one multiplexed, self-reconnecting connection for scripts and commands, so a process
     /// holds one socket per queue however many workers it runs.
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: RedisConn,
     /// The queue's key names, computed once.
     pub(crate) keys: Keys,
     /// How the queue behaves (lease, batches, retry policy).
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// The hub of a new queue handle.
-    pub(crate) fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+    pub(crate) fn new(client: RedisEndpoint, conn: RedisConn, config: QueueConfig) -> Self {
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         Self {
             client,

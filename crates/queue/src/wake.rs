@@ -12,8 +12,7 @@ use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use crate::conn::{RedisConn, RedisEndpoint};
 use tokio::sync::Notify;
 
 use crate::backoff::Backoff;
@@ -24,9 +23,6 @@ const BLOCK_SECS: f64 = 5.0;
 /// How long the listener waits for a worker to turn idle before checking whether the queue
 /// handles are all gone.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
-
-/// Time allowed to open the listener's connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Slack on top of the BLPOP block before the reply counts as lost.
 const REPLY_SLACK_SECS: f64 = 5.0;
@@ -59,8 +55,8 @@ pub(crate) async fn idle_wait(wakeup: &Wakeup, wait: Duration) {
 
 /// The listener task for the queue whose wake-up list is `signal`. It holds the hub's
 /// [`Wakeup`] only weakly and ends within a few seconds of the last queue handle being dropped.
-pub(crate) async fn run_listener(client: redis::Client, signal: String, weak: Weak<Wakeup>) {
-    let mut conn: Option<MultiplexedConnection> = None;
+pub(crate) async fn run_listener(client: RedisEndpoint, signal: String, weak: Weak<Wakeup>) {
+    let mut conn: Option<RedisConn> = None;
     let mut backoff = Backoff::new(FIRST_RECONNECT_DELAY);
     loop {
         let Some(wakeup) = weak.upgrade() else { return };
@@ -71,15 +67,8 @@ pub(crate) async fn run_listener(client: redis::Client, signal: String, weak: We
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(Duration::from_secs_f64(
-                        BLOCK_SECS + REPLY_SLACK_SECS,
-                    )));
-                match client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                {
+                let timeout = Duration::from_secs_f64(BLOCK_SECS + REPLY_SLACK_SECS);
+                match client.dedicated(timeout).await {
                     Ok(c) => {
                         backoff.reset();
                         conn.insert(c)

@@ -25,7 +25,7 @@ use crate::ops::{self, OpsDigest, OpsWatcher, deliver_digest};
 #[derive(Debug)]
 pub struct App {
     config: WorkerConfig,
-    conn: redis::aio::ConnectionManager,
+    conn: paywatch_queue::RedisConn,
     /// Shard 0's check queue: the connection every other queue handle is a sibling of.
     base: RedisQueue<StoredOrder>,
     check_context: CheckContext,
@@ -61,13 +61,8 @@ impl App {
         config.validate()?;
         let base: RedisQueue<StoredOrder> =
             RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config, 0)).await?;
-        let client = redis::Client::open(config.redis_url.as_str())?;
-        let conn = redis::aio::ConnectionManager::new_lazy_with_config(
-            client,
-            redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_number_of_retries(2),
-        )?;
+        // The queues' connection, shared: one socket (or one per Cluster node) per process.
+        let conn = base.connection();
         let store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
         store.prepare().await?;
         let providers = config.providers_config()?;

@@ -39,7 +39,7 @@ pub struct CheckContext {
     /// Providers whose credentials were already reported as rejected (log once, not per job).
     pub rejected: Arc<Mutex<HashSet<Provider>>>,
     /// Redis, for the ops channel's events.
-    pub conn: redis::aio::ConnectionManager,
+    pub conn: paywatch_queue::RedisConn,
     /// Key prefix.
     pub prefix: String,
 }

@@ -430,7 +430,7 @@ impl WorkerConfig {
     /// The senders of every channel that has settings (each validated; errors name the variable).
     pub fn notify_context(
         &self,
-        conn: redis::aio::ConnectionManager,
+        conn: paywatch_queue::RedisConn,
     ) -> Result<NotifyContext, ConfigError> {
         let c = &self.channels;
         let email = match (&c.smtp_url, &c.email_from) {

@@ -173,7 +173,7 @@ impl OpsDigest {
 
 /// Records that an order was given up, for the next digest.
 pub async fn record_unresolved(
-    conn: &redis::aio::ConnectionManager,
+    conn: &paywatch_queue::RedisConn,
     prefix: &str,
     spec: &OrderSpec,
 ) -> Result<(), redis::RedisError> {
@@ -210,7 +210,7 @@ pub fn queue_config(prefix: &str) -> QueueConfig {
 #[derive(Debug)]
 pub struct OpsWatcher {
     /// Redis connection.
-    pub conn: redis::aio::ConnectionManager,
+    pub conn: paywatch_queue::RedisConn,
     /// Key prefix.
     pub prefix: String,
     /// This process's name, for the leader lease.

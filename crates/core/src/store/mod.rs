@@ -16,7 +16,7 @@ pub mod library;
 pub mod record;
 
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
+use paywatch_queue::RedisConn;
 
 pub use self::durability::Durability;
 use self::durability::DurableWrites;
@@ -238,7 +238,7 @@ pub enum Promotion {
 /// Orders under one key prefix, spread over a fixed number of shards.
 #[derive(Clone)]
 pub struct OrderStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     shards: u32,
     durable: Option<DurableWrites>,
@@ -263,7 +263,7 @@ fn ms_to_time(ms: &str) -> Option<DateTime<Utc>> {
 impl OrderStore {
     /// Orders under `prefix` in `shards` shards, over an existing connection. Call
     /// [`OrderStore::prepare`] before use.
-    pub fn new(conn: ConnectionManager, prefix: impl Into<String>, shards: u32) -> Self {
+    pub fn new(conn: RedisConn, prefix: impl Into<String>, shards: u32) -> Self {
         Self {
             conn,
             prefix: prefix.into(),

@@ -12,8 +12,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use paywatch_core::{Provider, ProvidersConfig};
+use paywatch_queue::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 use crate::breaker::{self, BreakerConfig, CircuitState};
@@ -77,7 +77,7 @@ struct Lane {
 /// The fleet-wide gate of this process's provider calls; cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
-    redis: ConnectionManager,
+    redis: RedisConn,
     lanes: HashMap<Provider, Lane>,
     breaker: BreakerConfig,
 }
@@ -128,7 +128,7 @@ pub fn fingerprint(provider: Provider, providers: &ProvidersConfig) -> String {
 impl Gate {
     /// A gate for the configured providers, with their budgets and the breaker settings.
     pub fn new(
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         providers: &ProvidersConfig,
         limits: &RateLimits,

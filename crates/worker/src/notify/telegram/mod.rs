@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use paywatch_core::secret::{REDACTED, redacted_snippet};
 use paywatch_core::{Notification, Secret};
-use redis::aio::ConnectionManager;
+use paywatch_queue::RedisConn;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
@@ -122,7 +122,7 @@ impl TelegramSender {
     /// Validates `config`; pacing keys go under `key_prefix` in the Redis behind `redis`.
     pub fn new(
         config: TelegramConfig,
-        redis: ConnectionManager,
+        redis: RedisConn,
         key_prefix: impl Into<String>,
     ) -> Result<Self, TelegramConfigError> {
         let key_prefix = key_prefix.into();

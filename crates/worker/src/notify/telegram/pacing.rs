@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use paywatch_queue::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pace.lua")));
 
@@ -42,7 +42,7 @@ pub(crate) enum Pace {
 /// Checks and reserves pacing slots for one bot.
 #[derive(Clone)]
 pub(crate) struct Pacer {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: crate::keys::PacingKeys,
     chat_interval_ms: u64,
     bot_limit: u32,
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Pacer {
 impl Pacer {
     /// A pacer for the bot `bot_id` (the public numeric part of its token).
     pub(crate) fn new(
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         bot_id: &str,
         chat_interval: Duration,
