@@ -17,46 +17,14 @@ pub mod webhooks;
 
 use std::time::Duration;
 
-pub use paywatch_core::store::{FieldError, Phase, Submitted};
-use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError, SubmitError};
+pub use paywatch_core::store::{FieldError, Phase, SubmitError, Submitted};
+use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError};
 use paywatch_core::{OrderId, PaymentId, Provider};
 use paywatch_queue::{RedisConn, RedisEndpoint};
 
-/// Errors of the producer API.
-#[derive(Debug, thiserror::Error)]
-pub enum ProducerError {
-    /// The order is invalid; the error names the field.
-    #[error("invalid order: {0}")]
-    Invalid(FieldError),
-    /// An order with this id exists with a different body.
-    #[error("order {0} already exists with a different body")]
-    Conflict(String),
-    /// The order store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<SubmitError> for ProducerError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Invalid(f) => Self::Invalid(f),
-            SubmitError::Conflict(id) => Self::Conflict(id),
-            SubmitError::Store(e) => Self::Store(e),
-        }
-    }
-}
-
-impl ProducerError {
-    /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_unavailable())
-    }
-
-    /// Whether the failure is a write not yet durable (a 503 whose retry is safe).
-    pub fn is_not_durable(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_not_durable())
-    }
-}
+/// Errors of the producer API: the store's own (an invalid order naming its field, a conflict,
+/// Redis failing), one type for every door.
+pub type ProducerError = SubmitError;
 
 /// Submits orders and reads their status.
 #[derive(Debug, Clone)]

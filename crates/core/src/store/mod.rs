@@ -157,6 +157,18 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl SubmitError {
+    /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_unavailable())
+    }
+
+    /// Whether the failure is a write not yet durable (a 503 whose retry is safe).
+    pub fn is_not_durable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_not_durable())
+    }
+}
+
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -371,13 +383,20 @@ impl OrderStore {
 
     /// Submits an order given as the JSON of `POST /v1/orders`, exactly as a client sent it.
     pub async fn submit_json(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
-        // Only to pick the shard; the function is the judge of the body (an unreadable one gets
-        // the same verdict on any shard).
-        let order_id = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let keys = self.keys_for(&order_id);
+        // The order id, read leniently: only to pick the shard and name a conflict; the function
+        // is the judge of the body (an unreadable one gets the same verdict on any shard).
+        let order_id = || {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        // One shard (the default): no parse on the submit path at all.
+        let keys = if self.shards == 1 {
+            self.keys(0)
+        } else {
+            self.keys_for(&order_id())
+        };
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("paywatch_submit").arg(1).arg(&keys.base).arg(body);
         let reply: Result<Vec<String>, StoreError> = match &self.durable {
@@ -388,7 +407,7 @@ impl OrderStore {
             Ok(r) => r,
             Err(StoreError::Redis(e)) => {
                 return Err(match FieldError::from_reply(&e) {
-                    Some(f) if f.is_conflict() => SubmitError::Conflict(order_id),
+                    Some(f) if f.is_conflict() => SubmitError::Conflict(order_id()),
                     Some(f) => SubmitError::Invalid(f),
                     None => SubmitError::Store(StoreError::Redis(e)),
                 });
@@ -397,7 +416,7 @@ impl OrderStore {
         };
         let corrupt = |reason: &str| {
             SubmitError::Store(StoreError::Corrupt {
-                order_id: order_id.clone(),
+                order_id: order_id(),
                 reason: format!("submit replied {reply:?}: {reason}"),
             })
         };
