@@ -22,6 +22,13 @@ build:
 test: redis
     cargo test --workspace
 
+# The chaos suite (docs/chaos.md): its own Redis with AOF, the sandbox, the API, 3 check and 2
+# notifier workers; 10,000 orders while workers are `kill -9`'d and Redis is restarted gracefully
+# and killed; one summary line, non-zero exit on anything lost, wrong, stranded or sent twice
+# outside its channel's window. Options pass through: `just chaos --orders 2000 --seed 7`.
+chaos *args:
+    "$(scripts/cargo-bins.sh -p paywatch-tests --bin paywatch-chaos --bin pw-worker)/paywatch-chaos" "$@"
+
 # Formatting, lints (warnings are errors), unused dependencies (`cargo install cargo-machete
 # --locked`) and deploy/ through its validators.
 lint:

@@ -7,6 +7,7 @@
 //! start a private [`RedisServer`] on a free port instead, so they never touch a server they did
 //! not start.
 
+pub mod chaos;
 pub mod stack;
 
 use std::future::Future;
@@ -179,6 +180,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// Keeps its data in an append-only file (`appendfsync everysec`) across restarts.
+    durable: bool,
     child: Option<Child>,
 }
 
@@ -198,10 +201,51 @@ impl RedisServer {
             port,
             dir,
             password: password.map(str::to_owned),
+            durable: false,
             child: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts a server configured as production runs it: an append-only file with
+    /// `appendfsync everysec` in its own directory, so a restart (graceful or `kill -9`) finds
+    /// its data again.
+    pub async fn start_durable() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-redis-aof-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create redis dir");
+        let mut server = Self {
+            port,
+            dir,
+            password: None,
+            durable: true,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Stops the server the way an operator does (`SHUTDOWN`: it writes what it owes to disk
+    /// first), waits for the process to exit, and starts it again on the same port and files.
+    pub async fn restart_gracefully(&mut self) {
+        if let Ok(client) = redis::Client::open(self.url())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            // The server closes the connection instead of answering.
+            let _ = redis::cmd("SHUTDOWN")
+                .query_async::<redis::Value>(&mut conn)
+                .await;
+        }
+        if let Some(mut child) = self.child.take() {
+            let exited = tokio::task::spawn_blocking(move || child.wait()).await;
+            assert!(
+                matches!(exited, Ok(Ok(_))),
+                "redis-server did not exit after SHUTDOWN"
+            );
+        }
+        self.spawn().await;
     }
 
     /// The URL of this server (with its password, if it has one).
@@ -217,7 +261,7 @@ impl RedisServer {
         self.port
     }
 
-    /// Kills the server with SIGKILL (all data is lost: it keeps nothing on disk).
+    /// Kills the server with SIGKILL (a non-durable server loses all its data).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -238,9 +282,14 @@ impl RedisServer {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]);
+        if self.durable {
+            command.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
+            // Stalls (a slow disk under `fsync`) show in `LATENCY LATEST`.
+            command.args(["--latency-monitor-threshold", "100"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
@@ -253,9 +302,10 @@ impl RedisServer {
             .expect("start redis-server (is it installed? Debian: apt-get install redis-server)");
         self.child = Some(child);
         let url = self.url();
+        // Loading a large append-only file can take a while.
         wait_for(
             "private redis-server to answer",
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             || {
                 let url = url.clone();
                 async move { ping(&url).await.then_some(()) }

@@ -461,3 +461,66 @@ async fn an_outage_longer_than_the_lease_runs_nothing_twice() {
     assert_eq!(stats.completed, 3, "{stats:?}");
     running.abort();
 }
+
+#[tokio::test]
+async fn a_killed_workers_jobs_go_back_in_line_where_they_stood() {
+    let url = redis_url();
+    let prefix = unique_prefix("inline");
+    let q = queue(&url, &prefix, Duration::from_secs(2)).await;
+    let marks = marks(&prefix);
+    let mut c = conn(&url).await;
+    for i in 0..4 {
+        q.enqueue(
+            NewJob::new(TestJob { n: 0, max: 0 })
+                .with_id(JobId::new(format!("held-{i}")).expect("id")),
+        )
+        .await
+        .expect("enqueue");
+    }
+    let mut doomed = spawn_worker(&url, &prefix, "hang", 2000, 0);
+    wait_started(&c, &marks, 4).await;
+    kill9(&mut doomed);
+    // A backlog falls due after the dead worker leased its jobs.
+    for i in 0..100 {
+        q.enqueue(
+            NewJob::new(TestJob { n: 0, max: 0 })
+                .with_id(JobId::new(format!("backlog-{i:03}")).expect("id")),
+        )
+        .await
+        .expect("enqueue");
+    }
+    let leases = q.keys().leases.clone();
+    wait_for(
+        "the dead worker's leases to lapse",
+        Duration::from_secs(10),
+        || {
+            let mut c = c.clone();
+            let leases = leases.clone();
+            async move {
+                let (secs, micros): (u64, u64) =
+                    redis::cmd("TIME").query_async(&mut c).await.ok()?;
+                let now = secs * 1000 + micros / 1000;
+                let lapsed: u64 = c.zcount(&leases, "-inf", now).await.ok()?;
+                (lapsed == 4).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut rescuer = spawn_worker(&url, &prefix, "slow", 2000, 1);
+    wait_for("every job to be settled", Duration::from_secs(40), || {
+        let q = q.clone();
+        async move { q.stats().await.ok().filter(|s| s.total == 0) }
+    })
+    .await;
+    kill9(&mut rescuer);
+    let done: Vec<String> = c.lrange(&marks.done, 0, -1).await.expect("done marks");
+    assert_eq!(done.len(), 104, "{done:?}");
+    // Reclaimed at the dead worker's place in line, not behind the 100 that fell due later.
+    let first: Vec<&String> = done.iter().take(8).collect();
+    for i in 0..4 {
+        let id = format!("held-{i}");
+        assert!(first.contains(&&id), "{id} ran late: {done:?}");
+    }
+    let _: () = c.del(&marks.done).await.expect("clean marks");
+    cleanup(&url, &prefix).await;
+}

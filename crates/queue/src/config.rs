@@ -7,6 +7,9 @@ use rand::Rng;
 /// The largest fetch batch: scripts `unpack` a batch, and Lua's stack is bounded.
 pub const MAX_BATCH: usize = 1000;
 
+/// The longest holder name a lease token carries.
+pub const MAX_HOLDER: usize = 64;
+
 /// How one queue behaves for producers and workers.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -29,6 +32,10 @@ pub struct QueueConfig {
     /// How long completed job ids are remembered, so enqueueing a finished job again is a no-op
     /// (`None`: forgotten at once; the id can be reused).
     pub keep_completed: Option<Duration>,
+    /// Who leases jobs through this handle (a worker's name): each lease token starts with it,
+    /// so an operator can tell which worker holds a job, and a dead worker's jobs can be told
+    /// from a live one's.
+    pub holder: Option<String>,
 }
 
 impl QueueConfig {
@@ -44,6 +51,7 @@ impl QueueConfig {
             reclaim_limit: 256,
             settle_batch: 512,
             keep_completed: None,
+            holder: None,
         }
     }
 
@@ -75,6 +83,26 @@ impl QueueConfig {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Names the worker leasing through this handle; lease tokens become `<holder>/<random>`.
+    /// Longer names are cut to [`MAX_HOLDER`] bytes (at a character boundary).
+    pub fn with_holder(mut self, holder: &str) -> Self {
+        let mut end = holder.len().min(MAX_HOLDER);
+        while !holder.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.holder = Some(holder[..end].to_string());
+        self
+    }
+
+    /// A fresh lease token: the holder's name, if any, and 64 random bits.
+    pub(crate) fn lease_token(&self) -> String {
+        let random: u64 = rand::rng().random();
+        match &self.holder {
+            Some(holder) => format!("{holder}/{random:016x}"),
+            None => format!("{random:016x}"),
+        }
     }
 
     /// Sets the longest idle sleep between fetches.
@@ -137,6 +165,21 @@ pub(crate) fn jittered(secs: f64, jitter: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_tokens_name_their_holder_and_stay_unique() {
+        let plain = QueueConfig::new("q");
+        assert_eq!(plain.lease_token().len(), 16);
+        let named = QueueConfig::new("q").with_holder("checker-a");
+        let (a, b) = (named.lease_token(), named.lease_token());
+        assert!(a.starts_with("checker-a/"), "{a}");
+        assert_ne!(a, b);
+        // A long name is cut at a character boundary, never inside one.
+        let long = "é".repeat(MAX_HOLDER);
+        let cut = QueueConfig::new("q").with_holder(&long);
+        let holder = cut.holder.unwrap_or_default();
+        assert!(holder.len() <= MAX_HOLDER && holder.chars().all(|c| c == 'é'));
+    }
 
     #[test]
     fn backoff_grows_caps_and_stops() {

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rand::Rng;
 
 use crate::backoff::Backoff;
 use crate::shared::Shared;
@@ -78,7 +77,7 @@ pub(crate) async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>)
             wait = Some(error_backoff.next_delay());
             continue;
         }
-        let token = format!("{:016x}", rand::rng().random::<u64>());
+        let token = config.lease_token();
         requesting.store(true, Ordering::SeqCst);
         let result = fetch(&shared, &token).await;
         shared.observe("fetch", &result);

@@ -61,6 +61,8 @@ pub struct ReceivedMail {
     pub headers: BTreeMap<String, String>,
     /// Every leaf MIME part, in order, with its transfer encoding undone.
     pub parts: Vec<MailPart>,
+    /// When the sink accepted the message (the end of `DATA`).
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One leaf part of a message.
@@ -298,6 +300,7 @@ fn parse(mail_from: String, rcpt_tos: Vec<String>, raw: &[u8]) -> Option<Receive
         content_type: mime_type(root.content_type()),
         headers,
         parts,
+        received_at: chrono::Utc::now(),
     })
 }
 

@@ -121,7 +121,7 @@ impl App {
                 .into_iter()
                 .map(|shard| {
                     self.base
-                        .sibling(Self::check_queue_config(&self.config, shard))
+                        .sibling(Self::check_queue_config(&self.config, shard).with_holder(&name))
                 })
                 .collect();
             pools.pool(shards, start);
@@ -130,7 +130,8 @@ impl App {
             if self.serves(channel.queue()) {
                 let config = deliver::queue_config(channel, &self.config.prefix)
                     .with_lease(self.config.lease)
-                    .with_batch_size(concurrency);
+                    .with_batch_size(concurrency)
+                    .with_holder(&name);
                 let queue: RedisQueue<Notification> = self.base.sibling(config);
                 pools.pool(
                     vec![queue],
@@ -139,8 +140,9 @@ impl App {
             }
         }
         if self.serves(queues::NOTIFY_OPS) {
-            let queue: RedisQueue<OpsDigest> =
-                self.base.sibling(ops::queue_config(&self.config.prefix));
+            let queue: RedisQueue<OpsDigest> = self
+                .base
+                .sibling(ops::queue_config(&self.config.prefix).with_holder(&name));
             let start = starter!(deliver_digest, self.notify_context.clone(), OPS_CONCURRENCY);
             pools.pool(vec![queue.clone()], start);
             pools.helper(self.ops_watcher(&name, queue).run(stop_rx));

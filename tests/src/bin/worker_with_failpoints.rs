@@ -13,10 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
     paywatch_worker::telemetry::init(&config)?;
     let app = App::build(config).await?;
-    app.run_until(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    app.run_until(paywatch_core::shutdown::signal()).await?;
     scenario.teardown();
     Ok(())
 }

@@ -14,7 +14,14 @@ local token = ARGV[3]
 
 -- Leases are the only liveness signal: whoever fetches reclaims what expired, so recovery never
 -- depends on worker names or heartbeats.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local expired, leased_at = {}, {}
+for i = 1, #lapsed, 2 do
+  expired[#expired + 1] = lapsed[i]
+  -- Back in line where the job stood when its lease was last taken or extended, not behind
+  -- everything that fell due since: a killed worker's jobs must not wait out a backlog twice.
+  leased_at[#leased_at + 1] = math.min(now, tonumber(lapsed[i + 1]) - tonumber(ARGV[2]))
+end
 if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[4], unpack(expired))
@@ -22,7 +29,7 @@ if #expired > 0 then
   local before = redis.call('HMGET', KEYS[5], unpack(expired))
   local back, counts = {}, {}
   for i, id in ipairs(expired) do
-    back[#back + 1] = now
+    back[#back + 1] = leased_at[i]
     back[#back + 1] = id
     counts[#counts + 1] = id
     counts[#counts + 1] = (tonumber(before[i]) or 0) + 1
