@@ -1,4 +1,4 @@
-//! `paywatch-producer serve | enqueue`.
+//! `paywatch-producer serve | enqueue | admin`.
 
 use anyhow::Context;
 use clap::Parser;
@@ -60,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => anyhow::bail!("{e}"),
             }
+        }
+        Command::Admin(args) => {
+            let admin = paywatch_producer::admin::Admin::new(producer);
+            paywatch_producer::admin::cli::run(&admin, &args, &mut std::io::stdout().lock())
+                .await?;
         }
     }
     Ok(())
