@@ -148,13 +148,13 @@ function renderDead(page) {
   const rows = [];
   for (const d of page.letters) {
     const row = el('tr', null, { 'data-queue': d.queue, 'data-id': d.id });
-    cell(row, d.queue);
+    cell(row, d.queue, 'nowrap');
     cell(row, d.id, 'mono');
     const order = cell(row, null);
     if (d.order_id) order.append(button(d.order_id, 'order', { 'data-order': d.order_id, class: 'link' }));
     const reason = cell(row, d.reason, 'reason');
     reason.title = d.reason;
-    cell(row, ago(d.at), null).title = d.at;
+    cell(row, ago(d.at), 'nowrap').title = d.at;
     cell(row, d.attempts, 'num');
     const actions = cell(row, null, 'actions');
     const key = d.queue + '\u0000' + d.id;
