@@ -41,3 +41,8 @@ bench what="queue": redis
 # The end-to-end demo: sandbox providers, producer, two workers, ~40 orders, a summary.
 demo: redis
     scripts/demo.sh
+
+# The local stack in the foreground until Ctrl-C: sandbox, producer (API, /board), workers and
+# Prometheus, every URL printed (what to run after `just demo`; `--no-prometheus` skips it).
+up *args: redis
+    scripts/up.sh "$@"

@@ -201,28 +201,41 @@ pub async fn dead_letter(
     }
 }
 
-/// The dead letters a retry or purge body names.
-fn selection(headers: &HeaderMap, body: &[u8]) -> Result<Selection, Response> {
-    if !is_json(headers) {
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request as JSON with Content-Type: application/json",
-            Some("content-type"),
-        ));
+/// Why a retry or purge body is refused: a status, the field at fault and what is wrong.
+struct Refusal {
+    status: StatusCode,
+    field: String,
+    message: String,
+}
+
+impl Refusal {
+    fn unprocessable(field: &str, message: &str) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            field: field.to_owned(),
+            message: format!("{field}: {message}"),
+        }
     }
-    let unprocessable = |field: &str, message: &str| {
-        error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{field}: {message}"),
-            Some(field),
-        )
-    };
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("body: not valid JSON: {e}"),
-            Some("body"),
-        )
+
+    fn response(&self) -> Response {
+        error(self.status, self.message.clone(), Some(&self.field))
+    }
+}
+
+/// The dead letters a retry or purge body names.
+fn selection(headers: &HeaderMap, body: &[u8]) -> Result<Selection, Refusal> {
+    if !is_json(headers) {
+        return Err(Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            field: "content-type".into(),
+            message: "send the request as JSON with Content-Type: application/json".into(),
+        });
+    }
+    let unprocessable = Refusal::unprocessable;
+    let value: Value = serde_json::from_slice(body).map_err(|e| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        field: "body".into(),
+        message: format!("body: not valid JSON: {e}"),
     })?;
     let Value::Object(fields) = value else {
         return Err(unprocessable(
@@ -255,9 +268,9 @@ fn selection(headers: &HeaderMap, body: &[u8]) -> Result<Selection, Response> {
                     None => return Err(unprocessable(&format!("ids[{i}]"), "must be a string")),
                 }
             }
-            Selection::ids(&texts, "ids").map_err(|e| match &e {
-                AdminError::Invalid { field, message } => unprocessable(field, message),
-                other => failure(other),
+            Selection::ids(&texts, "ids").map_err(|e| match e {
+                AdminError::Invalid { field, message } => unprocessable(&field, &message),
+                other => unprocessable("ids", &other.to_string()),
             })
         }
     }
@@ -276,7 +289,7 @@ async fn act(
     };
     let selection = match selection(&headers, &body) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(refusal) => return refusal.response(),
     };
     match api.admin.act(action, &queue, &selection).await {
         Ok(report) => Json::<ActionReport>(report).into_response(),
