@@ -22,7 +22,27 @@ fn root() -> PathBuf {
 fn binaries() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let output = std::process::Command::new(root().join("scripts/cargo-bins.sh"))
+        let mut build = std::process::Command::new(root().join("scripts/cargo-bins.sh"));
+        // cargo test gives this process its package's variables; ring's build script watches
+        // CARGO_MANIFEST_DIR, so passing them on would rebuild half the tree here and again at
+        // the next plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let package_variable = name.to_str().is_some_and(|n| {
+                n.starts_with("CARGO_PKG_")
+                    || n.starts_with("CARGO_MANIFEST_")
+                    || n.starts_with("CARGO_BIN_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                    ]
+                    .contains(&n)
+            });
+            if package_variable {
+                build.env_remove(name);
+            }
+        }
+        let output = build
             .args(["-p", "paywatch-sandbox", "-p", "paywatch-producer"])
             .args(["-p", "paywatch-worker", "--bins"])
             .stderr(Stdio::inherit())

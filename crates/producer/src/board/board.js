@@ -149,8 +149,8 @@ function renderDead(page) {
   for (const d of page.letters) {
     const row = el('tr', null, { 'data-queue': d.queue, 'data-id': d.id });
     cell(row, d.queue, 'nowrap');
-    cell(row, d.id, 'mono');
-    const order = cell(row, null);
+    cell(row, d.id, 'mono clip').title = d.id;
+    const order = cell(row, null, 'clip');
     if (d.order_id) order.append(button(d.order_id, 'order', { 'data-order': d.order_id, class: 'link' }));
     const reason = cell(row, d.reason, 'reason');
     reason.title = d.reason;

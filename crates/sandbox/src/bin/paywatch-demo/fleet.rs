@@ -237,12 +237,35 @@ impl Binaries {
     }
 }
 
+/// Whether cargo sets `name` for the program it runs (rather than the user for cargo).
+pub fn is_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .contains(&name)
+}
+
 /// Has cargo build the demo's binaries and reads their paths from its JSON messages.
 pub async fn build_binaries() -> anyhow::Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     println!("demo: building the sandbox, producer and worker (cargo build)");
-    let output = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // `cargo run` gives this program its package's variables; a build script that watches one
+    // (ring watches CARGO_MANIFEST_DIR) would then rebuild half the tree on every switch
+    // between `cargo build` and the demo.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            build.env_remove(name);
+        }
+    }
+    let output = build
         .args([
             "build",
             "--quiet",
