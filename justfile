@@ -42,7 +42,6 @@ bench what="queue": redis
 demo: redis
     scripts/demo.sh
 
-# The local stack in the foreground until Ctrl-C: sandbox, producer (API, /board), workers and
-# Prometheus, every URL printed (what to run after `just demo`; `--no-prometheus` skips it).
+# After `just demo`: sandbox, producer (API, /board), workers, Prometheus until Ctrl-C; prints every URL.
 up *args: redis
     scripts/up.sh "$@"
