@@ -48,3 +48,7 @@ bench what="queue": redis
 # The end-to-end demo: sandbox providers, producer, two workers, ~40 orders, a summary.
 demo: redis
     scripts/demo.sh
+
+# After `just demo`: sandbox, producer (API, /board), workers, Prometheus until Ctrl-C; prints every URL.
+up *args: redis
+    scripts/up.sh "$@"

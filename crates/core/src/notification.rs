@@ -78,8 +78,13 @@ pub struct Notification {
 impl Notification {
     /// The identity that makes a notification "the same" across duplicate runs; also its job id.
     pub fn identity(&self) -> String {
-        format!("{}:{}:{}", self.order_id, self.status, self.channel)
+        identity(&self.order_id, self.status, self.channel)
     }
+}
+
+/// The identity (and job id) of the notification of `order_id`'s `status` on `channel`.
+pub fn identity(order_id: &OrderId, status: PaymentStatus, channel: Channel) -> String {
+    format!("{order_id}:{status}:{channel}")
 }
 
 impl fmt::Debug for Notification {

@@ -79,6 +79,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Enqueue one order and exit.
     Enqueue(EnqueueArgs),
+    /// The operator's tools: queue stats, dead letters (list, show, retry, purge), an order's
+    /// record and timeline. Tables by default, `--json` for scripts.
+    Admin(crate::admin::cli::AdminArgs),
 }
 
 /// `serve` options.
@@ -216,7 +219,7 @@ mod tests {
             .expect("parse");
         match cli.command {
             Command::Enqueue(args) => args,
-            Command::Serve(_) => unreachable!("parsed an enqueue"),
+            _ => unreachable!("parsed an enqueue"),
         }
     }
 
@@ -282,6 +285,39 @@ mod tests {
             "{nope",
         ]);
         assert_eq!(args.to_json().expect_err("invalid").field, "metadata");
+    }
+
+    #[test]
+    fn admin_commands_parse_and_purge_all_is_explicit() {
+        use crate::admin::cli::{AdminCommand, DeadCommand};
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["paywatch-producer", "admin"].iter().chain(args));
+        let cli = parse(&[
+            "dead",
+            "retry",
+            "a",
+            "b",
+            "--queue",
+            "notify-email",
+            "--json",
+        ])
+        .expect("retry ids");
+        let Command::Admin(admin) = cli.command else {
+            panic!("not admin")
+        };
+        assert!(admin.json);
+        let AdminCommand::Dead(DeadCommand::Retry(targets)) = admin.command else {
+            panic!("not retry")
+        };
+        assert_eq!(targets.ids, ["a", "b"]);
+        // Ids or --all, not both, not neither; a queue always.
+        assert!(parse(&["dead", "retry", "--queue", "notify-email"]).is_err());
+        assert!(parse(&["dead", "retry", "a", "--all", "--queue", "q"]).is_err());
+        assert!(parse(&["dead", "purge", "--all"]).is_err());
+        assert!(parse(&["dead", "purge", "--all", "--queue", "q"]).is_ok());
+        assert!(parse(&["dead", "show", "x"]).is_err());
+        assert!(parse(&["order", "o-1"]).is_ok());
+        assert!(parse(&["stats"]).is_ok());
     }
 
     #[test]

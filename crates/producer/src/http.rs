@@ -9,6 +9,8 @@
 //! - `GET /v1/orders/{order_id}/events` → Server-Sent Events: the order as it stands, then every
 //!   change, closing once paywatch has stopped watching it (see [`crate::events`]).
 //! - `GET /healthz` (the process is up), `GET /readyz` (Redis answers).
+//! - `/v1/admin/*`: the operator's API (see [`crate::admin::http`]); `GET /board`: the web board
+//!   on top of it (see [`crate::board`]).
 //!
 //! `/v1/*` needs an API token (`Authorization: Bearer …`, see [`crate::auth`]); the events stream
 //! also takes the per-order signature a shop's backend can hand to its front end.
@@ -36,6 +38,8 @@ pub struct Api {
     pub producer: Producer,
     /// Credentials.
     pub auth: ApiAuth,
+    /// The operator's view (`/v1/admin/*`).
+    pub admin: crate::admin::Admin,
 }
 
 /// What stays unescaped in a path segment: RFC 3986's unreserved characters.
@@ -58,13 +62,19 @@ pub fn router(
         producer: producer.clone(),
         handcash_app_secret,
     });
-    let api = Api { producer, auth };
+    let admin = crate::admin::Admin::new(producer.clone());
+    let api = Api {
+        producer,
+        auth,
+        admin,
+    };
     let orders = Router::new()
         .route(
             "/v1/orders",
             post(create_order).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
         )
         .route("/v1/orders/{order_id}", get(get_order))
+        .merge(crate::admin::http::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             api.auth.clone(),
             crate::auth::require_token,
@@ -81,6 +91,8 @@ pub fn router(
         .route("/readyz", get(ready))
         .with_state(api)
         .merge(webhooks)
+        // The page is public; everything it shows comes from /v1/admin/* with the token.
+        .merge(crate::board::routes())
 }
 
 /// The API path of an order, its id percent-encoded.
@@ -132,7 +144,7 @@ pub(crate) fn internal(e: &ProducerError) -> Response {
 }
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

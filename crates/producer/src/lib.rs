@@ -6,7 +6,9 @@
 //! client (docs/enqueue-from-any-language.md). So they accept and refuse exactly the same orders.
 //! Provider webhooks ([`webhooks`]) move an order's scheduled check to now.
 
+pub mod admin;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod events;
 pub mod http;
@@ -20,7 +22,7 @@ use std::time::Duration;
 pub use paywatch_core::store::{FieldError, Phase, SubmitError, Submitted};
 use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError};
 use paywatch_core::{OrderId, PaymentId, Provider};
-use paywatch_queue::{RedisConn, RedisEndpoint};
+use paywatch_queue::{QueueConfig, RedisConn, RedisEndpoint, RedisQueue};
 
 /// Errors of the producer API: the store's own (an invalid order naming its field, a conflict,
 /// Redis failing), one type for every door.
@@ -31,6 +33,9 @@ pub type ProducerError = SubmitError;
 pub struct Producer {
     store: OrderStore,
     webhook_gap: Duration,
+    /// Where `conn` leads, for queue handles sharing it (the admin's).
+    endpoint: RedisEndpoint,
+    conn: RedisConn,
 }
 
 /// The least time between two provider calls for one order that webhooks can cause.
@@ -40,14 +45,21 @@ pub const DEFAULT_WEBHOOK_GAP: Duration = Duration::from_secs(2);
 /// comma-separated), reconnecting by itself, that gives up on a call quickly so a request during
 /// an outage gets a 503 instead of hanging.
 pub async fn connect_redis(url: &str) -> Result<RedisConn, redis::RedisError> {
-    RedisEndpoint::open(url)?
+    Ok(connect_endpoint(url).await?.1)
+}
+
+/// [`connect_redis`], also returning the endpoint the connection leads to.
+async fn connect_endpoint(url: &str) -> Result<(RedisEndpoint, RedisConn), redis::RedisError> {
+    let endpoint = RedisEndpoint::open(url)?;
+    let conn = endpoint
         .managed(
             redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_response_timeout(Some(Duration::from_secs(5)))
                 .set_number_of_retries(2),
         )
-        .await
+        .await?;
+    Ok((endpoint, conn))
 }
 
 impl Producer {
@@ -62,8 +74,8 @@ impl Producer {
         prefix: &str,
         shards: u32,
     ) -> Result<Self, ProducerError> {
-        let conn = connect_redis(url).await.map_err(StoreError::from)?;
-        let store = OrderStore::new(conn, prefix, shards);
+        let (endpoint, conn) = connect_endpoint(url).await.map_err(StoreError::from)?;
+        let store = OrderStore::new(conn.clone(), prefix, shards);
         match store.prepare().await {
             Ok(()) => {}
             // Redis may come up after us; the first call prepares again (see OrderStore::call).
@@ -75,6 +87,8 @@ impl Producer {
         Ok(Self {
             store,
             webhook_gap: DEFAULT_WEBHOOK_GAP,
+            endpoint,
+            conn,
         })
     }
 
@@ -135,6 +149,21 @@ impl Producer {
             .store
             .check_now(provider, payment_id, self.webhook_gap)
             .await?)
+    }
+
+    /// A handle on one of this deployment's queues (`name` as [`paywatch_core::queues`] and
+    /// [`paywatch_core::store::check_queue`] name them), over the producer's connection.
+    pub fn queue(&self, name: &str) -> RedisQueue<serde_json::Value> {
+        RedisQueue::with_connection(
+            self.endpoint.clone(),
+            self.conn.clone(),
+            QueueConfig::new(name).with_prefix(self.store.prefix()),
+        )
+    }
+
+    /// The shard count of this deployment.
+    pub fn shards(&self) -> u32 {
+        self.store.shards()
     }
 
     /// Whether Redis answers.

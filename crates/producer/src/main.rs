@@ -1,12 +1,14 @@
-//! `paywatch-producer serve | enqueue`.
+//! `paywatch-producer serve | enqueue | admin`.
 
 use anyhow::Context;
+use std::process::ExitCode;
+
 use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
 use paywatch_producer::{Producer, Submitted, http, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     paywatch_core::telemetry::init_logs()?;
     let producer =
@@ -61,6 +63,15 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => anyhow::bail!("{e}"),
             }
         }
+        Command::Admin(args) => {
+            let admin = paywatch_producer::admin::Admin::new(producer);
+            let out = &mut std::io::stdout().lock();
+            // An operator's mistake (unknown queue or id) is a message and a status, not a trace.
+            if let Err(e) = paywatch_producer::admin::cli::run(&admin, &args, out).await {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -261,6 +261,12 @@ impl Modify for BearerAuth {
         crate::http::ready,
         crate::webhooks::cashless,
         crate::webhooks::handcash,
+        crate::admin::http::queues,
+        crate::admin::http::dead_letters,
+        crate::admin::http::dead_letter,
+        crate::admin::http::retry,
+        crate::admin::http::purge,
+        crate::admin::http::order,
         openapi_json,
     ),
     components(schemas(
@@ -270,7 +276,13 @@ impl Modify for BearerAuth {
         OrderView,
         ErrorBody,
         HealthBody,
-        WebhookReply
+        WebhookReply,
+        crate::admin::model::QueuesReply,
+        crate::admin::model::DeadLetterPage,
+        crate::admin::model::DeadLetterDetail,
+        crate::admin::model::ActionRequest,
+        crate::admin::model::ActionReport,
+        crate::admin::model::OrderReport,
     )),
     modifiers(&BearerAuth)
 )]

@@ -193,6 +193,12 @@ impl<T> RedisQueue<T> {
         Ok(Self::from_shared(Shared::new(client, conn, config)))
     }
 
+    /// A handle on `config`'s queue over an existing connection (`endpoint` is where it leads):
+    /// for processes that inspect many queues, which then share one socket.
+    pub fn with_connection(endpoint: RedisEndpoint, conn: RedisConn, config: QueueConfig) -> Self {
+        Self::from_shared(Shared::new(endpoint, conn, config))
+    }
+
     /// The connection this queue uses, to share with other parts of the process.
     pub fn connection(&self) -> RedisConn {
         self.shared.conn.clone()
@@ -360,6 +366,19 @@ impl<T> RedisQueue<T> {
     /// Up to `limit` dead letters, oldest first.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let reply: Vec<String> = self.dead_op("list", limit, &[]).await?;
+        parse_dead_letters(&reply)
+    }
+
+    /// The dead letters among `ids` (in the order given; ids not in the dead letters are left
+    /// out).
+    pub async fn dead_letters_with_ids(
+        &self,
+        ids: &[JobId],
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<String> = self.dead_op("list", ids.len(), ids).await?;
         parse_dead_letters(&reply)
     }
 

@@ -3,8 +3,10 @@
 //! It scripts ~40 payments in a running paywatch-sandbox (every terminal status of every
 //! provider, partial payments, rate limits, provider webhooks, a payment nobody settles and one
 //! the provider never heard of), submits an order for each through the producer's HTTP API, shows
-//! live progress, and ends with a summary table. `paywatch-demo up` (the `up` module) starts
-//! and stops the processes around it; `run` drives a fleet started some other way.
+//! live progress, and ends with a summary table. `paywatch-demo demo` (the `demo` module, what
+//! `just demo` runs) starts and stops the processes around it; `run` drives a fleet started some
+//! other way. `paywatch-demo stack` (`just up`, the `stack` module) keeps the same kind of fleet
+//! running in the foreground until Ctrl-C, with Prometheus, and prints every URL.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -15,7 +17,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-mod up;
+mod demo;
+mod fleet;
+mod stack;
 
 #[derive(Debug, Parser)]
 #[command(about)]
@@ -33,13 +37,17 @@ enum Command {
         #[arg(default_value_t = 1)]
         n: usize,
     },
-    /// The whole demo: Redis if none answers, the sandbox, the producer, two checkers and a
-    /// notifier (built by cargo), the scenario, a summary; then everything is stopped.
-    Up {
+    /// The whole demo (`just demo`): Redis if none answers, the sandbox, the producer, two
+    /// checkers and a notifier (built by cargo), the scenario, a summary; then everything is
+    /// stopped.
+    Demo {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 50)]
         timeout_s: u64,
     },
+    /// The local stack in the foreground until Ctrl-C (`just up`): sandbox, producer, check
+    /// workers, a notifier and Prometheus, every URL printed.
+    Stack(stack::StackArgs),
     /// Run the scenario against a running sandbox and producer.
     Run {
         /// The sandbox's base URL.
@@ -231,7 +239,7 @@ fn is_final(status: &str) -> bool {
     )
 }
 
-async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(r) = http.get(url).send().await
@@ -321,6 +329,7 @@ async fn run(
     metrics: Option<&str>,
     timeout: Duration,
     notify: Notify,
+    fleet_stays: bool,
 ) -> anyhow::Result<()> {
     let mut headers = reqwest::header::HeaderMap::new();
     let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_token}"))
@@ -564,14 +573,19 @@ async fn run(
         let mails = smtp.messages().len();
         println!("  Email (local SMTP server): {mails} messages");
     }
-    println!("\nWhere to look next:");
-    println!(
-        "  curl -s {api}/v1/orders/{} | jq     # one order's status and history",
-        tracked[0].id
-    );
-    println!("  curl -s {sandbox}/_admin/stats | jq  # what the fake providers were asked");
-    if let Some(m) = metrics {
-        println!("  curl -s {m} | grep paywatch_         # the worker's Prometheus metrics");
+    if fleet_stays {
+        println!("\nWhere to look next (the fleet is still running):");
+        println!(
+            "  curl -s -H \"authorization: Bearer $PAYWATCH_API_TOKEN\" {api}/v1/orders/{}   # one order's status and history",
+            tracked[0].id
+        );
+        println!("  curl -s {sandbox}/_admin/stats   # what the fake providers were asked");
+        if let Some(m) = metrics {
+            println!("  curl -s {m} | grep paywatch_   # the worker's Prometheus metrics");
+        }
+    } else {
+        println!("\nThe demo stops everything it started. To keep a stack running and look around");
+        println!("(API, operator board, metrics, Prometheus, example orders): `just up`.");
     }
     println!("  README.md, docs/ for the API, the queue design and the guarantees.");
     Ok(())
@@ -589,9 +603,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Up { timeout_s } => {
-            tokio::runtime::Runtime::new()?.block_on(up::up(Duration::from_secs(timeout_s)))
+        Command::Demo { timeout_s } => {
+            tokio::runtime::Runtime::new()?.block_on(demo::demo_run(Duration::from_secs(timeout_s)))
         }
+        Command::Stack(args) => tokio::runtime::Runtime::new()?.block_on(stack::stack(args)),
         Command::Run {
             sandbox,
             api,
@@ -628,6 +643,7 @@ fn main() -> anyhow::Result<()> {
                 metrics.as_deref(),
                 timeout,
                 notify,
+                true,
             )
             .await
         }),

@@ -1,15 +1,10 @@
-//! `paywatch-demo up`: the whole demo from one cargo command, no `just`, no shell script.
-//!
-//! It uses the Redis at `REDIS_URL` when one answers, or starts `redis-server` on a free port
-//! (installing nothing); has cargo build the sandbox, producer and worker binaries and say where
-//! it put them (so `CARGO_TARGET_DIR` is honoured); starts the sandbox, the producer API, two
-//! checking workers and a notifier serving all three channels; runs the scenario with the shop's
-//! webhook endpoint and the SMTP server in this process; and stops everything it started, also
-//! on Ctrl-C.
+//! The processes `paywatch-demo` starts (the demo's and the foreground stack's): a Redis when none
+//! answers, the binaries cargo builds, each process's log, and an orderly stop — SIGTERM to all
+//! (workers drain and hand back their leases), the keys of the run deleted, Redis last.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,167 +13,40 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use super::{Notify, Receiver, run};
+/// How long a process gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// A demo-only signing key (the Standard Webhooks spec's example key).
-const DEMO_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+/// A demo-only webhook signing key (the Standard Webhooks spec's example key).
+pub const DEMO_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// Demo-speed polling: 0.5 s first delay ×1.5 up to 2 s; HandCash gives up after 12 s.
-const POLICIES: &str = concat!(
+pub const POLICIES: &str = concat!(
     r#"{"cashless":{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"45s","not_found_retries":3},"#,
     r#""handcash":{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"12s"},"#,
     r#""miraclecash":{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"45s","not_found_retries":3},"#,
     r#""foxreload":{"first_delay":"500ms","multiplier":1.5,"max_delay":"2s","fast_window":"30s","grace_interval":"2s","deadline":"45s","not_found_retries":3}}"#
 );
 
-/// Where the demo writes the processes' logs (relative to where it runs).
-const LOGS: &str = ".paywatch/demo";
-
-/// Runs the demo end to end; `timeout` bounds the wait for the orders to settle.
-pub async fn up(timeout: Duration) -> anyhow::Result<()> {
-    let logs = PathBuf::from(LOGS);
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {LOGS}"))?;
-    let mut fleet = Fleet::default();
-    let result = tokio::select! {
-        result = demo(&mut fleet, &logs, timeout) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    fleet.stop().await;
-    println!("demo: stopped everything it started (logs in {LOGS}/)");
-    result
-}
-
-async fn demo(fleet: &mut Fleet, logs: &Path, timeout: Duration) -> anyhow::Result<()> {
-    let redis = fleet.redis(logs).await?;
-    let bins = build_binaries().await?;
-    let [
-        sandbox_port,
-        api_port,
-        metrics_a,
-        metrics_b,
-        receiver_port,
-        smtp_port,
-    ] = free_ports()?;
-    let prefix = format!("paywatch-demo-{}", std::process::id());
-    fleet.cleanup = Some((redis.clone(), prefix.clone()));
-    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("PAYWATCH_PREFIX", prefix.as_str()),
-    ];
-    // The demo's own API token, new each run: the API never runs without one.
-    let api_token = format!(
-        "demo-{}{}",
+/// A new API token for one run: the API never runs without one.
+pub fn fresh_token(label: &str) -> String {
+    format!(
+        "{label}-{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
-    );
-    let mut producer_env = env.to_vec();
-    producer_env.push(("PAYWATCH_API_TOKENS", api_token.as_str()));
-
-    fleet.spawn(
-        logs,
-        "sandbox",
-        &bins.get("paywatch-sandbox")?,
-        &[
-            "--listen",
-            &format!("127.0.0.1:{sandbox_port}"),
-            "--webhook-target",
-            &api,
-        ],
-        &env,
-    )?;
-    fleet.spawn(
-        logs,
-        "producer",
-        &bins.get("paywatch-producer")?,
-        &[
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{api_port}"),
-            "--handcash-app-secret",
-            "sandbox-handcash-secret",
-        ],
-        &producer_env,
-    )?;
-    let worker = bins.get("paywatch-worker")?;
-    for (name, port) in [("a", metrics_a), ("b", metrics_b)] {
-        fleet.spawn(
-            logs,
-            &format!("checker-{name}"),
-            &worker,
-            &[
-                "--name",
-                &format!("demo-checker-{name}"),
-                "--sandbox-url",
-                &sandbox,
-                "--policies",
-                POLICIES,
-                "--queues",
-                "check-payment",
-                "--metrics-listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-            &env,
-        )?;
-    }
-    let mut notifier_env = env.to_vec();
-    notifier_env.push(("PAYWATCH_WEBHOOK_SECRET", DEMO_SECRET));
-    fleet.spawn(
-        logs,
-        "notifier",
-        &worker,
-        &[
-            "--name",
-            "demo-notifier",
-            "--sandbox-url",
-            &sandbox,
-            "--queues",
-            "notify-email,notify-telegram,notify-webhook,notify-ops",
-            "--smtp-url",
-            &format!("smtp://127.0.0.1:{smtp_port}"),
-            "--email-from",
-            "paywatch demo <payments@shop.example>",
-            "--webhook-allow-hosts",
-            "127.0.0.1",
-            "--telegram-chat-interval",
-            "10ms",
-            "--ops-telegram-chat-id",
-            "42",
-            "--ops-interval",
-            "5s",
-        ],
-        &notifier_env,
-    )?;
-    println!(
-        "demo: sandbox {sandbox}, producer {api}, checkers with metrics on :{metrics_a} and :{metrics_b}, keys under {prefix}"
-    );
-
-    let smtp_addr: SocketAddr = ([127, 0, 0, 1], smtp_port).into();
-    let notify = Notify {
-        receiver: Some(Receiver::start(([127, 0, 0, 1], receiver_port).into(), DEMO_SECRET).await?),
-        email: Some("buyer@example.com".to_owned()),
-        smtp: Some(
-            paywatch_sandbox::smtp::SmtpSink::start(Default::default(), smtp_addr)
-                .await
-                .with_context(|| format!("SMTP server on {smtp_addr}"))?,
-        ),
-    };
-    let metrics = format!("http://127.0.0.1:{metrics_a}/metrics");
-    run(&sandbox, &api, &api_token, Some(&metrics), timeout, notify).await
+    )
 }
 
-/// Everything the demo started, stopped in reverse order.
+/// Everything a run started.
 #[derive(Default)]
-struct Fleet {
+pub struct Fleet {
     children: Vec<(String, Child)>,
     /// The Redis and key prefix to clean up.
-    cleanup: Option<(String, String)>,
+    pub cleanup: Option<(String, String)>,
 }
 
 impl Fleet {
     /// The Redis to use: `REDIS_URL` (default local port) when it answers, else a private one.
-    async fn redis(&mut self, logs: &Path) -> anyhow::Result<String> {
+    pub async fn redis(&mut self, logs: &Path) -> anyhow::Result<String> {
         let wanted =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let url = reqwest::Url::parse(&wanted).context("REDIS_URL is not a URL")?;
@@ -200,13 +68,14 @@ impl Fleet {
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context(
                 "no Redis answers at REDIS_URL and redis-server could not start: install it \
                  (Debian: apt-get install redis-server) or set REDIS_URL",
             )?;
-        self.children.push(("redis-server".to_owned(), child));
+        self.children.push((REDIS_CHILD.to_owned(), child));
         let started = Instant::now();
         while !answers("127.0.0.1", own) {
             if started.elapsed() > Duration::from_secs(10) {
@@ -218,7 +87,7 @@ impl Fleet {
     }
 
     /// Starts `bin` with `args`, its output in `logs/<name>.log`.
-    fn spawn(
+    pub fn spawn(
         &mut self,
         logs: &Path,
         name: &str,
@@ -236,6 +105,9 @@ impl Fleet {
             )
             .stdout(log.try_clone()?)
             .stderr(log)
+            // Its own process group: a terminal's ctrl-c reaches paywatch-demo alone, which then
+            // stops everything in order (see `stop`).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -243,15 +115,61 @@ impl Fleet {
         Ok(())
     }
 
-    /// Deletes the demo's keys, then stops the processes (Redis last).
-    async fn stop(&mut self) {
+    /// The processes still running, by name; the name of the first that exited, if any.
+    pub fn exited(&mut self) -> Option<String> {
+        self.children
+            .iter_mut()
+            .find_map(|(name, child)| (!matches!(child.try_wait(), Ok(None))).then(|| name.clone()))
+    }
+
+    /// Stops everything in order: SIGTERM to every process but Redis at once (workers drain and
+    /// hand back their leases; a process still running after [`STOP_GRACE`] is killed), then
+    /// the run's keys are deleted, then Redis (if this run started it) is stopped.
+    pub async fn stop(&mut self) {
+        let (redis, others): (Vec<_>, Vec<_>) = self
+            .children
+            .drain(..)
+            .partition(|(name, _)| name == REDIS_CHILD);
+        for (_, child) in &others {
+            terminate(child);
+        }
+        for (name, mut child) in others {
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!("{name} did not stop within {STOP_GRACE:?} of SIGTERM; killing it");
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
         if let Some((url, prefix)) = self.cleanup.take() {
             let _ = delete_keys(&url, &prefix).await;
         }
-        while let Some((_, mut child)) = self.children.pop() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+        for (_, mut child) in redis {
+            terminate(&child);
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
         }
+    }
+}
+
+/// The name under which a Redis this run started is kept.
+const REDIS_CHILD: &str = "redis-server";
+
+/// Asks a child to stop (SIGTERM).
+fn terminate(child: &Child) {
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 
@@ -290,7 +208,7 @@ fn answers(host: &str, port: u16) -> bool {
 }
 
 /// N distinct free loopback ports (all listeners are held until every port is chosen).
-fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -302,10 +220,16 @@ fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
 }
 
 /// Executables cargo built, by target name.
-struct Binaries(HashMap<String, PathBuf>);
+pub struct Binaries(HashMap<String, PathBuf>);
 
 impl Binaries {
-    fn get(&self, name: &str) -> anyhow::Result<PathBuf> {
+    /// Binaries already built into `dir` (cargo's output directory).
+    pub fn in_dir(dir: &Path) -> Self {
+        let names = ["paywatch-sandbox", "paywatch-producer", "paywatch-worker"];
+        Self(names.iter().map(|n| (n.to_string(), dir.join(n))).collect())
+    }
+
+    pub fn get(&self, name: &str) -> anyhow::Result<PathBuf> {
         self.0
             .get(name)
             .cloned()
@@ -313,12 +237,35 @@ impl Binaries {
     }
 }
 
+/// Whether cargo sets `name` for the program it runs (rather than the user for cargo).
+pub fn is_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .contains(&name)
+}
+
 /// Has cargo build the demo's binaries and reads their paths from its JSON messages.
-async fn build_binaries() -> anyhow::Result<Binaries> {
+pub async fn build_binaries() -> anyhow::Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     println!("demo: building the sandbox, producer and worker (cargo build)");
-    let output = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // `cargo run` gives this program its package's variables; a build script that watches one
+    // (ring watches CARGO_MANIFEST_DIR) would then rebuild half the tree on every switch
+    // between `cargo build` and the demo.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            build.env_remove(name);
+        }
+    }
+    let output = build
         .args([
             "build",
             "--quiet",
