@@ -130,6 +130,11 @@ pub struct Report {
     pub reruns: Vec<Duration>,
     /// Held jobs never seen re-run.
     pub not_rerun: usize,
+    /// Held jobs finished by the victim itself: settled between the run's look at its leases and
+    /// the kill taking effect, or by a settle already on the wire.
+    pub landed: usize,
+    /// Duplicates no kill explains: (channel, recipient, first, second delivery).
+    pub unexplained: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)>,
     /// Redis restarts: graceful, `kill -9`.
     pub redis_restarts: (usize, usize),
     /// The longest the Redis server stalled (`LATENCY LATEST`, events of 100 ms or more), by
@@ -182,8 +187,16 @@ impl Report {
             check(
                 i < 2 && d.attributed != d.extra,
                 format!(
-                    "{channel}: {} duplicate(s) outside the documented window",
-                    d.extra - d.attributed
+                    "{channel}: {} duplicate(s) outside the documented window: {:?}",
+                    d.extra - d.attributed,
+                    first(
+                        &self
+                            .unexplained
+                            .iter()
+                            .filter(|u| u.0 == *channel)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    )
                 ),
             );
         }
@@ -255,7 +268,7 @@ impl fmt::Display for Report {
              detection lag p50 {:.2}s p99 {:.2}s max {:.2}s | \
              delivered email {} telegram {} webhook {} | duplicates email {} telegram {} \
              webhook {} (same id, same body: {}) | stranded {} dead {} | kills {} holding {} \
-             jobs, kill-to-rerun p50 {:.2}s max {:.2}s | redis restarts graceful {} kill-9 {} \
+             jobs ({} finished before the kill took effect), kill-to-rerun p50 {:.2}s max {:.2}s | redis restarts graceful {} kill-9 {} \
              | redis stalls {} | {:.0}s",
             self.accepted,
             self.orders,
@@ -280,6 +293,7 @@ impl fmt::Display for Report {
             self.dead,
             self.kills,
             self.held,
+            self.landed,
             self.rerun_percentile(0.5).as_secs_f64(),
             self.rerun_percentile(1.0).as_secs_f64(),
             self.redis_restarts.0,
@@ -462,7 +476,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     watcher.abort();
-    (report.reruns, report.not_rerun) = watch.results();
+    (report.reruns, report.not_rerun, report.landed) = watch.results();
     report.accepted = accepted.load(Ordering::SeqCst);
     verify_orders(&stack, &plan, &mut report).await;
     // Let the queues come to rest before judging what is left in them.
@@ -719,13 +733,18 @@ fn count_notifications(
     }
     for (i, deliveries) in [emails, chats].into_iter().enumerate() {
         report.delivered[i] = deliveries.len();
-        for times in deliveries.values() {
+        for (to, times) in &deliveries {
             let mut times = times.clone();
             times.sort();
             for pair in times.windows(2) {
                 report.duplicates[i].extra += 1;
                 if explained(events, pair[0], pair[1]) {
                     report.duplicates[i].attributed += 1;
+                } else {
+                    let channel = ["email", "telegram"][i].to_string();
+                    report
+                        .unexplained
+                        .push((channel, to.clone(), pair[0], pair[1]));
                 }
             }
         }

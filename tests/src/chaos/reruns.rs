@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use paywatch_queue::Keys;
 use redis::AsyncCommands;
 
-/// The jobs one killed worker held, per queue: job id → its lease token.
+/// A held job's lease: its token, and its expiry (Unix ms, Redis clock).
+pub type Lease = (String, f64);
+
+/// The jobs one killed worker held, per queue: job id → its lease.
 #[derive(Debug, Default)]
-pub struct Held(pub Vec<(Keys, HashMap<String, String>)>);
+pub struct Held(pub Vec<(Keys, HashMap<String, Lease>)>);
 
 impl Held {
     /// How many jobs.
@@ -39,13 +42,26 @@ pub async fn held_by(
     let mut held = Held::default();
     for keys in queues {
         let tokens: HashMap<String, String> = conn.hgetall(&keys.tokens).await?;
-        let mine: HashMap<String, String> = tokens
+        let mine: Vec<(String, String)> = tokens
             .into_iter()
             .filter(|(_, token)| token.starts_with(&owner))
             .collect();
-        if !mine.is_empty() {
-            held.0.push((keys.clone(), mine));
+        if mine.is_empty() {
+            continue;
         }
+        let ids: Vec<&String> = mine.iter().map(|(id, _)| id).collect();
+        let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(&keys.leases)
+            .arg(&ids)
+            .query_async(conn)
+            .await?;
+        // No lease any more: settled between the two reads, so not held after all.
+        let jobs = mine
+            .into_iter()
+            .zip(expiries)
+            .filter_map(|((id, token), expiry)| Some((id, (token, expiry?))))
+            .collect();
+        held.0.push((keys.clone(), jobs));
     }
     Ok(held)
 }
@@ -56,6 +72,7 @@ struct Watched {
     keys: Keys,
     id: String,
     token: String,
+    expiry: f64,
     killed_at: Instant,
 }
 
@@ -69,6 +86,7 @@ pub struct RerunWatch {
 struct WatchState {
     watched: Vec<Watched>,
     delays: Vec<Duration>,
+    landed: usize,
 }
 
 impl RerunWatch {
@@ -76,21 +94,23 @@ impl RerunWatch {
     pub fn add(&self, held: Held, killed_at: Instant) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (keys, jobs) in held.0 {
-            for (id, token) in jobs {
+            for (id, (token, expiry)) in jobs {
                 state.watched.push(Watched {
                     keys: keys.clone(),
                     id,
                     token,
+                    expiry,
                     killed_at,
                 });
             }
         }
     }
 
-    /// Kill-to-rerun delays seen so far, and how many held jobs have not re-run yet.
-    pub fn results(&self) -> (Vec<Duration>, usize) {
+    /// Kill-to-rerun delays seen so far, how many held jobs have not re-run yet, and how many
+    /// the victim finished itself (between the look at its leases and the kill taking effect).
+    pub fn results(&self) -> (Vec<Duration>, usize, usize) {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        (state.delays.clone(), state.watched.len())
+        (state.delays.clone(), state.watched.len(), state.landed)
     }
 
     /// Looks every 50 ms until `deadline`; runs as a background task.
@@ -106,28 +126,30 @@ impl RerunWatch {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 std::mem::take(&mut state.watched)
             };
-            let (done, still) = match sweep(c, watched).await {
+            let (done, landed, still) = match sweep(c, watched).await {
                 Ok(split) => split,
-                Err((e, watched)) => {
-                    // Redis is restarting: look again once it answers.
-                    let _ = e;
+                // Redis is restarting: look again once it answers.
+                Err(watched) => {
                     conn = None;
-                    (Vec::new(), watched)
+                    (Vec::new(), 0, watched)
                 }
             };
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.delays.extend(done);
+            state.landed += landed;
             state.watched.extend(still);
         }
     }
 }
 
-type Sweep = Result<(Vec<Duration>, Vec<Watched>), (redis::RedisError, Vec<Watched>)>;
+/// Jobs re-run (with their kill-to-rerun delays), jobs the dead worker's own settle finished, and
+/// jobs still waiting; or, when Redis did not answer, every job still waiting.
+type Sweep = Result<(Vec<Duration>, usize, Vec<Watched>), Vec<Watched>>;
 
 /// One look at every watched job: which have been taken over, and since when.
 async fn sweep(conn: &mut redis::aio::MultiplexedConnection, watched: Vec<Watched>) -> Sweep {
     if watched.is_empty() {
-        return Ok((Vec::new(), watched));
+        return Ok((Vec::new(), 0, watched));
     }
     let mut pipe = redis::pipe();
     pipe.cmd("TIME");
@@ -138,14 +160,14 @@ async fn sweep(conn: &mut redis::aio::MultiplexedConnection, watched: Vec<Watche
     }
     let reply: Vec<redis::Value> = match pipe.query_async(conn).await {
         Ok(reply) => reply,
-        Err(e) => return Err((e, watched)),
+        Err(_) => return Err(watched),
     };
     let now_ms = reply
         .first()
         .and_then(|t| redis::from_redis_value_ref::<(u64, u64)>(t).ok())
         .map(|(secs, micros)| (secs * 1000 + micros / 1000) as f64)
         .unwrap_or(0.0);
-    let (mut done, mut still) = (Vec::new(), Vec::new());
+    let (mut done, mut landed, mut still) = (Vec::new(), 0, Vec::new());
     for (w, answers) in watched.into_iter().zip(reply[1..].chunks(3)) {
         let current: Option<String> = redis::from_redis_value_ref(&answers[0]).unwrap_or(None);
         let exists: bool = redis::from_redis_value_ref(&answers[1]).unwrap_or(true);
@@ -156,11 +178,16 @@ async fn sweep(conn: &mut redis::aio::MultiplexedConnection, watched: Vec<Watche
             // reclaim, waiting for a worker.
             None => !exists || due.is_some_and(|at| at > now_ms + 50.0),
         };
-        if taken_over {
-            done.push(w.killed_at.elapsed());
-        } else {
+        if !taken_over {
             still.push(w);
+        } else if now_ms < w.expiry {
+            // Changed while the dead worker's lease still stood: nobody else could have taken
+            // it, so its own settle, sent just before the kill, landed (and a check it
+            // rescheduled may already be on its next step elsewhere).
+            landed += 1;
+        } else {
+            done.push(w.killed_at.elapsed());
         }
     }
-    Ok((done, still))
+    Ok((done, landed, still))
 }
