@@ -121,9 +121,10 @@ pub(crate) fn script_bills(
 /// A connection to the Redis (or Cluster) at `url`, as paywatch's processes make it.
 pub(crate) async fn connect(url: &str) -> anyhow::Result<RedisConn> {
     let endpoint = RedisEndpoint::open(url)?;
-    Ok(endpoint
-        .managed(redis::aio::ConnectionManagerConfig::new())
-        .await?)
+    // Generous: pipelines of a thousand submits queue up behind each other on purpose.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    Ok(endpoint.managed(config).await?)
 }
 
 /// Submits `orders` (JSON bodies with their ids) through `paywatch_submit`, pipelined per shard

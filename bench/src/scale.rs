@@ -94,7 +94,10 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
     let store = OrderStore::new(conn.clone(), prefix, 1);
     store.prepare().await?;
     let mut plain = redis::Client::open(url.as_str())?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(60))),
+        )
         .await?;
     let used = |mut c: redis::aio::MultiplexedConnection| async move {
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;

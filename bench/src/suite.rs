@@ -81,6 +81,9 @@ pub struct SuiteOpts {
     /// The command line to show in the report (default: this process's own).
     #[arg(long)]
     pub command: Option<String>,
+    /// The load average when the run started (filled in by [`run`]).
+    #[arg(skip)]
+    pub load_at_start: Option<String>,
 }
 
 /// One benchmark's part of the report.
@@ -165,6 +168,10 @@ impl Plots {
 
 /// Runs the selected benchmarks and writes the report; returns its text.
 pub fn run(o: &SuiteOpts, fleet: &Fleet, redis: &str) -> anyhow::Result<String> {
+    let o = &SuiteOpts {
+        load_at_start: load_average(),
+        ..o.clone()
+    };
     plot::use_font(&o.font)?;
     let plots = Plots::new(&o.out, &o.plots);
     let runs = if o.smoke { 1 } else { o.runs.max(1) };
@@ -571,6 +578,13 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
         for e in &r.slowlog {
             let _ = writeln!(body, "| {} | `{}` |", e.micros, e.command);
         }
+        body.push_str(
+            "\nSLOWLOG times a command by the wall clock while Redis runs it, so a Redis process \
+             the kernel preempts (two cores shared with the workers, the sandbox, the driver and \
+             whatever else the machine runs) shows up there too: compare the entries with the \
+             cheapest commands listed (an `HMGET` of one field, a pipelined submit) before \
+             reading one as a slow script.\n",
+        );
         body.push('\n');
     }
     body.push_str(
@@ -733,7 +747,8 @@ fn machine(o: &SuiteOpts) -> String {
          | Node.js | {} |\n\
          | BullMQ / ioredis | {} / {} |\n\
          | rustc | {} |\n\
-         | paywatch | commit {}, {} build |\n",
+         | paywatch | commit {}, {} build |\n\
+         | load average (1, 5, 15 min) when the run started | {} |\n",
         output(Command::new("uname").args(["-sr"])),
         output(Command::new("node").arg("--version")),
         package_version(&o.bullmq_dir, "bullmq"),
@@ -745,6 +760,18 @@ fn machine(o: &SuiteOpts) -> String {
         } else {
             "release"
         },
+        o.load_at_start.as_deref().unwrap_or("unknown"),
+    )
+}
+
+/// The first three fields of /proc/loadavg: how busy the machine was (other people's builds).
+pub(crate) fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
