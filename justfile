@@ -41,8 +41,9 @@ lint:
 deploy-check:
     scripts/check-deploy.sh
 
-# Benchmarks side by side with the reference peer (BullMQ): `just bench queue`.
-bench what="queue": redis
+# Benchmarks side by side with the reference peer (BullMQ): `just bench` runs them all and writes
+# BENCHMARKS.md and docs/bench/*.png; `just bench queue|e2e|webhook|idle|scale|cluster` runs one.
+bench what="all": redis
     scripts/bench.sh "{{what}}"
 
 # The end-to-end demo: sandbox providers, producer, two workers, ~40 orders, a summary.

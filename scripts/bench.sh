@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# `just bench queue`: paywatch-queue and BullMQ side by side on the same Redis ($REDIS_URL).
+# `just bench [what]`: paywatch's benchmarks, side by side with BullMQ where it has a peer.
+#   all (the default)  every benchmark; writes BENCHMARKS.md at the repo root and docs/bench/*.png
+#   queue              paywatch-queue vs BullMQ on $REDIS_URL (table in target/bench/queue.md)
+#   e2e | webhook | idle | scale | cluster
+#                      one benchmark alone (report in target/bench/<what>.md, plots beside it)
+# Extra arguments for paywatch-bench go in BENCH_ARGS (e.g. BENCH_ARGS="--runs 1 --e2e-orders 5000").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what="${1:-queue}"
+what="${1:-all}"
 case "$what" in
-queue) ;;
-*) echo "unknown benchmark: $what (known: queue)" >&2; exit 2 ;;
+all | queue | e2e | webhook | idle | scale | cluster) ;;
+*) echo "unknown benchmark: $what (known: all, queue, e2e, webhook, idle, scale, cluster)" >&2; exit 2 ;;
 esac
-if ! command -v node >/dev/null 2>&1; then
-    echo "bench: node is needed for the BullMQ side (Debian: apt-get install nodejs npm)" >&2
-    exit 1
-fi
-if [[ ! -d bench/bullmq/node_modules ]]; then
-    (cd bench/bullmq && npm ci --no-audit --no-fund --loglevel=error)
-fi
-bin="$(scripts/cargo-bins.sh --release -p paywatch-bench)"
-# Wherever cargo builds (CARGO_TARGET_DIR moves it), the table goes next to the build.
+scripts/ensure-bullmq.sh
+# The real release executables: the fleet benchmarks start paywatch-worker and paywatch-producer.
+bin="$(scripts/cargo-bins.sh --release -p paywatch-bench -p paywatch-worker -p paywatch-producer)"
+# Wherever cargo builds (CARGO_TARGET_DIR moves it), single-benchmark output goes next to the build.
 target_dir="$(cargo metadata --format-version 1 --no-deps |
     grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"\(.*\)"$/\1/')"
 mkdir -p "$target_dir/bench"
-"$bin/paywatch-bench" compare --redis "$REDIS_URL" --out "$target_dir/bench/queue.md" ${BENCH_ARGS:-}
-echo "table written to $target_dir/bench/queue.md"
+case "$what" in
+queue)
+    "$bin/paywatch-bench" compare --redis "$REDIS_URL" --out "$target_dir/bench/queue.md" ${BENCH_ARGS:-}
+    echo "table written to $target_dir/bench/queue.md"
+    ;;
+all)
+    # shellcheck disable=SC2086
+    "$bin/paywatch-bench" --redis "$REDIS_URL" --bin-dir "$bin" all \
+        --out BENCHMARKS.md --plots docs/bench --command "just bench" ${BENCH_ARGS:-}
+    ;;
+*)
+    # shellcheck disable=SC2086
+    "$bin/paywatch-bench" --redis "$REDIS_URL" --bin-dir "$bin" all --only "$what" \
+        --out "$target_dir/bench/$what.md" --plots "$target_dir/bench/$what" \
+        --command "just bench $what" ${BENCH_ARGS:-}
+    echo "report written to $target_dir/bench/$what.md"
+    ;;
+esac

@@ -7,9 +7,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { Worker as Thread, isMainThread, workerData } from 'node:worker_threads';
-import { Queue, Worker } from 'bullmq';
+import { DelayedError, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 
 const USAGE = `usage: node bench.mjs <subcommand> [options]
@@ -23,6 +24,12 @@ subcommands:
   memory   --jobs N (100000) --payload small|order|example Redis used_memory per job delayed 1h, then obliterate
                                                      (small: {i: N}; order: {order_id, provider})
   clean                                              obliterate the queue under the prefix
+  e2e-submit --jobs N (20000)                        add N check-payment jobs (the README's example order)
+  e2e-worker --sandbox URL --concurrency C (50) --delay-ms D (100)
+                                                     poll the sandbox's Cashless bill of each job over HTTP
+                                                     (keep-alive); pending: moveToDelayed(now + D); paid: write
+                                                     the final record, add 3 notification jobs; runs until killed
+  idle-worker --seconds S (30)                       an idle Worker with BullMQ's defaults for S seconds
 
 common options:
   --redis URL     (default $REDIS_URL or redis://127.0.0.1:6379)
@@ -44,6 +51,9 @@ const SPEC = {
   lateness: { jobs: 20000, 'spread-ms': 2000, concurrency: 100, producer: 'thread' },
   memory: { jobs: 100000, payload: 'order' },
   clean: {},
+  'e2e-submit': { jobs: 20000 },
+  'e2e-worker': { sandbox: '', concurrency: 50, 'delay-ms': 100 },
+  'idle-worker': { seconds: 30 },
 };
 const COMMON = ['redis', 'prefix', 'queue', 'timeout-s'];
 
@@ -423,7 +433,130 @@ async function clean(opts, connection) {
   return { cleaned: true, prefix: opts.prefix, queue: opts.queue };
 }
 
-const COMMANDS = { preload, work, lateness, memory, clean };
+// ---------------------------------------------------------------------------------------------
+// End to end (paywatch-bench e2e): the same check-payment work paywatch's fleet does.
+
+// The README's example order, as paywatch-bench e2e submits it to paywatch.
+function e2eOrder(i) {
+  const id = `e2e-${i}`;
+  return {
+    order_id: id, provider: 'cashless', payment_id: id,
+    notify: { email: 'buyer@example.com', telegram_chat_id: 123456789,
+      webhook_url: 'https://shop.example/hooks/paywatch' },
+  };
+}
+
+async function e2eSubmit(opts, connection) {
+  const queue = newQueue(opts, connection);
+  await queue.waitUntilReady();
+  const firstEnqueueMs = Date.now();
+  await addInChunks(queue, opts.jobs, i => ({ name: 'check-payment', data: e2eOrder(i) }));
+  await release(queue);
+  return { added: opts.jobs, first_enqueue_ms: firstEnqueueMs };
+}
+
+// GET url over the keep-alive agent; resolves with the parsed JSON body (rejects on non-2xx).
+function getJson(agent, url, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers }, res => {
+      const chunks = [];
+      res.on('data', c => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode < 200 || res.statusCode >= 300) {
+          reject(new Error(`GET ${url}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(text));
+        } catch (err) {
+          reject(new Error(`GET ${url}: unreadable JSON: ${err.message}`));
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+// The sandbox's default Cashless credentials (docs/sandbox.md), sent as paywatch sends them.
+const CASHLESS_AUTH = 'ApiKey sandbox-cashless-key:sandbox-cashless-secret';
+const FINAL = new Set(['FULLY_PAID', 'CANCELLED', 'EXPIRED']);
+const CHANNELS = ['email', 'telegram', 'webhook'];
+
+async function e2eWorker(opts, connection) {
+  if (!opts.sandbox) throw new UsageError('--sandbox URL is required');
+  const base = opts.sandbox.replace(/\/$/, '');
+  const delay = opts['delay-ms'];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  const client = track(new Redis({ ...connection, lazyConnect: true }));
+  client.on('error', err => log('redis error:', err?.message ?? err));
+  await client.connect();
+  const finalKey = `${opts.prefix}:e2e:final`;
+  const notify = {};
+  for (const channel of CHANNELS) {
+    notify[channel] = newQueue({ ...opts, queue: `notify-${channel}` }, connection);
+    await notify[channel].waitUntilReady();
+  }
+
+  const processor = async (job, token) => {
+    const order = job.data;
+    const bill = await getJson(agent, `${base}/cashless/api/v3/bills/${encodeURIComponent(order.payment_id)}`,
+      { authorization: CASHLESS_AUTH });
+    if (!FINAL.has(bill.status)) {
+      await job.moveToDelayed(Date.now() + delay, token);
+      throw new DelayedError();
+    }
+    const finalAt = Date.now();
+    const status = bill.status === 'FULLY_PAID' ? 'paid' : bill.status.toLowerCase();
+    await client.hset(finalKey, order.order_id,
+      JSON.stringify({ ...order, status, raw_status: bill.status, final_at: finalAt }));
+    const targets = { email: order.notify?.email, telegram: order.notify?.telegram_chat_id,
+      webhook: order.notify?.webhook_url };
+    for (const channel of CHANNELS) {
+      if (targets[channel] === undefined) continue;
+      const id = `${order.order_id}:${status}:${channel}`;
+      await notify[channel].add('notify', { order_id: order.order_id, status, channel,
+        target: targets[channel], occurred_at: finalAt }, { jobId: id });
+    }
+  };
+
+  const worker = track(new Worker(opts.queue, processor, workerOptions(opts, connection, opts.concurrency)));
+  worker.on('error', err => log('worker error:', err?.message ?? err));
+  worker.on('failed', (job, err) => log(`job ${job?.id} failed: ${err?.message ?? err}`));
+  await worker.waitUntilReady();
+  const running = worker.run();
+  await client.incr(`${opts.prefix}:e2e:ready`);
+  // Runs until the driver kills it; a stop signal ends it cleanly too.
+  await new Promise(resolve => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await release(worker);
+  await running.catch(() => {});
+  agent.destroy();
+  return { peak_rss_kb: peakRssKb() };
+}
+
+// An idle Worker at BullMQ's defaults, for the idle-cost benchmark (Redis commands per second).
+async function idleWorker(opts, connection) {
+  const worker = track(new Worker(opts.queue, async () => {}, {
+    connection, prefix: opts.prefix, autorun: false,
+  }));
+  worker.on('error', err => log('worker error:', err?.message ?? err));
+  await worker.waitUntilReady();
+  const running = worker.run();
+  const client = track(new Redis({ ...connection, lazyConnect: true }));
+  await client.connect();
+  await client.incr(`${opts.prefix}:idle:ready`);
+  await release(client);
+  await new Promise(resolve => setTimeout(resolve, opts.seconds * 1000));
+  await release(worker);
+  await running.catch(() => {});
+  return { idle_seconds: opts.seconds };
+}
+
+const COMMANDS = { preload, work, lateness, memory, clean, 'e2e-submit': e2eSubmit, 'e2e-worker': e2eWorker, 'idle-worker': idleWorker };
 
 // ---------------------------------------------------------------------------------------------
 

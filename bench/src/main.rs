@@ -1,11 +1,23 @@
-//! `paywatch-bench`: the paywatch side of `just bench queue`, and the driver that runs it side by
-//! side with BullMQ (`bench/bullmq/bench.mjs`) on the same Redis and prints the ratios.
+//! `paywatch-bench`: paywatch's benchmarks, each side by side with its peer (BullMQ,
+//! `bench/bullmq/bench.mjs`) where there is one, and `all`, which runs them all and writes
+//! BENCHMARKS.md with its plots (`just bench`).
 //!
-//! Each measurement runs in its own process, which prints one JSON object as its last line of
-//! stdout (the same contract as `bench.mjs`), so peak RSS is the worker's alone.
+//! - `compare` (+ `preload`, `work`, `lateness`, `memory`, `clean`): the queue alone, each
+//!   measurement in its own process printing one JSON object as its last stdout line.
+//! - `e2e`, `webhook`, `idle`, `scale`, `cluster`: the fleet (modules of the same names).
+//! - `all`: every benchmark, the report and the plots ([`suite`]).
 
+mod cluster;
+mod e2e;
+mod fleet;
+mod idle;
 mod measure;
+mod plot;
 mod report;
+mod scale;
+mod servers;
+mod suite;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -26,6 +38,10 @@ struct Cli {
     /// Key prefix (default: a random one).
     #[arg(long, global = true)]
     prefix: Option<String>,
+    /// Directory of the `paywatch-worker` and `paywatch-producer` executables the fleet
+    /// benchmarks start (default: this executable runs them itself, see `fleet`).
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +94,58 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
+    /// Check-payment throughput end to end, paywatch's fleet against BullMQ (JSON).
+    E2e {
+        #[command(flatten)]
+        opts: e2e::E2eOpts,
+        /// Runs of each side.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Directory of bench.mjs.
+        #[arg(long, default_value = "bench/bullmq")]
+        bullmq_dir: PathBuf,
+    },
+    /// The webhook fast path's latency (JSON).
+    Webhook {
+        #[command(flatten)]
+        opts: webhook::WebhookOpts,
+    },
+    /// Redis commands per second of idle workers (JSON).
+    Idle {
+        #[command(flatten)]
+        opts: idle::IdleOpts,
+        /// Directory of bench.mjs.
+        #[arg(long, default_value = "bench/bullmq")]
+        bullmq_dir: PathBuf,
+    },
+    /// A million pending orders and a spike of checks due in one second (JSON).
+    Scale {
+        #[command(flatten)]
+        opts: scale::ScaleOpts,
+    },
+    /// The end-to-end run on a three-master Cluster against one Redis (JSON).
+    Cluster {
+        #[command(flatten)]
+        opts: e2e::E2eOpts,
+        /// Runs of each topology.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Every benchmark; writes BENCHMARKS.md and its plots.
+    All {
+        #[command(flatten)]
+        opts: suite::SuiteOpts,
+    },
+    /// Runs `paywatch-worker` or `paywatch-producer` from this executable (what the fleet
+    /// benchmarks start when no --bin-dir is given).
+    #[command(hide = true)]
+    Fleet {
+        /// `paywatch-worker` or `paywatch-producer`.
+        program: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,8 +156,49 @@ fn main() -> anyhow::Result<()> {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         )
     });
+    let fleet = fleet::Fleet {
+        bin_dir: cli.bin_dir.clone(),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = match cli.command {
+        Command::Fleet { program, args } => {
+            return runtime.block_on(async move {
+                match program.as_str() {
+                    "paywatch-worker" => fleet::run_worker(args).await,
+                    "paywatch-producer" => fleet::run_producer(args).await,
+                    other => anyhow::bail!("unknown fleet program {other:?}"),
+                }
+            });
+        }
+        Command::E2e {
+            opts,
+            runs,
+            bullmq_dir,
+        } => serde_json::to_value(runtime.block_on(e2e::compare(
+            &fleet,
+            &bullmq_dir,
+            &opts,
+            runs,
+        ))?)?,
+        Command::Webhook { opts } => {
+            serde_json::to_value(runtime.block_on(webhook::run(&fleet, &opts))?)?
+        }
+        Command::Idle { opts, bullmq_dir } => {
+            serde_json::to_value(runtime.block_on(idle::run(&fleet, &bullmq_dir, &opts))?)?
+        }
+        Command::Scale { opts } => {
+            serde_json::to_value(runtime.block_on(scale::run(&fleet, &opts))?)?
+        }
+        Command::Cluster { opts, runs } => {
+            serde_json::to_value(runtime.block_on(cluster::run(&fleet, &opts, runs))?)?
+        }
+        Command::All { opts } => {
+            drop(runtime);
+            let report = suite::run(&opts, &fleet, &cli.redis)?;
+            eprintln!("{report}");
+            eprintln!("report written to {}", opts.out.display());
+            return Ok(());
+        }
         Command::Preload { jobs } => {
             runtime.block_on(measure::preload(&cli.redis, &prefix, jobs))?
         }

@@ -8,6 +8,10 @@ use anyhow::Context;
 use serde_json::Value;
 
 /// Runs one measurement process and parses the JSON object on its last stdout line.
+pub(crate) fn run_json(cmd: Command) -> anyhow::Result<Value> {
+    run(cmd)
+}
+
 fn run(mut cmd: Command) -> anyhow::Result<Value> {
     let shown = format!("{cmd:?}");
     let out = cmd
@@ -64,6 +68,15 @@ fn fresh(tag: &str) -> String {
     format!("{tag}:{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// The queue benchmark's results.
+#[derive(Debug, Clone)]
+pub struct QueueTable {
+    /// The Markdown table.
+    pub markdown: String,
+    /// Bytes per pending order with the README's example order: (paywatch, BullMQ).
+    pub example_bytes: Option<(f64, f64)>,
+}
+
 /// Runs everything and prints (and optionally writes) the Markdown table.
 pub fn compare(
     redis: &str,
@@ -72,6 +85,22 @@ pub fn compare(
     out: Option<&Path>,
     scale: f64,
 ) -> anyhow::Result<()> {
+    let table = compare_table(redis, runs, bullmq_dir, scale)?;
+    println!("{}", table.markdown);
+    if let Some(path) = out {
+        std::fs::write(path, &table.markdown)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs every queue scenario for paywatch and BullMQ and returns the table.
+pub fn compare_table(
+    redis: &str,
+    runs: usize,
+    bullmq_dir: &Path,
+    scale: f64,
+) -> anyhow::Result<QueueTable> {
     let side = Side { redis, bullmq_dir };
     let n = |base: usize| {
         ((base as f64 * scale).round() as usize)
@@ -181,6 +210,10 @@ pub fn compare(
         ),
     ];
     let mut rows = rows.to_vec();
+    let example_bytes = mem
+        .iter()
+        .find(|(payload, _, _)| *payload == "example")
+        .map(|(_, pw, bq)| (*pw, *bq));
     for (payload, pw, bq) in mem {
         let metric = match payload {
             "small" => format!(
@@ -205,9 +238,8 @@ pub fn compare(
     for (metric, p, b, ratio) in rows {
         table.push_str(&format!("| {metric} | {p} | {b} | {ratio} |\n"));
     }
-    println!("{table}");
-    if let Some(path) = out {
-        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(QueueTable {
+        markdown: table,
+        example_bytes,
+    })
 }

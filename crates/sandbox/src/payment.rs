@@ -203,8 +203,9 @@ impl PaymentRecord {
         self.created.elapsed()
     }
 
-    pub(crate) fn view_at(&self, elapsed: Duration) -> View<'_> {
-        let step = self.timeline.current(elapsed);
+    /// The payment `elapsed` after creation, when it had answered `answered` status requests.
+    pub(crate) fn view_at(&self, elapsed: Duration, answered: u64) -> View<'_> {
+        let step = self.timeline.current(elapsed, answered);
         View {
             record: self,
             elapsed,
@@ -213,10 +214,11 @@ impl PaymentRecord {
         }
     }
 
-    /// The provider's JSON body for this payment `elapsed` after creation, step fields merged in.
-    pub(crate) fn render_at(&self, elapsed: Duration) -> Value {
-        let mut body = providers::render(&self.view_at(elapsed));
-        body.extend(self.timeline.fields(elapsed));
+    /// The provider's JSON body for this payment `elapsed` after creation with `answered` status
+    /// requests answered before, step fields merged in.
+    pub(crate) fn render_at(&self, elapsed: Duration, answered: u64) -> Value {
+        let mut body = providers::render(&self.view_at(elapsed, answered));
+        body.extend(self.timeline.fields(elapsed, answered));
         Value::Object(body)
     }
 
@@ -224,7 +226,7 @@ impl PaymentRecord {
         PaymentStats {
             provider: self.provider,
             id: self.id.clone(),
-            status: self.view_at(self.elapsed()).status.to_string(),
+            status: self.view_at(self.elapsed(), self.checks).status.to_string(),
             checks: self.checks,
             created_at: self.created_at,
         }

@@ -313,13 +313,14 @@ impl SandboxState {
             .map(|r| r.faults.take())
     }
 
-    /// The provider's response body for the payment right now.
+    /// The provider's response body for the payment right now, answering the status request
+    /// [`SandboxState::begin_status_call`] counted (so the requests before it are the answered ones).
     pub(crate) fn render_payment(&self, provider: Provider, id: &str) -> Option<Value> {
         self.store()
             .provider(provider)
             .payments
             .get(id)
-            .map(|r| r.render_at(r.elapsed()))
+            .map(|r| r.render_at(r.elapsed(), r.checks.saturating_sub(1)))
     }
 
     /// Stops background work (the webhook driver and its deliveries).

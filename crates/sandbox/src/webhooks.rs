@@ -187,7 +187,7 @@ fn prepare(inner: &Inner, due: &Due) -> Option<Job> {
         .timeline
         .first_with_status(due.provider.webhook_status()?)?
         .at;
-    let rendered = record.render_at(paid_at);
+    let rendered = record.render_at(paid_at, record.checks);
     let body = match due.provider {
         Provider::Cashless => json!({ "bill": rendered }),
         Provider::HandCash => json!({

@@ -1,0 +1,540 @@
+//! End to end: check-payment throughput of paywatch's fleet against a BullMQ worker doing the
+//! same job, on the same Redis, against the same sandbox.
+//!
+//! Each of N orders (the README's example order: three notify targets) watches a Cashless bill
+//! in the sandbox that answers `NOT_PAID` to its first K status requests and `FULLY_PAID` to the
+//! next one (a counted timeline step, so every order costs exactly K+1 provider calls on either
+//! side, however loaded the poller). Between two checks an order waits the same fixed delay on
+//! both sides, with no jitter.
+//!
+//! - paywatch: W `paywatch-worker` processes serving `check-payment` with concurrency C each; the
+//!   orders go in through the submit function (`FCALL paywatch_submit`, pipelined 1000 at a time).
+//! - BullMQ: W Node processes, each a `Worker` with concurrency C whose processor GETs the same
+//!   sandbox URL over a keep-alive agent, re-delays the job with `moveToDelayed` while pending,
+//!   and on the final answer writes a final record and adds the three notification jobs; the
+//!   orders go in with `addBulk`, 1000 at a time.
+//!
+//! The clock runs from just before the first enqueue to the last final answer in hand (paywatch's
+//! `final_at`, the BullMQ side's `final_at`: both taken right after the provider's answer, by the
+//! same machine's clock).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use paywatch_core::store::{OrderStore, StoredOrder};
+use paywatch_queue::{RedisConn, RedisEndpoint};
+use paywatch_sandbox::{NewPayment, Provider, Sandbox, SandboxConfig, SandboxHandle, TimelineStep};
+use redis::AsyncCommands;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::fleet::{Fleet, Proc, cpu_seconds_of, peak_rss_kb_of};
+
+/// What one end-to-end run does.
+#[derive(Debug, Clone, clap::Args)]
+pub struct E2eOpts {
+    /// Orders.
+    #[arg(long, default_value_t = 20_000)]
+    pub orders: usize,
+    /// Pending answers each order gets before its paid one.
+    #[arg(long, default_value_t = 3)]
+    pub pending: u64,
+    /// Delay between two checks of one order, ms (the same on both sides, no jitter).
+    #[arg(long, default_value_t = 100)]
+    pub delay_ms: u64,
+    /// Worker processes on each side.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Jobs in flight per worker process.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// paywatch shards (`PAYWATCH_SHARDS`).
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_s: u64,
+}
+
+/// One side's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideResult {
+    /// Orders that reached their final record.
+    pub orders: usize,
+    /// First enqueue to last final, seconds.
+    pub seconds: f64,
+    /// Orders per second over that span.
+    pub orders_per_sec: f64,
+    /// Status requests the sandbox served.
+    pub provider_calls: u64,
+    /// The largest peak RSS of one worker process, kB.
+    pub worker_peak_rss_kb: u64,
+    /// CPU seconds all worker processes used.
+    pub worker_cpu_s: f64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The README's example order (three notify targets), as order `id` watching payment `payment`.
+pub(crate) fn example_order(id: &str, payment: &str) -> String {
+    json!({
+        "order_id": id, "provider": "cashless", "payment_id": payment,
+        "notify": {"email": "buyer@example.com", "telegram_chat_id": 123456789,
+                   "webhook_url": "https://shop.example/hooks/paywatch"}
+    })
+    .to_string()
+}
+
+/// Starts a sandbox on a free loopback port (no webhooks, real time).
+pub(crate) async fn start_sandbox() -> anyhow::Result<SandboxHandle> {
+    let addr = "127.0.0.1:0".parse()?;
+    Ok(Sandbox::start(SandboxConfig::default(), addr).await?)
+}
+
+/// Forgets every payment and creates `ids`, each answering `pending` × `NOT_PAID`, then paid.
+pub(crate) fn script_bills(
+    sandbox: &SandboxHandle,
+    ids: &[String],
+    pending: u64,
+) -> anyhow::Result<()> {
+    let state = sandbox.state();
+    state.reset();
+    for id in ids {
+        let mut bill = NewPayment::new(Provider::Cashless)
+            .id(id.clone())
+            .step(0, "NOT_PAID")
+            .webhook(false);
+        bill.timeline
+            .push(TimelineStep::after_checks(pending, "FULLY_PAID"));
+        state.create_payment(bill)?;
+    }
+    Ok(())
+}
+
+/// A connection to the Redis (or Cluster) at `url`, as paywatch's processes make it.
+pub(crate) async fn connect(url: &str) -> anyhow::Result<RedisConn> {
+    let endpoint = RedisEndpoint::open(url)?;
+    // Generous: pipelines of a thousand submits queue up behind each other on purpose.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    Ok(endpoint.managed(config).await?)
+}
+
+/// Submits `orders` (JSON bodies with their ids) through `paywatch_submit`, pipelined per shard
+/// `chunk` at a time, `parallel` pipelines in flight. Fails unless every one was created.
+pub(crate) async fn submit_pipelined(
+    store: &OrderStore,
+    conn: &RedisConn,
+    orders: &[(String, String)],
+    chunk: usize,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut by_shard: Vec<Vec<&(String, String)>> = vec![Vec::new(); store.shards() as usize];
+    for order in orders {
+        let shard = paywatch_core::store::shard_of(&order.0, store.shards());
+        by_shard[shard as usize].push(order);
+    }
+    let mut batches = Vec::new();
+    for (shard, list) in by_shard.iter().enumerate() {
+        let base = store.keys(shard as u32).base;
+        for part in list.chunks(chunk.max(1)) {
+            let mut pipe = redis::pipe();
+            for (_, body) in part {
+                pipe.cmd("FCALL")
+                    .arg("paywatch_submit")
+                    .arg(1)
+                    .arg(&base)
+                    .arg(body);
+            }
+            batches.push((pipe, part.len()));
+        }
+    }
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(batches)
+        .map(|(pipe, n)| {
+            let mut conn = conn.clone();
+            async move {
+                let replies: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+                let created = replies
+                    .iter()
+                    .filter(|r| r.first().map(String::as_str) == Some("created"))
+                    .count();
+                anyhow::ensure!(created == n, "only {created} of {n} orders were created");
+                Ok(())
+            }
+        })
+        .buffered(parallel.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Final records across all shards.
+pub(crate) async fn final_count(store: &OrderStore, conn: &RedisConn) -> anyhow::Result<usize> {
+    let mut conn = conn.clone();
+    let mut total = 0;
+    for shard in 0..store.shards() {
+        let n: usize = conn.hlen(store.keys(shard).orders).await?;
+        total += n;
+    }
+    Ok(total)
+}
+
+/// Every final record, with its order id.
+pub(crate) async fn final_records(
+    store: &OrderStore,
+    conn: &RedisConn,
+) -> anyhow::Result<Vec<(String, StoredOrder)>> {
+    let mut conn = conn.clone();
+    let mut all = Vec::new();
+    for shard in 0..store.shards() {
+        let key = store.keys(shard).orders;
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for (id, json) in page {
+                let record = StoredOrder::from_json(&json)
+                    .with_context(|| format!("final record of {id}"))?;
+                all.push((id, record));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(all)
+}
+
+/// Polls `done` every 20 ms until it reports `want`, or fails after `timeout`.
+pub(crate) async fn wait_count<F, Fut>(
+    what: &str,
+    want: usize,
+    timeout: Duration,
+    mut done: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    let start = Instant::now();
+    loop {
+        let n = done().await?;
+        if n >= want {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("{what}: only {n} of {want} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The poll policy both sides follow: a fixed delay, no jitter, no slow phase.
+pub(crate) fn fixed_policy(delay_ms: u64) -> String {
+    let delay = format!("{delay_ms}ms");
+    json!({"cashless": {"first_delay": delay, "multiplier": 1.0, "max_delay": delay,
+                        "jitter": 0.0, "fast_window": "24h"}})
+    .to_string()
+}
+
+/// Worker arguments for a check-payment fleet on `redis` under `prefix`.
+pub(crate) fn worker_args(
+    redis: &str,
+    prefix: &str,
+    sandbox: &str,
+    concurrency: usize,
+    shards: u32,
+    policies: &str,
+) -> Vec<String> {
+    [
+        "--redis-url",
+        redis,
+        "--prefix",
+        prefix,
+        "--sandbox-url",
+        sandbox,
+        "--queues",
+        "check-payment",
+        "--concurrency",
+        &concurrency.to_string(),
+        "--shards",
+        &shards.to_string(),
+        "--policies",
+        policies,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn order_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("e2e-{i}")).collect()
+}
+
+/// paywatch's side of one run on the Redis (or Cluster) at `redis`.
+pub async fn paywatch_run(
+    redis: &str,
+    fleet: &Fleet,
+    sandbox: &SandboxHandle,
+    o: &E2eOpts,
+) -> anyhow::Result<SideResult> {
+    let prefix = format!("pwe2e:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let ids = order_ids(o.orders);
+    script_bills(sandbox, &ids, o.pending)?;
+    let conn = connect(redis).await?;
+    let store = OrderStore::new(conn.clone(), &prefix, o.shards);
+    store.prepare().await?;
+    let args = worker_args(
+        redis,
+        &prefix,
+        &sandbox.base_url(),
+        o.concurrency,
+        o.shards,
+        &fixed_policy(o.delay_ms),
+    );
+    let mut workers: Vec<Proc> = (0..o.workers)
+        .map(|_| fleet.spawn("paywatch-worker", &args))
+        .collect::<anyhow::Result<_>>()?;
+    let bodies: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), example_order(id, id)))
+        .collect();
+    let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum();
+    let t0 = now_ms();
+    submit_pipelined(&store, &conn, &bodies, 1000, 1).await?;
+    wait_count(
+        "paywatch final orders",
+        o.orders,
+        Duration::from_secs(o.timeout_s),
+        || final_count(&store, &conn),
+    )
+    .await?;
+    let cpu: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum::<f64>() - cpu_before;
+    let rss = workers.iter().map(Proc::peak_rss_kb).max().unwrap_or(0);
+    for w in &mut workers {
+        w.kill();
+    }
+    let records = final_records(&store, &conn).await?;
+    let last = records
+        .iter()
+        .filter_map(|(_, r)| r.state.as_ref()?.final_at)
+        .map(|t| t.timestamp_millis())
+        .max()
+        .context("no final_at in the final records")?;
+    let checks: u64 = records
+        .iter()
+        .map(|(_, r)| r.state.as_ref().map_or(0, |s| u64::from(s.poll.checks)))
+        .sum();
+    let calls = sandbox.state().request_stats().cashless.requests;
+    anyhow::ensure!(
+        checks == calls,
+        "paywatch recorded {checks} checks but the sandbox served {calls}"
+    );
+    clean_prefix(&conn, &prefix).await;
+    Ok(side_result(o.orders, t0, last, calls, rss, cpu))
+}
+
+fn side_result(orders: usize, t0: i64, last: i64, calls: u64, rss: u64, cpu: f64) -> SideResult {
+    let seconds = (last - t0).max(1) as f64 / 1000.0;
+    SideResult {
+        orders,
+        seconds,
+        orders_per_sec: orders as f64 / seconds,
+        provider_calls: calls,
+        worker_peak_rss_kb: rss,
+        worker_cpu_s: cpu,
+    }
+}
+
+/// Deletes every key under `prefix` on a single Redis (a Cluster's keys go with its servers).
+pub(crate) async fn clean_prefix(conn: &RedisConn, prefix: &str) {
+    let RedisConn::Single(_) = conn else { return };
+    let mut conn = conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+/// A Node process of the BullMQ side, killed when dropped.
+struct NodeProc(Child);
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// BullMQ's side of one run on the single Redis at `redis`.
+pub async fn bullmq_run(
+    redis: &str,
+    bullmq_dir: &Path,
+    sandbox: &SandboxHandle,
+    o: &E2eOpts,
+) -> anyhow::Result<SideResult> {
+    let prefix = format!("bqe2e:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let ids = order_ids(o.orders);
+    script_bills(sandbox, &ids, o.pending)?;
+    let client = redis::Client::open(redis)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let ready_key = format!("{prefix}:e2e:ready");
+    let final_key = format!("{prefix}:e2e:final");
+    let common = |cmd: &mut Command| {
+        cmd.current_dir(bullmq_dir)
+            .args(["--redis", redis, "--prefix", &prefix])
+            .args(["--timeout-s", &o.timeout_s.to_string()]);
+    };
+    let mut workers = Vec::new();
+    for _ in 0..o.workers {
+        let mut cmd = Command::new("node");
+        cmd.args(["bench.mjs", "e2e-worker"])
+            .args(["--sandbox", &sandbox.base_url()])
+            .args(["--concurrency", &o.concurrency.to_string()])
+            .args(["--delay-ms", &o.delay_ms.to_string()]);
+        common(&mut cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting node bench.mjs e2e-worker (is Node.js installed?)")?;
+        workers.push(NodeProc(child));
+    }
+    wait_count(
+        "BullMQ workers ready",
+        o.workers,
+        Duration::from_secs(30),
+        || {
+            let mut conn = conn.clone();
+            let key = ready_key.clone();
+            async move { Ok(conn.get::<_, Option<usize>>(&key).await?.unwrap_or(0)) }
+        },
+    )
+    .await?;
+    let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.0.id())).sum();
+    let mut submit = Command::new("node");
+    submit.args(["bench.mjs", "e2e-submit", "--jobs", &o.orders.to_string()]);
+    common(&mut submit);
+    let submitted = crate::report::run_json(submit)?;
+    let t0 = submitted
+        .get("first_enqueue_ms")
+        .and_then(Value::as_i64)
+        .context("e2e-submit printed no first_enqueue_ms")?;
+    wait_count(
+        "BullMQ final orders",
+        o.orders,
+        Duration::from_secs(o.timeout_s),
+        || {
+            let mut conn = conn.clone();
+            let key = final_key.clone();
+            async move { Ok(conn.hlen::<_, usize>(&key).await?) }
+        },
+    )
+    .await?;
+    let cpu: f64 = workers
+        .iter()
+        .map(|w| cpu_seconds_of(w.0.id()))
+        .sum::<f64>()
+        - cpu_before;
+    let rss = workers
+        .iter()
+        .map(|w| peak_rss_kb_of(w.0.id()))
+        .max()
+        .unwrap_or(0);
+    drop(workers);
+    let finals: Vec<String> = conn.hvals(&final_key).await?;
+    let last = finals
+        .iter()
+        .filter_map(|f| {
+            serde_json::from_str::<Value>(f)
+                .ok()?
+                .get("final_at")?
+                .as_i64()
+        })
+        .max()
+        .context("no final_at in the BullMQ side's final records")?;
+    let calls = sandbox.state().request_stats().cashless.requests;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let _: () = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await?;
+    }
+    Ok(side_result(o.orders, t0, last, calls, rss, cpu))
+}
+
+/// Both sides, alternating, `runs` times each, on a private redis-server.
+#[derive(Debug, Clone, Serialize)]
+pub struct E2eResult {
+    /// paywatch's runs.
+    pub paywatch: Vec<SideResult>,
+    /// BullMQ's runs.
+    pub bullmq: Vec<SideResult>,
+}
+
+/// Runs the comparison `runs` times, alternating sides, on one private Redis emptied between
+/// sides (the same server for both, nobody else's commands on it).
+pub async fn compare(
+    fleet: &Fleet,
+    bullmq_dir: &Path,
+    o: &E2eOpts,
+    runs: usize,
+) -> anyhow::Result<E2eResult> {
+    let sandbox = start_sandbox().await?;
+    let redis = crate::servers::RedisProcess::start(&[])?;
+    let url = redis.url();
+    let mut result = E2eResult {
+        paywatch: Vec::new(),
+        bullmq: Vec::new(),
+    };
+    let runs = runs.max(1);
+    for run in 1..=runs {
+        let p = paywatch_run(&url, fleet, &sandbox, o).await?;
+        eprintln!(
+            "e2e {run}/{runs}: paywatch {:.0} orders/s",
+            p.orders_per_sec
+        );
+        result.paywatch.push(p);
+        flush(&url).await?;
+        let b = bullmq_run(&url, bullmq_dir, &sandbox, o).await?;
+        eprintln!("e2e {run}/{runs}: BullMQ {:.0} orders/s", b.orders_per_sec);
+        result.bullmq.push(b);
+        flush(&url).await?;
+    }
+    Ok(result)
+}
+
+/// Empties a private Redis between runs.
+pub(crate) async fn flush(url: &str) -> anyhow::Result<()> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let _: () = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
