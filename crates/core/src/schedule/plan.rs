@@ -109,7 +109,7 @@ impl Distribution {
     }
 
     fn locate(&self, t: f64) -> Option<usize> {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             return None;
         }
         // The bin whose [edges[i], edges[i+1]) holds t.
