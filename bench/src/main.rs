@@ -4,6 +4,7 @@
 //! Each measurement runs in its own process, which prints one JSON object as its last line of
 //! stdout (the same contract as `bench.mjs`), so peak RSS is the worker's alone.
 
+mod economy;
 mod measure;
 mod report;
 
@@ -63,6 +64,9 @@ enum Command {
     },
     /// Delete the queue's keys.
     Clean,
+    /// The polling economy: provider calls against detection lag for fixed, adaptive and
+    /// webhook-driven schedules on one seeded workload (docs/polling.md).
+    Economy(economy::EconomyArgs),
     /// Run every scenario for paywatch and BullMQ and print the comparison table.
     Compare {
         /// How many times to run the throughput scenario (the median is reported).
@@ -111,6 +115,11 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(measure::memory(&cli.redis, &prefix, jobs, &payload))?
         }
         Command::Clean => runtime.block_on(measure::clean(&cli.redis, &prefix))?,
+        Command::Economy(args) => {
+            let text = runtime.block_on(economy::run(&cli.redis, args))?;
+            println!("{text}");
+            return Ok(());
+        }
         Command::Compare {
             runs,
             bullmq_dir,

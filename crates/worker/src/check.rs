@@ -139,7 +139,7 @@ pub async fn check_payment(
                 record.created_at(),
                 now,
             );
-            let took = settled_after(previous_check_ms, record.created_at(), now);
+            let took = crate::schedules::settled_after(previous_check_ms, record.created_at(), now);
             finish(ctx, &order_id, record, state, status, entry, now, took).await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
@@ -175,23 +175,6 @@ pub async fn check_payment(
             Err(Box::new(AbortError::new(why)))
         }
     }
-}
-
-/// When the payment most likely became final, as time since the order was created: halfway
-/// between the last check that saw it open (or the order's creation) and the one that saw it
-/// final — the middle of the only interval we know it fell in.
-fn settled_after(
-    previous_check_ms: i64,
-    created_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Duration {
-    let since = DateTime::from_timestamp_millis(previous_check_ms)
-        .filter(|_| previous_check_ms > 0)
-        .unwrap_or(created_at)
-        .max(created_at);
-    let open = (since - created_at).to_std().unwrap_or_default();
-    let window = (now - since).to_std().unwrap_or_default();
-    open + window / 2
 }
 
 /// Records the final status (unless another run recorded one first) and fans out the

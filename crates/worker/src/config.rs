@@ -76,8 +76,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAYWATCH_POLL_MODE", value_enum, default_value_t = PollMode::Fixed)]
     pub poll_mode: PollMode,
     /// What an adaptive plan may spend: `fixed` (the calls per order the fixed policy would make
-    /// on the same history), a number of calls per order, or `p90:<duration>` (the fewest calls
-    /// for that p90 detection lag).
+    /// on the same history; `fixed*0.5` for half), a number of calls per order, or
+    /// `p90:<duration>` (the fewest calls for that p90 detection lag).
     #[arg(long, env = "PAYWATCH_POLL_BUDGET", default_value = "fixed", value_parser = poll_budget)]
     pub poll_budget: Budget,
     /// Orders a provider's history needs before an adaptive plan replaces its fixed policy.

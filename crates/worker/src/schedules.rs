@@ -49,11 +49,20 @@ pub struct ScheduleConfig {
     pub max_interval: Duration,
 }
 
-/// Parses `PAYWATCH_POLL_BUDGET`: `fixed`, a number of calls per order, or `p90:<duration>`.
+/// Parses `PAYWATCH_POLL_BUDGET`: `fixed` (or `fixed*<share>`), a number of calls per order, or
+/// `p90:<duration>`.
 pub fn parse_budget(text: &str) -> Result<Budget, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("fixed") {
-        return Ok(Budget::MatchFixed);
+        return Ok(Budget::FixedShare(1.0));
+    }
+    if let Some(share) = text.strip_prefix("fixed*") {
+        return match share.parse::<f64>() {
+            Ok(share) if share.is_finite() && share > 0.0 => Ok(Budget::FixedShare(share)),
+            _ => Err(format!(
+                "{text:?}: the share of the fixed policy's calls must be a positive number"
+            )),
+        };
     }
     if let Some(lag) = text.strip_prefix("p90:") {
         let lag = paywatch_core::durations::parse_duration(lag).map_err(|e| e.to_string())?;
@@ -68,6 +77,23 @@ pub fn parse_budget(text: &str) -> Result<Budget, String> {
             "{text:?} is not a budget: `fixed`, calls per order (a number >= 1) or `p90:<duration>`"
         )),
     }
+}
+
+/// When the payment most likely became final, as time since the order was created: halfway
+/// between the last check that saw it open (or the order's creation) and the one that saw it
+/// final — the middle of the only interval we know it fell in.
+pub fn settled_after(
+    previous_check_ms: i64,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Duration {
+    let since = DateTime::from_timestamp_millis(previous_check_ms)
+        .filter(|_| previous_check_ms > 0)
+        .unwrap_or(created_at)
+        .max(created_at);
+    let open = (since - created_at).to_std().unwrap_or_default();
+    let window = (now - since).to_std().unwrap_or_default();
+    open + window / 2
 }
 
 /// Why the plans could not be refreshed (the current ones stay in force).
@@ -141,13 +167,26 @@ impl Schedules {
         outcome: Result<&Observation, &CheckError>,
         now: DateTime<Utc>,
     ) -> PollDecision {
+        self.decide_with_rng(provider, policy, state, outcome, now, &mut rand::rng())
+    }
+
+    /// [`Schedules::decide`] with a caller-supplied RNG (for reproducible simulations).
+    pub fn decide_with_rng<R: rand::Rng + ?Sized>(
+        &self,
+        provider: Provider,
+        policy: &PollPolicy,
+        state: &mut PollState,
+        outcome: Result<&Observation, &CheckError>,
+        now: DateTime<Utc>,
+        rng: &mut R,
+    ) -> PollDecision {
         let plan = self.plan(provider);
         AdaptivePolicy {
             fixed: policy,
             plan: plan.as_deref(),
             time_scale: self.inner.time_scale,
         }
-        .next(state, outcome, now)
+        .next_with_rng(state, outcome, now, rng)
     }
 
     /// Records one order of `provider` that reached `outcome` after about `took` (real time;
@@ -249,10 +288,13 @@ mod tests {
 
     #[test]
     fn budgets_parse() {
-        assert_eq!(parse_budget("fixed"), Ok(Budget::MatchFixed));
+        assert_eq!(parse_budget("fixed"), Ok(Budget::FixedShare(1.0)));
+        assert_eq!(parse_budget("fixed*0.5"), Ok(Budget::FixedShare(0.5)));
         assert_eq!(parse_budget("12.5"), Ok(Budget::Calls(12.5)));
         assert_eq!(parse_budget("p90:4500ms"), Ok(Budget::P90Lag(4.5)));
-        for bad in ["0", "-3", "NaN", "p90:0s", "p90:soon", "lots"] {
+        for bad in [
+            "0", "-3", "NaN", "p90:0s", "p90:soon", "lots", "fixed*0", "fixed*x",
+        ] {
             assert!(parse_budget(bad).is_err(), "{bad}");
         }
     }

@@ -26,6 +26,11 @@ use crate::schedule::histogram::{BINS, FinalTimes, bin_bounds};
 /// never believed to be empty (and free) just because no unresolved order was seen yet.
 const PRIOR_NEVER: f64 = 1.0;
 
+/// Pseudo-orders spread log-uniformly from 1 s to a day, so that an age where no payment was
+/// seen yet is improbable, not impossible: with little history no stretch of time goes unwatched
+/// for free; with a few hundred orders they no longer matter.
+const PRIOR_SPREAD: f64 = 2.0;
+
 /// Finest spacing of the grid at young ages, seconds.
 const FINE_STEP: f64 = 1.0;
 
@@ -35,9 +40,9 @@ const GROWTH: f64 = 0.02;
 /// What the plan should spend, or achieve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {
-    /// The same expected calls per order as the fixed policy would make on this history: same
-    /// cost, lower lag.
-    MatchFixed,
+    /// This share of the expected calls per order the fixed policy would make on this history
+    /// (1.0: the same cost, for lower lag).
+    FixedShare(f64),
     /// At most this many expected provider calls per order.
     Calls(f64),
     /// The fewest calls whose predicted p90 detection lag is at most this many seconds.
@@ -77,8 +82,13 @@ impl Distribution {
     /// The distribution of `times`' final outcomes; unresolved orders (and the prior) are the
     /// mass that never settles.
     pub fn new(times: &FinalTimes) -> Self {
-        let finals = times.finals();
-        let samples = times.total() as f64 + PRIOR_NEVER;
+        let mut finals = smooth(&times.finals());
+        let spread_bins = 1..=crate::schedule::histogram::bin_of(86_400.0);
+        let per_bin = PRIOR_SPREAD / spread_bins.clone().count() as f64;
+        for bin in spread_bins {
+            finals[bin] += per_bin;
+        }
+        let samples = times.total() as f64 + PRIOR_NEVER + PRIOR_SPREAD;
         let mut edges = Vec::with_capacity(BINS + 1);
         let mut cdf = Vec::with_capacity(BINS + 1);
         let mut partial = Vec::with_capacity(BINS + 1);
@@ -88,7 +98,7 @@ impl Distribution {
         partial.push(0.0);
         for (bin, count) in finals.iter().enumerate() {
             let (lo, hi) = bin_bounds(bin);
-            let mass = *count as f64 / samples;
+            let mass = *count / samples;
             f += mass;
             g += mass * (lo + hi) / 2.0;
             edges.push(hi);
@@ -201,6 +211,35 @@ impl Distribution {
     }
 }
 
+/// Bins on each side a count is spread over: ±3 bins is ±30 % in time.
+const SMOOTHING: usize = 3;
+
+/// Spreads each bin's count over its neighbours with triangular weights (total preserved), so
+/// that a history with few orders has no holes a plan would leap across: a payment at 40 s says
+/// payments happen around 40 s, not at exactly 37–40 s and never at 41.
+fn smooth(counts: &[u64; BINS]) -> Vec<f64> {
+    let mut out = vec![0.0; BINS];
+    let k = SMOOTHING as i64;
+    for (bin, count) in counts.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let weights: Vec<(usize, f64)> = (-k..=k)
+            .filter_map(|d| {
+                let at = bin as i64 + d;
+                (0..BINS as i64)
+                    .contains(&at)
+                    .then(|| (at as usize, (k + 1 - d.abs()) as f64))
+            })
+            .collect();
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        for (at, w) in weights {
+            out[at] += *count as f64 * w / total;
+        }
+    }
+    out
+}
+
 /// What a schedule is expected to do on the history it was planned from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
@@ -225,6 +264,7 @@ pub struct Plan {
     /// The optimal next grid index after a check at `grid[j]`.
     next: Vec<usize>,
     lambda: f64,
+    objective: Objective,
     min_interval: f64,
     max_interval: f64,
     prediction: Prediction,
@@ -232,41 +272,47 @@ pub struct Plan {
 
 impl Plan {
     /// Plans checks for `times` under `config`; `fixed` is the policy the plan replaces (used by
-    /// [`Budget::MatchFixed`]).
+    /// [`Budget::FixedShare`]).
     pub fn build(times: &FinalTimes, config: &PlanConfig, fixed: &PollPolicy) -> Self {
         let dist = Distribution::new(times);
         let deadline = config.deadline.as_secs_f64().max(FINE_STEP);
         let max_interval = config.max_interval.as_secs_f64().max(FINE_STEP);
         let min_interval = config.min_interval.as_secs_f64().clamp(0.001, max_interval);
         let grid = grid(deadline, min_interval, max_interval);
-        let solve = |lambda: f64| Solution::solve(&dist, &grid, lambda, max_interval);
-        // λ from 1e-6 s (calls nearly free) to 1e9 s (calls priceless) of lag per call.
-        let (lo, hi) = (1e-6_f64.ln(), 1e9_f64.ln());
+        let objective = match config.budget {
+            Budget::P90Lag(threshold) => Objective::LateShare { threshold },
+            Budget::FixedShare(_) | Budget::Calls(_) => Objective::MeanLag,
+        };
+        let solve = |lambda: f64| Solution::solve(&dist, &grid, lambda, max_interval, objective);
+        // λ from 1e-9 (calls nearly free) to 1e9 (calls priceless): seconds of lag, or shares
+        // of orders seen late, one call is worth.
+        let (lo, hi) = (1e-9_f64.ln(), 1e9_f64.ln());
         let feasible: Box<dyn Fn(&Solution) -> bool> = match config.budget {
             Budget::Calls(calls) => {
                 Box::new(move |s: &Solution| s.prediction.calls_per_order <= calls)
             }
-            Budget::MatchFixed => {
-                let calls = dist.evaluate(&fixed_ages(fixed, deadline)).calls_per_order;
+            Budget::FixedShare(share) => {
+                let calls = share * dist.evaluate(&fixed_ages(fixed, deadline)).calls_per_order;
                 Box::new(move |s: &Solution| s.prediction.calls_per_order <= calls)
             }
             Budget::P90Lag(target) => {
-                // Fewest calls: the largest λ still meeting the target (searched from the other
-                // end, so the predicate is "too slow").
+                // Fewest calls: the largest λ (price of a call, in shares of orders seen late)
+                // still meeting the target.
                 let best = bisect(lo, hi, |l| solve(l.exp()).prediction.p90_lag > target);
                 let sol = solve(best.exp());
-                return Self::from_solution(dist, grid, sol, min_interval, max_interval);
+                return Self::from_solution(dist, grid, sol, objective, min_interval, max_interval);
             }
         };
         let best = bisect_first(lo, hi, |l| feasible(&solve(l.exp())));
         let sol = solve(best.exp());
-        Self::from_solution(dist, grid, sol, min_interval, max_interval)
+        Self::from_solution(dist, grid, sol, objective, min_interval, max_interval)
     }
 
     fn from_solution(
         dist: Distribution,
         grid: Vec<f64>,
         sol: Solution,
+        objective: Objective,
         min_interval: f64,
         max_interval: f64,
     ) -> Self {
@@ -276,6 +322,7 @@ impl Plan {
             value: sol.value,
             next: sol.next,
             lambda: sol.lambda,
+            objective,
             min_interval,
             max_interval,
             prediction: sol.prediction,
@@ -333,12 +380,43 @@ impl Plan {
             if k > first && at - age > self.max_interval {
                 break;
             }
-            let cost = calls + self.dist.lag(age, at) + self.value[k];
+            let lag = self.dist.lag(age, at);
+            let cost = calls + self.objective.cost(&self.dist, age, at, lag) + self.value[k];
             if cost < best.0 {
                 best = (cost, at);
             }
         }
         Some(best.1)
+    }
+}
+
+/// What the plan minimises besides calls: the expected lag, or (for a p90 target) the share of
+/// orders seen later than the target, with the lag as a small tie-breaker.
+#[derive(Debug, Clone, Copy)]
+enum Objective {
+    MeanLag,
+    LateShare { threshold: f64 },
+}
+
+/// Weight of the mean lag when the late share is what counts: small, but enough to prefer the
+/// nearer of two checks that miss the target equally.
+const TIE_BREAK: f64 = 1e-4;
+
+impl Objective {
+    /// The cost of checking at `a` then at `b`, whose (unconditional) lag is `lag`.
+    fn cost(self, dist: &Distribution, a: f64, b: f64, lag: f64) -> f64 {
+        match self {
+            Self::MeanLag => lag,
+            Self::LateShare { threshold } => {
+                let cut = b - threshold;
+                let late = if cut > a {
+                    dist.cdf(cut) - dist.cdf(a)
+                } else {
+                    0.0
+                };
+                late + TIE_BREAK * lag
+            }
+        }
     }
 }
 
@@ -351,7 +429,13 @@ struct Solution {
 }
 
 impl Solution {
-    fn solve(dist: &Distribution, grid: &[f64], lambda: f64, max_interval: f64) -> Self {
+    fn solve(
+        dist: &Distribution,
+        grid: &[f64],
+        lambda: f64,
+        max_interval: f64,
+        objective: Objective,
+    ) -> Self {
         let m = grid.len();
         let cdf: Vec<f64> = grid.iter().map(|g| dist.cdf(*g)).collect();
         let partial: Vec<f64> = grid.iter().map(|g| dist.partial_mean(*g)).collect();
@@ -365,7 +449,7 @@ impl Solution {
                     break;
                 }
                 let lag = (grid[k] * (cdf[k] - cdf[j]) - (partial[k] - partial[j])).max(0.0);
-                let cost = calls + lag + value[k];
+                let cost = calls + objective.cost(dist, grid[j], grid[k], lag) + value[k];
                 // Strictly better only: ties go to the nearer check, the same way every time.
                 if cost < best {
                     best = cost;
@@ -440,7 +524,7 @@ fn grid(deadline: f64, min_interval: f64, max_interval: f64) -> Vec<f64> {
 }
 
 /// The check ages of the fixed `policy` for an order that never changes, up to `deadline`
-/// seconds, without jitter: what [`Budget::MatchFixed`] prices.
+/// seconds, without jitter: what [`Budget::FixedShare`] prices.
 pub fn fixed_ages(policy: &PollPolicy, deadline: f64) -> Vec<f64> {
     let policy = PollPolicy {
         jitter: 0.0,
@@ -534,7 +618,7 @@ mod tests {
     fn match_fixed_spends_what_the_fixed_policy_spends_for_less_lag() {
         let times = history(&[(5.0, 200), (20.0, 400), (45.0, 200), (600.0, 100)], 50);
         let fixed = PollPolicy::cashless();
-        let plan = Plan::build(&times, &config(Budget::MatchFixed), &fixed);
+        let plan = Plan::build(&times, &config(Budget::FixedShare(1.0)), &fixed);
         let d = Distribution::new(&times);
         let baseline = d.evaluate(&fixed_ages(&fixed, 86_400.0));
         let p = plan.prediction();
