@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use paywatch_core::schedule::{Budget, FinalTimes, Plan, PlanConfig};
 use paywatch_core::{PaymentStatus, PollPolicy, Provider};
 use paywatch_sandbox::NewPayment;
@@ -39,6 +41,12 @@ async fn history(stack: &Stack) -> FinalTimes {
     FinalTimes::from_fields(fields)
 }
 
+fn time(value: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 fn order(id: &str, payment: &str) -> Value {
     json!({"order_id": id, "provider": "cashless", "payment_id": payment})
 }
@@ -46,13 +54,14 @@ fn order(id: &str, payment: &str) -> Value {
 #[tokio::test]
 async fn an_adaptive_worker_learns_from_the_fleets_history_and_plans_with_it() {
     let stack = Stack::start("adaptive").await;
-    // History: a fixed-mode worker settles orders that all pay about 40 s (unscaled) in.
+    // History: a fixed-mode worker settles orders that all pay 40 s (unscaled) in: 400 ms on
+    // the sandbox's real clock at the worker's time scale of 0.01.
     let fixed = stack.worker(&stack.worker_args(SCALE)).await;
     for i in 0..LEARNED {
         let bill = stack.payment(
             NewPayment::new(paywatch_sandbox::Provider::Cashless)
                 .step(0, "NOT_PAID")
-                .step(40_000, "FULLY_PAID"),
+                .step(400, "FULLY_PAID"),
         );
         let (status, body) = stack.submit(&order(&format!("learn-{i}"), &bill)).await;
         assert_eq!(status, 202, "{body}");
@@ -82,9 +91,10 @@ async fn an_adaptive_worker_learns_from_the_fleets_history_and_plans_with_it() {
             .map(|(_, c)| c)
             .sum::<u64>()
     };
-    assert_eq!(
-        settled_in(15.0, 80.0),
-        LEARNED as u64,
+    // Most near 40 s: an order submitted late after its payment was scripted (a loaded machine)
+    // legitimately settles sooner after its own creation.
+    assert!(
+        settled_in(15.0, 80.0) >= LEARNED as u64 * 3 / 4,
         "{:?}",
         times.fields()
     );
@@ -115,45 +125,60 @@ async fn an_adaptive_worker_learns_from_the_fleets_history_and_plans_with_it() {
         },
         &PollPolicy::cashless(),
     );
-    let planned_ms = plan.next_check_after(0.0).expect("a next check") * 1000.0 * SCALE;
     let fixed_ms = PollPolicy::cashless().first_delay.as_secs_f64() * 1000.0 * SCALE;
-    // The plan waits for where payments happen, the seed policy starts at 3 s: far apart.
-    assert!(planned_ms > fixed_ms * 3.0, "{planned_ms} vs {fixed_ms}");
+    // The plan waits for where payments happen; the seed policy starts at 3 s: far apart.
+    let planned_ms = |age_s: f64| {
+        let at = plan.next_check_after(age_s).expect("a next check");
+        (at - age_s) * 1000.0 * SCALE
+    };
+    assert!(
+        planned_ms(0.0) > fixed_ms * 3.0,
+        "{} vs {fixed_ms}",
+        planned_ms(0.0)
+    );
     // The worker loads the plan shortly after it starts; until then a new order gets the seed
-    // policy. Submit probes until one is planned, and check it got exactly the plan's wait
-    // (within the policy's 10 % jitter).
+    // policy. Submit probes until one is planned, and check it got exactly the plan's wait for
+    // the age it was checked at (within the policy's 10 % jitter).
     let mut probe = 0;
-    let first_wait = wait_for(
+    let (wait, expected) = wait_for(
         "an order checked on the learned plan",
         Duration::from_secs(30),
         || {
             probe += 1;
             let id = format!("probe-{probe}");
             let stack = &stack;
+            let planned_ms = &planned_ms;
             async move {
                 let bill = stack.payment(
                     NewPayment::new(paywatch_sandbox::Provider::Cashless).step(0, "NOT_PAID"),
                 );
                 let (status, _) = stack.submit(&order(&id, &bill)).await;
                 assert_eq!(status, 202);
-                let first = wait_for(
+                let (first, age_s) = wait_for(
                     "the probe's first check",
                     Duration::from_secs(30),
                     || async {
                         let view = stack.order(&id).await?;
-                        view["history"].as_array()?.iter().rev().find_map(delay_ms)
+                        let created = time(&view["created_at"])?;
+                        let entry = view["history"]
+                            .as_array()?
+                            .iter()
+                            .rev()
+                            .find(|e| delay_ms(e).is_some())?
+                            .clone();
+                        let age = (time(&entry["at"])? - created).as_seconds_f64() / SCALE;
+                        Some((delay_ms(&entry)? as f64, age))
                     },
                 )
                 .await;
-                (first as f64 > fixed_ms * 1.5).then_some(first)
+                (first > fixed_ms * 1.5).then(|| (first, planned_ms(age_s)))
             }
         },
     )
     .await;
-    let wait = first_wait as f64;
     assert!(
-        (planned_ms * 0.9 - 1.0..=planned_ms * 1.1 + 1.0).contains(&wait),
-        "first wait {wait} ms, the plan says {planned_ms} ms"
+        (expected * 0.9 - 1.0..=expected * 1.1 + 1.0).contains(&wait),
+        "first wait {wait} ms, the plan says {expected} ms"
     );
     adaptive.stop().await;
     stack.finish().await;

@@ -86,7 +86,7 @@ pub fn frontier(points: &[Point], font: &Path, out: &Path) -> anyhow::Result<()>
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerLeft)
             .label_font((FAMILY, 12))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)

@@ -64,7 +64,13 @@ impl AdaptivePolicy<'_> {
             return decision;
         };
         if self.fixed.reopened_by_progress(state, now) {
-            return decision;
+            // The payer is acting now: check at the policy's fastest pace, without the fixed
+            // schedule's backoff, until its fast window closes. History knows nothing better.
+            let remaining = (self.fixed.deadline_at(state) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            let fast = self.fixed.jitter_delay(self.fixed.first_delay, rng);
+            return PollDecision::CheckAgainIn(fast.min(remaining));
         }
         let scale_factor = if self.time_scale > 0.0 && self.time_scale.is_finite() {
             self.time_scale
@@ -164,11 +170,18 @@ mod tests {
             first,
             PollDecision::CheckAgainIn(Duration::from_secs_f64(expected))
         );
-        // Progress: the fixed policy's fast schedule from the progress on.
+        // Progress: checks at the policy's fastest pace from the progress on.
         let at = t0() + chrono::TimeDelta::seconds(7200);
         let partial = Observation::new(PaymentStatus::PartiallyPaid, "PARTIALLY_PAID", at);
         assert_eq!(
             adaptive.next(&mut state, Ok(&partial), at),
+            PollDecision::CheckAgainIn(Duration::from_secs(3))
+        );
+        // And again, without the fixed schedule's backoff, while the reopened window lasts.
+        let next = at + chrono::TimeDelta::seconds(3);
+        let again = Observation::new(PaymentStatus::PartiallyPaid, "PARTIALLY_PAID", next);
+        assert_eq!(
+            adaptive.next(&mut state, Ok(&again), next),
             PollDecision::CheckAgainIn(Duration::from_secs(3))
         );
         // Errors keep their own backoff.
