@@ -120,7 +120,7 @@ async fn an_adaptive_worker_learns_from_the_fleets_history_and_plans_with_it() {
         &PlanConfig {
             budget: Budget::Calls(6.0),
             deadline: Duration::from_secs(86_400),
-            max_interval: Duration::from_secs(15 * 60),
+            max_interval: Duration::from_secs(3600),
             min_interval: Duration::from_secs(1),
         },
         &PollPolicy::cashless(),

@@ -50,7 +50,7 @@ pub struct EconomyArgs {
     pub budget_time_scale: f64,
     /// The adaptive plans' longest interval between two checks, seconds
     /// (`PAYWATCH_POLL_MAX_INTERVAL`).
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 3600)]
     pub max_interval: u64,
     /// A seconds-long run for CI: 60 orders, 20 webhook orders, a short budgeted case.
     #[arg(long)]
@@ -325,7 +325,7 @@ pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
 
     // Adaptive at the defaults' calls per order, then at naive's p90 lag; each calibrated in at
     // most three runs so the realised figure meets the mark (the plan predicts, the run measures).
-    let mut adaptive_fixed = None;
+    let mut adaptive_fixed: Option<Row> = None;
     let mut share = 1.0;
     for attempt in 0..3 {
         let s = schedules(Budget::FixedShare(share));
@@ -348,25 +348,40 @@ pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
             break;
         }
     }
-    let mut adaptive_p90 = None;
+    // The p90 target: the plan's target is bracketed between one the run met and one it did
+    // not, and the run that met naive's p90 with the fewest calls is kept.
+    let mut adaptive_p90: Option<Row> = None;
     let mut target = naive.p90;
-    for attempt in 0..3 {
+    let (mut met, mut unmet): (Option<f64>, Option<f64>) = (None, None);
+    for tag in ["ad-b0", "ad-b1", "ad-b2", "ad-b3"] {
         let s = schedules(Budget::P90Lag(target));
         s.refresh(&conn).await?;
         describe_plans(&s);
-        let tags = ["ad-b0", "ad-b1", "ad-b2"];
         let r = sim(
             "paywatch adaptive, at naive's p90 lag",
             polling(Steering::Adaptive(s, defaults.clone())),
-            tags[attempt],
+            tag,
         )
         .await?;
         let ok = r.p90 <= naive.p90;
-        target *= naive.p90 / r.p90.max(1e-9) * 0.98;
-        adaptive_p90 = Some(r);
         if ok {
-            break;
+            met = Some(target);
+        } else {
+            unmet = Some(target);
         }
+        let better = match &adaptive_p90 {
+            None => true,
+            Some(best) if best.p90 <= naive.p90 => ok && r.calls < best.calls,
+            Some(best) => ok || r.p90 < best.p90,
+        };
+        if better {
+            adaptive_p90 = Some(r.clone());
+        }
+        target = match (met, unmet) {
+            (Some(lo), Some(hi)) => (lo * hi).sqrt(),
+            (Some(lo), None) => lo * 1.5,
+            _ => target * naive.p90 / r.p90.max(1e-9) * 0.98,
+        };
     }
     let adaptive_fixed = adaptive_fixed.ok_or_else(|| anyhow::anyhow!("no adaptive run"))?;
     let adaptive_p90 = adaptive_p90.ok_or_else(|| anyhow::anyhow!("no adaptive run"))?;

@@ -87,7 +87,7 @@ pub struct WorkerConfig {
     #[arg(long, env = "PAYWATCH_POLL_REFRESH", default_value = "1m", value_parser = duration)]
     pub poll_refresh: Duration,
     /// The longest an adaptive plan leaves an open order unchecked (before PAYWATCH_TIME_SCALE).
-    #[arg(long, env = "PAYWATCH_POLL_MAX_INTERVAL", default_value = "15m", value_parser = duration)]
+    #[arg(long, env = "PAYWATCH_POLL_MAX_INTERVAL", default_value = "1h", value_parser = duration)]
     pub poll_max_interval: Duration,
     /// Fleet-wide request budgets per provider credential, as JSON over the defaults (FoxReload
     /// 100/min): `{"foxreload":"100/min","cashless":"600/min","handcash":"off"}`.

@@ -600,11 +600,12 @@ mod tests {
     fn distribution_integrates_the_histogram() {
         let times = history(&[(10.0, 50), (100.0, 40)], 9);
         let d = Distribution::new(&times);
-        assert!((d.cdf(1e6) - 0.9).abs() < 1e-9, "{}", d.cdf(1e6));
+        // 90 paid and the 2 pseudo-orders spread over the day, of 99 + 1 + 2.
+        assert!((d.cdf(1e6) - 92.0 / 102.0).abs() < 1e-9, "{}", d.cdf(1e6));
         assert_eq!(d.cdf(0.0), 0.0);
-        assert!((d.cdf(50.0) - 0.5).abs() < 1e-9);
+        assert!((d.cdf(50.0) - 0.5).abs() < 0.02, "{}", d.cdf(50.0));
         // Mean time to final of the paid ones, ~ (10·50 + 100·40) / 90.
-        let mean = d.partial_mean(1e6) / d.cdf(1e6);
+        let mean = d.partial_mean(1000.0) / d.cdf(1000.0);
         assert!((mean - 50.0).abs() < 5.0, "{mean}");
     }
 
@@ -623,7 +624,7 @@ mod tests {
             .filter(|a| (3600.0..7200.0).contains(*a))
             .count();
         assert!(near >= 5, "{ages:?}");
-        assert!(far <= 5, "{ages:?}");
+        assert!(far <= 10 && far * 2 < near, "{ages:?}");
         let p = plan.prediction();
         assert!(p.calls_per_order <= 20.0 + 1e-9, "{p:?}");
         assert_eq!(*ages.last().unwrap(), 86_400.0);
