@@ -52,7 +52,8 @@ pub struct EconomyArgs {
     /// (`PAYWATCH_POLL_MAX_INTERVAL`).
     #[arg(long, default_value_t = 3600)]
     pub max_interval: u64,
-    /// A seconds-long run for CI: 60 orders, 20 webhook orders, a short budgeted case.
+    /// A seconds-long run for CI: 24 orders, 10 webhook orders, a short budgeted case, no
+    /// calibration of the adaptive rows.
     #[arg(long)]
     pub smoke: bool,
     /// Where to write the Markdown section.
@@ -153,12 +154,14 @@ const DAY: u64 = 86_400;
 /// Runs the whole benchmark and writes the Markdown section and the plot.
 pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
     if args.smoke {
-        args.orders = args.orders.min(60);
-        args.webhook_orders = args.webhook_orders.min(20);
-        args.budget_old = args.budget_old.min(60);
-        args.budget_window = args.budget_window.min(120);
-        args.budget_time_scale = args.budget_time_scale.min(0.05);
+        args.orders = args.orders.min(24);
+        args.webhook_orders = args.webhook_orders.min(10);
+        args.budget_old = args.budget_old.min(30);
+        args.budget_window = args.budget_window.min(60);
+        args.budget_time_scale = args.budget_time_scale.min(0.02);
     }
+    // The smoke proves every part still runs; calibrating adaptive rows is for the full run.
+    let attempts = if args.smoke { 1 } else { 4 };
     let n = args.orders;
     eprintln!(
         "economy: measuring the webhook path on the real fleet ({} orders)",
@@ -327,7 +330,7 @@ pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
     // most three runs so the realised figure meets the mark (the plan predicts, the run measures).
     let mut adaptive_fixed: Option<Row> = None;
     let mut share = 1.0;
-    for attempt in 0..3 {
+    for attempt in 0..attempts.min(3) {
         let s = schedules(Budget::FixedShare(share));
         anyhow::ensure!(
             s.refresh(&conn).await? == Provider::ALL.len(),
@@ -353,7 +356,10 @@ pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
     let mut adaptive_p90: Option<Row> = None;
     let mut target = naive.p90;
     let (mut met, mut unmet): (Option<f64>, Option<f64>) = (None, None);
-    for tag in ["ad-b0", "ad-b1", "ad-b2", "ad-b3"] {
+    for tag in ["ad-b0", "ad-b1", "ad-b2", "ad-b3"]
+        .into_iter()
+        .take(attempts)
+    {
         let s = schedules(Budget::P90Lag(target));
         s.refresh(&conn).await?;
         describe_plans(&s);

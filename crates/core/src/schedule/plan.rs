@@ -37,6 +37,12 @@ const FINE_STEP: f64 = 1.0;
 /// Relative spacing of the grid at older ages.
 const GROWTH: f64 = 0.02;
 
+/// The most grid points a p90 target's fine stretch may add, and the most candidates after a
+/// check the recursion weighs: they bound a plan's cost to well under a second of arithmetic
+/// (a jump longer than that many fine steps is made in two).
+const MAX_FINE_POINTS: f64 = 2_000.0;
+const MAX_CANDIDATES: usize = 400;
+
 /// What the plan should spend, or achieve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {
@@ -283,7 +289,8 @@ impl Plan {
             Budget::P90Lag(target) => {
                 let settled = dist.cdf(deadline);
                 let until = bisect_first(0.0, deadline, |t| dist.cdf(t) >= 0.97 * settled);
-                Some((target / 2.0, until))
+                let step = (target / 2.0).max(min_interval);
+                Some((step, until.min(step * MAX_FINE_POINTS)))
             }
             Budget::FixedShare(_) | Budget::Calls(_) => None,
         };
@@ -384,7 +391,7 @@ impl Plan {
         let first = self.grid.partition_point(|g| *g < earliest);
         let calls = self.lambda * self.dist.survival(age);
         let mut best = (f64::INFINITY, deadline);
-        for k in first..self.grid.len() {
+        for k in first..self.grid.len().min(first + MAX_CANDIDATES) {
             let at = self.grid[k];
             if k > first && at - age > self.max_interval {
                 break;
@@ -453,7 +460,7 @@ impl Solution {
         for j in (0..m.saturating_sub(1)).rev() {
             let calls = lambda * (1.0 - cdf[j]).max(0.0);
             let mut best = f64::INFINITY;
-            for k in j + 1..m {
+            for k in j + 1..m.min(j + 1 + MAX_CANDIDATES) {
                 if k > j + 1 && grid[k] - grid[j] > max_interval {
                     break;
                 }
