@@ -5,10 +5,13 @@
 //! - `compare` (+ `preload`, `work`, `lateness`, `memory`, `clean`): the queue alone, each
 //!   measurement in its own process printing one JSON object as its last stdout line.
 //! - `e2e`, `webhook`, `idle`, `scale`, `cluster`: the fleet (modules of the same names).
+//! - `economy`: provider calls against detection lag per polling policy ([`economy`],
+//!   docs/polling.md).
 //! - `all`: every benchmark, the report and the plots ([`suite`]).
 
 mod cluster;
 mod e2e;
+mod economy;
 mod fleet;
 mod idle;
 mod measure;
@@ -79,6 +82,9 @@ enum Command {
     },
     /// Delete the queue's keys.
     Clean,
+    /// The polling economy: provider calls against detection lag for fixed, adaptive and
+    /// webhook-driven schedules on one seeded workload (docs/polling.md).
+    Economy(economy::EconomyArgs),
     /// Run every scenario for paywatch and BullMQ and print the comparison table.
     Compare {
         /// How many times to run the throughput scenario (the median is reported).
@@ -220,6 +226,11 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(measure::memory(&cli.redis, &prefix, jobs, &payload))?
         }
         Command::Clean => runtime.block_on(measure::clean(&cli.redis, &prefix))?,
+        Command::Economy(args) => {
+            let text = runtime.block_on(economy::run(&cli.redis, args))?;
+            println!("{text}");
+            return Ok(());
+        }
         Command::Compare {
             runs,
             bullmq_dir,

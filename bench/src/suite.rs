@@ -188,10 +188,31 @@ pub fn run(o: &SuiteOpts, fleet: &Fleet, redis: &str) -> anyhow::Result<String> 
         };
         sections.push(section);
     }
-    // The polling economy (`just bench economy`) adds its Section here, after the others.
+    if o.only.len() > 1 {
+        sections.push(economy_section());
+    }
     let report = write_report(o, &sections)?;
     std::fs::write(&o.out, &report).with_context(|| format!("writing {}", o.out.display()))?;
     Ok(report)
+}
+
+/// The polling economy runs right after the suite in the same `just bench` (scripts/bench.sh) and
+/// writes its own section and plot next to the others; the report links them.
+fn economy_section() -> Section {
+    Section {
+        title: "The polling economy: provider calls against detection lag".into(),
+        command: "just bench economy".into(),
+        body: "Every polling policy (naive 5 s, the seeds' schedules, Hyperswitch-style, \
+               paywatch's defaults with and without provider webhooks, and paywatch's adaptive \
+               schedules learned from history) on one seeded workload against the sandbox: calls \
+               per order and detection lag mean / p50 / p90 / p99, the webhook path and \
+               FoxReload's shared budget on the real fleet. `just bench` writes its table to \
+               [docs/bench/economy.md](docs/bench/economy.md) right after this report, with the \
+               frontier plot; the method is in [docs/polling.md](docs/polling.md).\n\n\
+               ![calls per order against lag](docs/bench/economy-frontier.png)\n"
+            .into(),
+        summary: Vec::new(),
+    }
 }
 
 async fn async_section(

@@ -11,6 +11,7 @@
 //! - [`adapters`]: the [`ProviderClient`] adapters over HTTP, configured by
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
+//! - [`schedule`]: adaptive polling, a [`schedule::Plan`] learned from when payments settle.
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
 //! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
 //!   the one door every language submits through.
@@ -31,6 +32,7 @@ pub mod order;
 pub mod policy;
 pub mod provider;
 pub mod queues;
+pub mod schedule;
 pub mod secret;
 pub mod shutdown;
 pub mod status;

@@ -249,6 +249,17 @@ impl PollPolicy {
         }
     }
 
+    /// Whether progress (a changed status) reopened the fast window and it is still open: the
+    /// payer is acting right now, so checks stay fast whatever else steers them.
+    pub fn reopened_by_progress(&self, state: &PollState, now: DateTime<Utc>) -> bool {
+        state.fast_since > state.started_at && self.in_fast_window(state, now)
+    }
+
+    /// `delay` with this policy's random spread applied.
+    pub fn jitter_delay<R: Rng + ?Sized>(&self, delay: Duration, rng: &mut R) -> Duration {
+        self.jittered(delay, rng)
+    }
+
     fn in_fast_window(&self, state: &PollState, now: DateTime<Utc>) -> bool {
         now < add(state.fast_since, self.fast_window)
     }

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -20,6 +20,10 @@ pub(crate) fn routes() -> Router<SandboxState> {
         .route("/_admin/health", get(health))
         .route("/_admin/payments", post(create_payment).get(list_payments))
         .route("/_admin/payments/{provider}/{id}", get(payment_stats))
+        .route(
+            "/_admin/payments/{provider}/{id}/clock",
+            put(pin_clock).delete(unpin_clock),
+        )
         .route(
             "/_admin/payments/{provider}/{id}/faults",
             post(add_payment_faults).delete(clear_payment_faults),
@@ -110,6 +114,33 @@ async fn payment_stats(
         .stats(provider, &id)
         .ok_or(SandboxError::UnknownPayment { provider, id })?;
     Ok(Json(stats).into_response())
+}
+
+/// `{"elapsed_ms": N}`: the payment's age, in unscaled milliseconds.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinClock {
+    elapsed_ms: u64,
+}
+
+async fn pin_clock(
+    State(state): State<SandboxState>,
+    Path((provider, id)): Path<(String, String)>,
+    body: Bytes,
+) -> AdminResult<StatusCode> {
+    let provider = provider.parse()?;
+    let pin: PinClock = parse(&body)?;
+    state.set_payment_clock(provider, &id, Some(pin.elapsed_ms))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unpin_clock(
+    State(state): State<SandboxState>,
+    Path((provider, id)): Path<(String, String)>,
+) -> AdminResult<StatusCode> {
+    let provider = provider.parse()?;
+    state.set_payment_clock(provider, &id, None)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn add_payment_faults(

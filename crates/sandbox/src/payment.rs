@@ -150,6 +150,9 @@ pub(crate) struct PaymentRecord {
     pub(crate) created: Instant,
     pub(crate) checks: u64,
     pub(crate) generated: Generated,
+    /// A pinned clock: the payment's age as set through the admin API (virtual-time
+    /// simulations), instead of the time since it was created.
+    pub(crate) pinned: Option<Duration>,
 }
 
 /// A payment as seen at one moment, which is what provider renderers work from.
@@ -195,12 +198,13 @@ impl PaymentRecord {
             created: Instant::now(),
             checks: 0,
             generated: providers::generate(provider),
+            pinned: None,
             id,
         })
     }
 
     pub(crate) fn elapsed(&self) -> Duration {
-        self.created.elapsed()
+        self.pinned.unwrap_or_else(|| self.created.elapsed())
     }
 
     /// The payment `elapsed` after creation, when it had answered `answered` status requests.

@@ -210,6 +210,30 @@ impl SandboxState {
         Ok(())
     }
 
+    /// Pins a payment's clock at `elapsed_ms` (unscaled, like timeline offsets) after its
+    /// creation, or with `None` lets it run with real time again, like
+    /// `PUT`/`DELETE /_admin/payments/{provider}/{id}/clock`. A pinned payment answers as it
+    /// would at that age: benchmarks drive many payments on a virtual clock this way.
+    pub fn set_payment_clock(
+        &self,
+        provider: Provider,
+        id: &str,
+        elapsed_ms: Option<u64>,
+    ) -> Result<(), SandboxError> {
+        let time_scale = self.inner.config.time_scale;
+        let mut store = self.store();
+        let record = store
+            .provider(provider)
+            .payments
+            .get_mut(id)
+            .ok_or_else(|| SandboxError::UnknownPayment {
+                provider,
+                id: id.to_owned(),
+            })?;
+        record.pinned = elapsed_ms.map(|ms| crate::timeline::scale(ms, time_scale));
+        Ok(())
+    }
+
     /// One payment's current status and poll count, like `GET /_admin/payments/{provider}/{id}`.
     pub fn stats(&self, provider: Provider, id: &str) -> Option<PaymentStats> {
         self.store()

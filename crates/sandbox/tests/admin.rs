@@ -341,3 +341,56 @@ async fn binary_reads_env_serves_and_exits_cleanly_on_sigterm() {
     assert!(logs.contains("shutting down"), "logs: {logs}");
     assert!(!logs.contains(secret), "a secret reached the logs: {logs}");
 }
+
+#[tokio::test]
+async fn a_pinned_clock_serves_the_payment_at_that_age() {
+    let sandbox = start(1.0).await;
+    let http = client();
+    let id = create(
+        &sandbox,
+        json!({"provider": "cashless", "webhook": false, "timeline": [
+            {"after_ms": 0, "status": "NOT_PAID"},
+            {"after_ms": 3_600_000, "status": "FULLY_PAID"}
+        ]}),
+    )
+    .await;
+    let clock = format!("{}/_admin/payments/cashless/{id}/clock", sandbox.base_url());
+    let status = |v: Value| v["status"].as_str().map(str::to_owned);
+    assert_eq!(
+        status(fetch(&sandbox, "cashless", &id).await).as_deref(),
+        Some("NOT_PAID")
+    );
+    let pin = |ms: u64| http.put(&clock).json(&json!({"elapsed_ms": ms})).send();
+    assert_eq!(pin(3_600_000).await.expect("admin").status(), 204);
+    assert_eq!(
+        status(fetch(&sandbox, "cashless", &id).await).as_deref(),
+        Some("FULLY_PAID")
+    );
+    // Back in time too: the clock is the caller's.
+    assert_eq!(pin(3_599_999).await.expect("admin").status(), 204);
+    assert_eq!(
+        status(fetch(&sandbox, "cashless", &id).await).as_deref(),
+        Some("NOT_PAID")
+    );
+    assert_eq!(
+        http.delete(&clock).send().await.expect("admin").status(),
+        204
+    );
+    assert_eq!(
+        status(fetch(&sandbox, "cashless", &id).await).as_deref(),
+        Some("NOT_PAID")
+    );
+    // Bad bodies and unknown payments are 4xx with a reason.
+    for bad in [json!({"elapsed_ms": -1}), json!({"at": 5}), json!([])] {
+        let response = http.put(&clock).json(&bad).send().await.expect("admin");
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    let missing = format!("{}/_admin/payments/cashless/nope/clock", sandbox.base_url());
+    let response = http
+        .put(&missing)
+        .json(&json!({"elapsed_ms": 1}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(response.status(), 404);
+}

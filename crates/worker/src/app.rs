@@ -20,6 +20,7 @@ use crate::fanout::Fanout;
 use crate::gate::Gate;
 use crate::notify::deliver::{self, NotifyContext, deliver};
 use crate::ops::{self, OpsDigest, OpsWatcher, deliver_digest};
+use crate::schedules::{PollMode, Schedules};
 
 /// A worker process: its queues and what their handlers need.
 #[derive(Debug)]
@@ -74,10 +75,12 @@ impl App {
             config.rate_young_share,
             config.breaker(providers.request_timeout),
         );
+        let policies = config.poll_policies()?;
         let check_context = CheckContext {
             providers: ProviderClient::new(&providers)?,
             gate,
-            policies: config.poll_policies()?,
+            schedules: Schedules::new(config.schedule_config(), &config.prefix, &policies),
+            policies,
             store,
             fanout: Fanout::new(&base),
             rejected: Arc::new(Mutex::new(HashSet::new())),
@@ -125,6 +128,10 @@ impl App {
                 })
                 .collect();
             pools.pool(shards, start);
+            if self.config.poll_mode == PollMode::Adaptive {
+                let schedules = self.check_context.schedules.clone();
+                pools.helper(schedules.run_refresh(self.conn.clone(), stop_rx.clone()));
+            }
         }
         for channel in [Channel::Email, Channel::Telegram, Channel::Webhook] {
             if self.serves(channel.queue()) {

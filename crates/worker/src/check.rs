@@ -22,6 +22,7 @@ use paywatch_queue::{JobInfo, Next};
 
 use crate::fanout::Fanout;
 use crate::gate::{Admission, Gate};
+use crate::schedules::Schedules;
 
 /// What the check handler needs, shared by all its runs.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct CheckContext {
     pub gate: Gate,
     /// Poll policies per provider.
     pub policies: PollPolicies,
+    /// Adaptive plans per provider, and the history they learn from.
+    pub schedules: Schedules,
     /// Orders (final records, through the function library).
     pub store: OrderStore,
     /// Notifier queues.
@@ -85,7 +88,9 @@ pub async fn check_payment(
         .await?;
     let now = Utc::now();
     let previous_check_ms = std::mem::replace(&mut state.last_checked_ms, now.timestamp_millis());
-    let decision = policy.next(&mut state.poll, result.as_ref(), now);
+    let decision = ctx
+        .schedules
+        .decide(provider, &policy, &mut state.poll, result.as_ref(), now);
     count_check(provider, &result);
     let mut entry = history_entry(&result, &decision, now);
     entry.check = state.poll.checks;
@@ -134,9 +139,11 @@ pub async fn check_payment(
                 record.created_at(),
                 now,
             );
-            finish(ctx, &order_id, record, state, status, entry, now).await
+            let took = crate::schedules::settled_after(previous_check_ms, record.created_at(), now);
+            finish(ctx, &order_id, record, state, status, entry, now, took).await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
+            let took = (now - record.created_at()).to_std().unwrap_or_default();
             finish(
                 ctx,
                 &order_id,
@@ -145,6 +152,7 @@ pub async fn check_payment(
                 PaymentStatus::Unresolved,
                 entry,
                 now,
+                took,
             )
             .await
         }
@@ -170,7 +178,9 @@ pub async fn check_payment(
 }
 
 /// Records the final status (unless another run recorded one first) and fans out the
-/// notifications of whichever record holds, so every run announces the same thing.
+/// notifications of whichever record holds, so every run announces the same thing. The run
+/// that records it also adds it to the provider's history (`took`: its time to final).
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     ctx: &CheckContext,
     order_id: &OrderId,
@@ -179,6 +189,7 @@ async fn finish(
     status: PaymentStatus,
     entry: HistoryEntry,
     now: DateTime<Utc>,
+    settled: Duration,
 ) -> Result<Next<StoredOrder>, BoxDynError> {
     state.status = status;
     state.final_at = Some(now);
@@ -199,6 +210,14 @@ async fn finish(
             holds.state.as_ref().map_or(0, |s| s.poll.checks),
         );
         tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
+        // History only: a failure here must not re-run a check whose final status is recorded.
+        if let Err(e) = ctx
+            .schedules
+            .record(&ctx.conn, provider, status, settled)
+            .await
+        {
+            tracing::warn!(provider = %provider, error = %e, "could not add the order to the poll history");
+        }
         if status == PaymentStatus::Unresolved {
             crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, &holds.spec(order_id.clone()))
                 .await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use paywatch_core::adapters::{CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig};
 use paywatch_core::durations::parse_duration;
+use paywatch_core::schedule::Budget;
 use paywatch_core::{PollPolicies, ProvidersConfig, Secret, SecretUrl, queues};
 use url::Url;
 
@@ -16,6 +17,7 @@ use crate::notify::email::{EmailConfig, EmailConfigError, EmailSender};
 use crate::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};
 use crate::notify::webhook::{WebhookConfig, WebhookSender};
 use crate::ops::OpsTargets;
+use crate::schedules::{PollMode, ScheduleConfig};
 
 /// The sandbox's default bot token, used with `--sandbox-url` when none is configured.
 const SANDBOX_TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
@@ -69,6 +71,24 @@ pub struct WorkerConfig {
     /// (see docs/configuration.md); PAYWATCH_TIME_SCALE still applies on top.
     #[arg(long, env = "PAYWATCH_POLICIES", value_parser = policies)]
     pub policies: Option<PollPolicies>,
+    /// How pending orders' checks are spaced: `fixed` (the seed policies) or `adaptive` (placed
+    /// by a plan learned from the provider's history of when orders settle; docs/polling.md).
+    #[arg(long, env = "PAYWATCH_POLL_MODE", value_enum, default_value_t = PollMode::Fixed)]
+    pub poll_mode: PollMode,
+    /// What an adaptive plan may spend: `fixed` (the calls per order the fixed policy would make
+    /// on the same history; `fixed*0.5` for half), a number of calls per order, or
+    /// `p90:<duration>` (the fewest calls for that p90 detection lag).
+    #[arg(long, env = "PAYWATCH_POLL_BUDGET", default_value = "fixed", value_parser = poll_budget)]
+    pub poll_budget: Budget,
+    /// Orders a provider's history needs before an adaptive plan replaces its fixed policy.
+    #[arg(long, env = "PAYWATCH_POLL_MIN_SAMPLES", default_value_t = 200)]
+    pub poll_min_samples: u64,
+    /// How often adaptive plans are rebuilt from the fleet's history.
+    #[arg(long, env = "PAYWATCH_POLL_REFRESH", default_value = "1m", value_parser = duration)]
+    pub poll_refresh: Duration,
+    /// The longest an adaptive plan leaves an open order unchecked (before PAYWATCH_TIME_SCALE).
+    #[arg(long, env = "PAYWATCH_POLL_MAX_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub poll_max_interval: Duration,
     /// Fleet-wide request budgets per provider credential, as JSON over the defaults (FoxReload
     /// 100/min): `{"foxreload":"100/min","cashless":"600/min","handcash":"off"}`.
     #[arg(long, env = "PAYWATCH_RATE_LIMITS", value_parser = rate_limits)]
@@ -201,6 +221,10 @@ fn policies(text: &str) -> Result<PollPolicies, String> {
     serde_json::from_str(text).map_err(|e| format!("not valid poll policies JSON: {e}"))
 }
 
+fn poll_budget(text: &str) -> Result<Budget, String> {
+    crate::schedules::parse_budget(text)
+}
+
 fn rate_limits(text: &str) -> Result<RateLimits, String> {
     RateLimits::parse_overrides(text)
 }
@@ -325,6 +349,12 @@ impl WorkerConfig {
                 "must be at least PAYWATCH_BREAKER_PAUSE",
             ));
         }
+        if self.poll_refresh < Duration::from_millis(10) {
+            return Err(bad("PAYWATCH_POLL_REFRESH", "must be at least 10ms"));
+        }
+        if self.poll_max_interval < Duration::from_secs(1) {
+            return Err(bad("PAYWATCH_POLL_MAX_INTERVAL", "must be at least 1s"));
+        }
         self.poll_policies()?;
         self.providers_config()?;
         Ok(())
@@ -354,6 +384,17 @@ impl WorkerConfig {
             shards.sort_unstable();
             shards.dedup();
             shards
+        }
+    }
+
+    /// The adaptive polling settings.
+    pub fn schedule_config(&self) -> ScheduleConfig {
+        ScheduleConfig {
+            mode: self.poll_mode,
+            budget: self.poll_budget,
+            min_samples: self.poll_min_samples,
+            refresh: self.poll_refresh,
+            max_interval: self.poll_max_interval,
         }
     }
 
@@ -536,6 +577,16 @@ mod tests {
             .validate()
             .expect_err("bad scale");
         assert_eq!(e.variable, "PAYWATCH_TIME_SCALE");
+        let e = parse(&["--poll-max-interval", "10ms"])
+            .validate()
+            .expect_err("bad interval");
+        assert_eq!(e.variable, "PAYWATCH_POLL_MAX_INTERVAL");
+        let c = parse(&["--poll-mode", "adaptive", "--poll-budget", "p90:5s"]);
+        assert_eq!(c.schedule_config().mode, PollMode::Adaptive);
+        assert_eq!(c.schedule_config().budget, Budget::P90Lag(5.0));
+        assert!(
+            WorkerConfig::try_parse_from(["paywatch-worker", "--poll-budget", "lots"]).is_err()
+        );
         parse(&["--sandbox-url", "http://127.0.0.1:8090"])
             .validate()
             .expect("sandbox ok");

@@ -21,6 +21,12 @@ pub fn ops_leader(prefix: &str) -> String {
     format!("{prefix}:ops:leader")
 }
 
+/// HASH `<outcome>:<bin>` → orders of `provider` that reached that outcome after a time in that
+/// bin (docs/polling.md); bounded by the bin count, used alone.
+pub fn final_times(prefix: &str, provider: Provider) -> String {
+    format!("{prefix}:final-times:{provider}")
+}
+
 /// The keys pacing one Telegram bot's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacingKeys {
@@ -93,7 +99,12 @@ mod tests {
 
     #[test]
     fn every_key_is_under_the_prefix() {
-        for key in [ops_events("pw"), ops_cursors("pw"), ops_leader("pw")] {
+        for key in [
+            ops_events("pw"),
+            ops_cursors("pw"),
+            ops_leader("pw"),
+            final_times("pw", Provider::Cashless),
+        ] {
             assert!(key.starts_with("pw:"), "{key}");
         }
     }

@@ -8,6 +8,8 @@
 //!   (order, status, channel).
 //! - [`config`]: the worker's command line and environment.
 //! - [`notify`]: delivery per channel (email, Telegram, signed webhooks) and the notifier handler.
+//! - [`schedules`]: adaptive polling — the fleet's history of when orders settle, and the plans
+//!   learned from it.
 //! - [`ops`]: digests of unresolved orders and dead letters for operators.
 //! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
 //! - [`metrics`]: the names of the worker's metrics; [`telemetry`]: logs and the
@@ -24,4 +26,5 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
+pub mod schedules;
 pub mod telemetry;
