@@ -17,20 +17,22 @@ redis:
 build:
     cargo build --workspace --all-targets
 
-# Run the whole test suite against a real Redis (`cargo test --workspace` alone works too: the
-# test harness starts a redis-server of its own when none answers at REDIS_URL).
+# (`cargo test --workspace` alone works too: the test harness starts a redis-server of its own
+# when none answers at REDIS_URL.)
+# Run the whole test suite against a real Redis.
 test: redis
     cargo test --workspace
 
-# The chaos suite (docs/chaos.md): its own Redis with AOF, the sandbox, the API, 3 check and 2
-# notifier workers; 10,000 orders while workers are `kill -9`'d and Redis is restarted gracefully
-# and killed; one summary line, non-zero exit on anything lost, wrong, stranded or sent twice
-# outside its channel's window. Options pass through: `just chaos --orders 2000 --seed 7`.
+# docs/chaos.md: its own Redis with AOF, the sandbox, the API, 3 check and 2 notifier workers;
+# 10,000 orders while workers are `kill -9`'d and Redis is restarted gracefully and killed; one
+# summary line, non-zero exit on anything lost, wrong, stranded or sent twice outside its
+# channel's window. Options pass through: `just chaos --orders 2000 --seed 7`.
+# The chaos suite: 10,000 orders under kill -9 and Redis restarts, everything accounted for.
 chaos *args:
     "$(scripts/cargo-bins.sh -p paywatch-tests --bin paywatch-chaos --bin pw-worker)/paywatch-chaos" "$@"
 
-# Formatting, lints (warnings are errors), unused dependencies (`cargo install cargo-machete
-# --locked`) and deploy/ through its validators.
+# Unused dependencies need `cargo install cargo-machete --locked`.
+# Formatting, lints (warnings are errors), unused dependencies and deploy/ through its validators.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
