@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::fleet::{DEMO_SECRET, Fleet, POLICIES, build_binaries, free_ports, fresh_token};
+use super::fleet::{DEMO_SECRET, Fleet, build_binaries, free_ports, fresh_token};
 use super::{Notify, Receiver, run};
 
 /// Where the demo writes the processes' logs (relative to where it runs).
@@ -84,52 +84,24 @@ async fn demo(fleet: &mut Fleet, logs: &Path, timeout: Duration) -> anyhow::Resu
     )?;
     let worker = bins.get("paywatch-worker")?;
     for (name, port) in [("a", metrics_a), ("b", metrics_b)] {
-        fleet.spawn(
-            logs,
-            &format!("checker-{name}"),
-            &worker,
-            &[
-                "--name",
-                &format!("demo-checker-{name}"),
-                "--sandbox-url",
-                &sandbox,
-                "--policies",
-                POLICIES,
-                "--queues",
-                "check-payment",
-                "--metrics-listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-            &env,
-        )?;
+        let name = format!("demo-checker-{name}");
+        fleet.spawn_checker(logs, &worker, &name, &sandbox, port, &env)?;
     }
-    let mut notifier_env = env.to_vec();
-    notifier_env.push(("PAYWATCH_WEBHOOK_SECRET", DEMO_SECRET));
-    fleet.spawn(
+    fleet.spawn_notifier(
         logs,
-        "notifier",
         &worker,
+        "demo-notifier",
+        &sandbox,
+        smtp_port,
+        &env,
         &[
-            "--name",
-            "demo-notifier",
-            "--sandbox-url",
-            &sandbox,
-            "--queues",
-            "notify-email,notify-telegram,notify-webhook,notify-ops",
-            "--smtp-url",
-            &format!("smtp://127.0.0.1:{smtp_port}"),
             "--email-from",
             "paywatch demo <payments@shop.example>",
-            "--webhook-allow-hosts",
-            "127.0.0.1",
             "--telegram-chat-interval",
             "10ms",
-            "--ops-telegram-chat-id",
-            "42",
             "--ops-interval",
             "5s",
         ],
-        &notifier_env,
     )?;
     println!(
         "demo: sandbox {sandbox}, producer {api}, checkers with metrics on :{metrics_a} and :{metrics_b}, keys under {prefix}"

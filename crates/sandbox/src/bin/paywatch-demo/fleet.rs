@@ -115,6 +115,67 @@ impl Fleet {
         Ok(())
     }
 
+    /// Starts a check worker (`worker` is `paywatch-worker`) named `name`, polling the sandbox at
+    /// demo speed and serving metrics on `metrics_port`.
+    pub fn spawn_checker(
+        &mut self,
+        logs: &Path,
+        worker: &Path,
+        name: &str,
+        sandbox: &str,
+        metrics_port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let metrics = format!("127.0.0.1:{metrics_port}");
+        let args = [
+            "--name",
+            name,
+            "--sandbox-url",
+            sandbox,
+            "--policies",
+            POLICIES,
+            "--queues",
+            "check-payment",
+            "--metrics-listen",
+            &metrics,
+        ];
+        self.spawn(logs, name, worker, &args, env)
+    }
+
+    /// Starts a notifier serving every channel: email to the SMTP server on `smtp_port`,
+    /// Telegram to the sandbox, webhooks signed with [`DEMO_SECRET`] to loopback, the ops digest
+    /// to chat 42; `extra` adds arguments.
+    pub fn spawn_notifier(
+        &mut self,
+        logs: &Path,
+        worker: &Path,
+        name: &str,
+        sandbox: &str,
+        smtp_port: u16,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        let smtp = format!("smtp://127.0.0.1:{smtp_port}");
+        let mut args = vec![
+            "--name",
+            name,
+            "--sandbox-url",
+            sandbox,
+            "--queues",
+            "notify-email,notify-telegram,notify-webhook,notify-ops",
+            "--smtp-url",
+            &smtp,
+            "--webhook-allow-hosts",
+            "127.0.0.1",
+            "--ops-telegram-chat-id",
+            "42",
+        ];
+        args.extend_from_slice(extra);
+        let mut env = env.to_vec();
+        env.push(("PAYWATCH_WEBHOOK_SECRET", DEMO_SECRET));
+        self.spawn(logs, name, worker, &args, &env)
+    }
+
     /// The processes still running, by name; the name of the first that exited, if any.
     pub fn exited(&mut self) -> Option<String> {
         self.children

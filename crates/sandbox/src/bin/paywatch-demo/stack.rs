@@ -10,9 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::fleet::{
-    Binaries, DEMO_SECRET, Fleet, POLICIES, build_binaries, free_ports, fresh_token,
-};
+use super::fleet::{Binaries, Fleet, build_binaries, free_ports, fresh_token};
 use super::wait_ready;
 
 /// Where the stack writes the processes' logs and Prometheus' files (relative to where it runs).
@@ -143,52 +141,25 @@ async fn run(fleet: &mut Fleet, logs: &Path, args: &StackArgs) -> anyhow::Result
     )?;
     let worker = bins.get("paywatch-worker")?;
     for (i, port) in checker_ports.iter().enumerate() {
-        fleet.spawn(
-            logs,
-            &format!("checker-{i}"),
-            &worker,
-            &[
-                "--name",
-                &format!("local-checker-{i}"),
-                "--sandbox-url",
-                &sandbox_url,
-                "--policies",
-                POLICIES,
-                "--queues",
-                "check-payment",
-                "--metrics-listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-            &env,
-        )?;
+        let name = format!("local-checker-{i}");
+        fleet.spawn_checker(logs, &worker, &name, &sandbox_url, *port, &env)?;
     }
-    let mut notifier_env = env.to_vec();
-    notifier_env.push(("PAYWATCH_WEBHOOK_SECRET", DEMO_SECRET));
-    fleet.spawn(
+    let notifier_metrics = format!("127.0.0.1:{}", ports.notifier_metrics);
+    fleet.spawn_notifier(
         logs,
-        "notifier",
         &worker,
+        "local-notifier",
+        &sandbox_url,
+        ports.smtp,
+        &env,
         &[
-            "--name",
-            "local-notifier",
-            "--sandbox-url",
-            &sandbox_url,
-            "--queues",
-            "notify-email,notify-telegram,notify-webhook,notify-ops",
-            "--smtp-url",
-            &format!("smtp://127.0.0.1:{}", ports.smtp),
             "--email-from",
             "paywatch <payments@shop.example>",
-            "--webhook-allow-hosts",
-            "127.0.0.1",
-            "--ops-telegram-chat-id",
-            "42",
             "--ops-interval",
             "30s",
             "--metrics-listen",
-            &format!("127.0.0.1:{}", ports.notifier_metrics),
+            &notifier_metrics,
         ],
-        &notifier_env,
     )?;
     // Email goes to an SMTP server in this process, kept for as long as the stack runs.
     let smtp_addr: SocketAddr = ([127, 0, 0, 1], ports.smtp).into();
