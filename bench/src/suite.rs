@@ -296,23 +296,16 @@ fn side_table(rows: &[(&str, &[SideResult])], peer: Option<usize>) -> String {
         );
     }
     if let (Some(p), true) = (peer, rows.len() > 1) {
-        let (a, _, _) = spread(
-            &rows[0]
-                .1
-                .iter()
-                .map(|r| r.orders_per_sec)
-                .collect::<Vec<_>>(),
-        );
-        let (b, _, _) = spread(
-            &rows[p]
-                .1
-                .iter()
-                .map(|r| r.orders_per_sec)
-                .collect::<Vec<_>>(),
-        );
+        let a = median_rate(rows[0].1);
+        let b = median_rate(rows[p].1);
         let _ = writeln!(t, "| **ratio** | **{:.2}×** | | | | |", a / b);
     }
     t
+}
+
+/// The median orders per second of a side's runs.
+fn median_rate(runs: &[SideResult]) -> f64 {
+    spread(&runs.iter().map(|r| r.orders_per_sec).collect::<Vec<_>>()).0
 }
 
 fn bars_of(rows: &[(&str, &[SideResult])]) -> Vec<Bar> {
@@ -348,18 +341,8 @@ async fn e2e_section(
         "orders per second",
         &bars_of(&rows),
     )?;
-    let (pw, _, _) = spread(
-        &r.paywatch
-            .iter()
-            .map(|x| x.orders_per_sec)
-            .collect::<Vec<_>>(),
-    );
-    let (bq, _, _) = spread(
-        &r.bullmq
-            .iter()
-            .map(|x| x.orders_per_sec)
-            .collect::<Vec<_>>(),
-    );
+    let pw = median_rate(&r.paywatch);
+    let bq = median_rate(&r.bullmq);
     let mut body = format!(
         "{} orders (the README's example order, three notify targets), each a Cashless bill in the \
          sandbox that answers `NOT_PAID` {} times and then `FULLY_PAID` (so {} provider calls per \
@@ -666,18 +649,8 @@ async fn cluster_section(
         "orders per second",
         &bars_of(&rows),
     )?;
-    let (c, _, _) = spread(
-        &r.cluster
-            .iter()
-            .map(|x| x.orders_per_sec)
-            .collect::<Vec<_>>(),
-    );
-    let (s, _, _) = spread(
-        &r.single
-            .iter()
-            .map(|x| x.orders_per_sec)
-            .collect::<Vec<_>>(),
-    );
+    let c = median_rate(&r.cluster);
+    let s = median_rate(&r.single);
     let mut body = format!(
         "paywatch's end-to-end run as above ({} orders, {} workers × {}), with `PAYWATCH_SHARDS={}` \
          on both topologies: three cluster-enabled `redis-server`s (two shards' hash tags on each \

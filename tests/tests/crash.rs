@@ -57,6 +57,15 @@ async fn wait_started(c: &redis::aio::MultiplexedConnection, marks: &Marks, jobs
     .await;
 }
 
+/// Enqueues one plain job (no reschedule) under each of `ids`, due now.
+async fn enqueue_plain(q: &RedisQueue<TestJob>, ids: impl Iterator<Item = String>) {
+    for id in ids {
+        q.enqueue(NewJob::new(TestJob { n: 0, max: 0 }).with_id(JobId::new(id).expect("id")))
+            .await
+            .expect("enqueue");
+    }
+}
+
 async fn queue(url: &str, prefix: &str, lease: Duration) -> RedisQueue<TestJob> {
     let config = QueueConfig::new("jobs")
         .with_prefix(prefix)
@@ -72,14 +81,7 @@ async fn a_killed_workers_lease_expires_and_another_process_reruns_the_job() {
     let q = queue(&url, &prefix, Duration::from_secs(2)).await;
     let marks = marks(&prefix);
     let mut c = conn(&url).await;
-    for i in 0..40 {
-        q.enqueue(
-            NewJob::new(TestJob { n: 0, max: 0 })
-                .with_id(JobId::new(format!("job-{i}")).expect("id")),
-        )
-        .await
-        .expect("enqueue");
-    }
+    enqueue_plain(&q, (0..40).map(|i| format!("job-{i}"))).await;
     // The first process hangs inside its jobs; kill it once it holds some.
     let mut doomed = spawn_worker(&url, &prefix, "hang", 2000, 0);
     wait_started(&c, &marks, 4).await;
@@ -469,26 +471,12 @@ async fn a_killed_workers_jobs_go_back_in_line_where_they_stood() {
     let q = queue(&url, &prefix, Duration::from_secs(2)).await;
     let marks = marks(&prefix);
     let mut c = conn(&url).await;
-    for i in 0..4 {
-        q.enqueue(
-            NewJob::new(TestJob { n: 0, max: 0 })
-                .with_id(JobId::new(format!("held-{i}")).expect("id")),
-        )
-        .await
-        .expect("enqueue");
-    }
+    enqueue_plain(&q, (0..4).map(|i| format!("held-{i}"))).await;
     let mut doomed = spawn_worker(&url, &prefix, "hang", 2000, 0);
     wait_started(&c, &marks, 4).await;
     kill9(&mut doomed);
     // A backlog falls due after the dead worker leased its jobs.
-    for i in 0..100 {
-        q.enqueue(
-            NewJob::new(TestJob { n: 0, max: 0 })
-                .with_id(JobId::new(format!("backlog-{i:03}")).expect("id")),
-        )
-        .await
-        .expect("enqueue");
-    }
+    enqueue_plain(&q, (0..100).map(|i| format!("backlog-{i:03}"))).await;
     let leases = q.keys().leases.clone();
     wait_for(
         "the dead worker's leases to lapse",
