@@ -90,8 +90,7 @@ async fn demo(fleet: &mut Fleet, logs: &Path, timeout: Duration) -> anyhow::Resu
     fleet.spawn_notifier(
         logs,
         &worker,
-        "demo-notifier",
-        &sandbox,
+        ("demo-notifier", &sandbox),
         smtp_port,
         &env,
         &[

@@ -144,13 +144,12 @@ impl Fleet {
 
     /// Starts a notifier serving every channel: email to the SMTP server on `smtp_port`,
     /// Telegram to the sandbox, webhooks signed with [`DEMO_SECRET`] to loopback, the ops digest
-    /// to chat 42; `extra` adds arguments.
+    /// to chat 42; `extra` adds arguments (`--name` is `name`).
     pub fn spawn_notifier(
         &mut self,
         logs: &Path,
         worker: &Path,
-        name: &str,
-        sandbox: &str,
+        (name, sandbox): (&str, &str),
         smtp_port: u16,
         env: &[(&str, &str)],
         extra: &[&str],

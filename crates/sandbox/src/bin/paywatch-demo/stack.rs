@@ -148,8 +148,7 @@ async fn run(fleet: &mut Fleet, logs: &Path, args: &StackArgs) -> anyhow::Result
     fleet.spawn_notifier(
         logs,
         &worker,
-        "local-notifier",
-        &sandbox_url,
+        ("local-notifier", &sandbox_url),
         ports.smtp,
         &env,
         &[
