@@ -183,25 +183,18 @@ pub async fn run_worker(args: Vec<String>) -> anyhow::Result<()> {
 /// `paywatch-bench fleet paywatch-producer serve ARGS`: what `paywatch-producer serve ARGS` runs
 /// (the parts the benchmarks use: the API and the provider webhooks, no metrics listener).
 pub async fn run_producer(args: Vec<String>) -> anyhow::Result<()> {
+    use paywatch_producer::Producer;
     use paywatch_producer::config::{Cli, Command};
-    use paywatch_producer::{Producer, http};
     let cli = Cli::try_parse_from(std::iter::once("paywatch-producer".to_string()).chain(args))?;
     paywatch_core::telemetry::init_logs()?;
     let producer =
         Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
             .await?;
-    let Command::Serve(args) = cli.command else {
+    let Command::Serve(mut args) = cli.command else {
         bail!("the benchmarks run only `paywatch-producer serve`");
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let auth = paywatch_producer::auth::ApiAuth::new(args.api_tokens, args.events_secret)?;
-    let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
-    let producer = producer.with_webhook_gap(args.webhook_min_gap);
-    paywatch_producer::serve(
-        listener,
-        http::router(producer, handcash, auth),
-        paywatch_core::shutdown::signal(),
-    )
-    .await?;
+    let router = args.router(producer)?;
+    paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal()).await?;
     Ok(())
 }

@@ -120,6 +120,26 @@ pub struct ServeArgs {
 }
 
 // By hand because the HandCash secret is a plain string here (main.rs wraps it in a `Secret`).
+impl ServeArgs {
+    /// The API these options describe, on `producer`: its tokens, events secret, HandCash secret
+    /// and webhook gap. Consumes the secrets.
+    pub fn router(
+        &mut self,
+        producer: crate::Producer,
+    ) -> Result<axum::Router, crate::auth::AuthConfigError> {
+        let auth = crate::auth::ApiAuth::new(
+            std::mem::take(&mut self.api_tokens),
+            self.events_secret.take(),
+        )?;
+        let handcash = self
+            .handcash_app_secret
+            .take()
+            .map(paywatch_core::Secret::new);
+        let producer = producer.with_webhook_gap(self.webhook_min_gap);
+        Ok(crate::http::router(producer, handcash, auth))
+    }
+}
+
 impl std::fmt::Debug for ServeArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeArgs")

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
-use paywatch_producer::{Producer, Submitted, http, telemetry};
+use paywatch_producer::{Producer, Submitted, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .with_durability(&cli.redis.redis_url, cli.redis.durability())
             .context("REDIS_URL")?;
     match cli.command {
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
             if let Some(addr) = args.metrics_listen {
                 let bound = telemetry::serve(
                     addr,
@@ -35,15 +35,8 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .with_context(|| {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
-            let auth = paywatch_producer::auth::ApiAuth::new(args.api_tokens, args.events_secret)?;
-            let handcash = args.handcash_app_secret.map(paywatch_core::Secret::new);
-            let producer = producer.with_webhook_gap(args.webhook_min_gap);
-            paywatch_producer::serve(
-                listener,
-                http::router(producer, handcash, auth),
-                paywatch_core::shutdown::signal(),
-            )
-            .await?;
+            let router = args.router(producer)?;
+            paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal()).await?;
         }
         Command::Enqueue(args) => {
             let body = args
