@@ -64,9 +64,39 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     }
 
     let st = root.join(".paywatch/schemathesis-venv/bin/st");
+    // Hypothesis's target-guided hill climb (schemathesis always aims fuzzing at accepted inputs)
+    // has a rare internal crash, an `IndexError` inside `hypothesis/internal/conjecture`, that
+    // says nothing about the API. Such a run is repeated with the next seed; any finding of
+    // schemathesis itself, or a crash anywhere else, fails at once.
+    let mut crashes = Vec::new();
+    for seed in 1..=3 {
+        let output = run_schemathesis(&st, &stack.api, seed).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            break;
+        }
+        assert!(
+            only_fuzzer_crashes(&stdout),
+            "schemathesis found problems (seed {seed}):\n{stdout}\n{stderr}"
+        );
+        eprintln!("schemathesis seed {seed}: hypothesis crashed internally, trying the next seed");
+        crashes.push(stdout.into_owned());
+        assert!(
+            crashes.len() < 3,
+            "hypothesis crashed internally with three seeds:\n{}",
+            crashes.join("\n")
+        );
+    }
+    worker.stop().await;
+    stack.finish().await;
+}
+
+/// One schemathesis run over the whole document with `seed`, at most 90 s of generation.
+async fn run_schemathesis(st: &Path, api: &str, seed: u32) -> std::process::Output {
     let mut run = tokio::process::Command::new(st);
     run.current_dir(std::env::temp_dir())
-        .args(["run", &format!("{}/openapi.json", stack.api)])
+        .args(["run", &format!("{api}/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {API_TOKEN}")])
         .args([
             "--checks",
@@ -74,20 +104,57 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         ])
         // An open event stream never ends while its order is watched: a fuzzer cannot judge it.
         .args(["--exclude-path-regex", "/events$"])
-        .args(["--max-examples", "15", "--seed", "1", "--workers", "2"])
+        .args(["--max-examples", "15", "--seed", &seed.to_string(), "--workers", "2"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--request-timeout", "10", "--max-time", "90"])
         .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(300), run.output())
+    tokio::time::timeout(Duration::from_secs(300), run.output())
         .await
         .expect("schemathesis finishes")
-        .expect("run schemathesis");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    worker.stop().await;
-    assert!(
-        output.status.success(),
-        "schemathesis found problems:\n{stdout}\n{stderr}"
-    );
-    stack.finish().await;
+        .expect("run schemathesis")
+}
+
+/// True when a failed run's report holds no check failure and each of its errors is a crash whose
+/// innermost frame is inside Hypothesis's own engine, not anything the API answered.
+fn only_fuzzer_crashes(report: &str) -> bool {
+    if report.contains("= FAILURES =") {
+        return false;
+    }
+    let Some(errors) = report.split("= ERRORS =").nth(1) else {
+        return false;
+    };
+    let errors = errors.split("= WARNINGS =").next().unwrap_or(errors);
+    let errors = errors.split("= SUMMARY =").next().unwrap_or(errors);
+    let blocks: Vec<&str> = errors
+        .split("\n___")
+        .filter(|block| block.contains("Error"))
+        .collect();
+    // The innermost frame of the traceback decides where the crash happened.
+    !blocks.is_empty()
+        && blocks.iter().all(|block| {
+            block
+                .lines()
+                .rev()
+                .find(|line| line.trim_start().starts_with("File \""))
+                .is_some_and(|frame| frame.contains("hypothesis/internal/conjecture/"))
+        })
+}
+
+#[test]
+fn a_report_of_only_hypothesis_crashes_is_told_apart_from_findings() {
+    let crash = "x\n=== ERRORS ===\n___ GET /v1/orders/{order_id} ___\nRuntime Error\n\n\
+        tuple index out of range\n  File \"/v/hypothesis/core.py\"\n\
+          File \"/v/hypothesis/internal/conjecture/optimiser.py\"\n    node = nodes[i]\n\
+        === WARNINGS ===\nw\n=== SUMMARY ===\n  8698 generated, 8698 passed\n";
+    assert!(only_fuzzer_crashes(crash));
+    let finding = format!("=== FAILURES ===\n___ POST /v1/orders ___\nServer error\n{crash}");
+    assert!(!only_fuzzer_crashes(&finding));
+    let other =
+        "=== ERRORS ===\n___ GET /healthz ___\nConnection Error\nrefused\n=== SUMMARY ===\n";
+    assert!(!only_fuzzer_crashes(other));
+    let through = "=== ERRORS ===\n___ GET /healthz ___\nRuntime Error\n\
+          File \"/v/hypothesis/internal/conjecture/engine.py\"\n\
+          File \"/v/schemathesis/checks.py\"\n=== SUMMARY ===\n";
+    assert!(!only_fuzzer_crashes(through));
+    assert!(!only_fuzzer_crashes("no sections at all"));
 }
