@@ -540,3 +540,110 @@ async fn one_probe_speaks_for_the_fleet() {
     assert!(matches!(resumed, Admission::Go(_)), "{resumed:?}");
     cleanup(&redis_url(), &prefix).await;
 }
+
+#[tokio::test]
+async fn a_healthy_provider_costs_no_redis_call_per_check_and_a_failure_ends_the_trust() {
+    let prefix = unique_prefix("trust");
+    let breaker = BreakerConfig {
+        failures: 3,
+        first_pause: Duration::from_secs(60),
+        max_pause: Duration::from_secs(60),
+        probe_lease: Duration::from_secs(30),
+    };
+    let providers = paywatch_core::ProvidersConfig::default();
+    let breaker_key = format!(
+        "{prefix}:{{provider:miraclecash:{}}}:breaker",
+        fingerprint(Provider::MiracleCash, &providers)
+    );
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    // Another process of the fleet opened the breaker behind this one's back.
+    let open_elsewhere = |mut conn: redis::aio::MultiplexedConnection| {
+        let key = breaker_key.clone();
+        async move {
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg("state")
+                .arg("open")
+                .arg("failures")
+                .arg(3)
+                .arg("open_until")
+                .arg(4_102_444_800_000_i64) // 2100
+                .query_async(&mut conn)
+                .await
+                .expect("open the breaker");
+        }
+    };
+
+    // Trusting (a long window, so the test does not race it): once Redis said "closed, no
+    // failures", calls go without asking again...
+    let gate = test_gate(&prefix, "{}", breaker)
+        .await
+        .with_closed_trust(Duration::from_secs(600));
+    let Admission::Go(first) = gate
+        .admit(Provider::MiracleCash, true)
+        .await
+        .expect("admit")
+    else {
+        panic!("a closed breaker admits");
+    };
+    gate.report(first, false).await.expect("report");
+    open_elsewhere(conn.clone()).await;
+    let trusted = gate
+        .admit(Provider::MiracleCash, true)
+        .await
+        .expect("admit");
+    let Admission::Go(ticket) = trusted else {
+        panic!("within the trust window the gate does not ask Redis: {trusted:?}");
+    };
+    // ...until this process sees a failure itself: then it asks, and learns the breaker is open.
+    gate.report(ticket, true).await.expect("report");
+    let held = gate
+        .admit(Provider::MiracleCash, true)
+        .await
+        .expect("admit");
+    assert!(
+        matches!(
+            held,
+            Admission::Wait {
+                hold: Hold::Circuit,
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+
+    // Without trust every call asks Redis, and sees the open breaker at once.
+    let _: () = redis::cmd("DEL")
+        .arg(&breaker_key)
+        .query_async(&mut conn)
+        .await
+        .expect("close");
+    let strict = test_gate(&prefix, "{}", breaker)
+        .await
+        .with_closed_trust(Duration::ZERO);
+    let admitted = strict
+        .admit(Provider::MiracleCash, true)
+        .await
+        .expect("admit");
+    assert!(matches!(admitted, Admission::Go(_)), "{admitted:?}");
+    open_elsewhere(conn.clone()).await;
+    let held = strict
+        .admit(Provider::MiracleCash, true)
+        .await
+        .expect("admit");
+    assert!(
+        matches!(
+            held,
+            Admission::Wait {
+                hold: Hold::Circuit,
+                ..
+            }
+        ),
+        "{held:?}"
+    );
+    cleanup(&redis_url(), &prefix).await;
+}

@@ -6,10 +6,16 @@
 //! hash tag per provider credential so both scripts touch a single cluster slot. The fingerprint
 //! is a truncated SHA-256 of the credential: two deployments sharing one API key share its
 //! budget, and the key itself never appears in Redis key names, logs or metrics.
+//!
+//! A provider without a budget whose breaker was closed and failure-free at the last admission
+//! is trusted to stay so for [`CLOSED_TRUST`]: calls go without asking Redis, which would
+//! otherwise cost one script per provider call in the healthy steady state. A transient failure
+//! this process sees ends the trust at once (and is reported as before); one another process
+//! sees reaches this one within the trust window.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use paywatch_core::{Provider, ProvidersConfig};
 use paywatch_queue::RedisConn;
@@ -65,6 +71,11 @@ pub struct Ticket {
     dirty: bool,
 }
 
+/// How long a process admits calls to a provider without a budget, without asking Redis, after
+/// Redis said its breaker was closed with no failures: short against the breaker's pause, long
+/// against the time between two calls.
+pub const CLOSED_TRUST: Duration = Duration::from_millis(250);
+
 /// Per-provider settings and key names.
 #[derive(Debug, Clone)]
 struct Lane {
@@ -72,6 +83,25 @@ struct Lane {
     limit: u32,
     window_ms: u64,
     reserved: u32,
+    /// Until when this process trusts the breaker to be closed and failure-free (shared by the
+    /// gate's clones).
+    trusted_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Lane {
+    fn trusted(&self) -> bool {
+        self.trusted_until
+            .lock()
+            .ok()
+            .and_then(|until| *until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn trust(&self, until: Option<Instant>) {
+        if let Ok(mut slot) = self.trusted_until.lock() {
+            *slot = until;
+        }
+    }
 }
 
 /// The fleet-wide gate of this process's provider calls; cheap to clone.
@@ -80,6 +110,7 @@ pub struct Gate {
     redis: RedisConn,
     lanes: HashMap<Provider, Lane>,
     breaker: BreakerConfig,
+    closed_trust: Duration,
 }
 
 impl std::fmt::Debug for Gate {
@@ -87,6 +118,7 @@ impl std::fmt::Debug for Gate {
         f.debug_struct("Gate")
             .field("lanes", &self.lanes)
             .field("breaker", &self.breaker)
+            .field("closed_trust", &self.closed_trust)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +176,7 @@ impl Gate {
                     limit: limit.map_or(0, |l| l.limit),
                     window_ms: limit.map_or(0, |l| millis(l.guarded_window())),
                     reserved: limit.map_or(0, |l| l.reserved(young_share)),
+                    trusted_until: Arc::default(),
                 };
                 (p, lane)
             })
@@ -152,7 +185,15 @@ impl Gate {
             redis,
             lanes,
             breaker,
+            closed_trust: CLOSED_TRUST,
         }
+    }
+
+    /// The same gate trusting a closed breaker for `trust` instead of [`CLOSED_TRUST`] (zero:
+    /// ask Redis for every call).
+    pub fn with_closed_trust(mut self, trust: Duration) -> Self {
+        self.closed_trust = trust;
+        self
     }
 
     fn lane(&self, provider: Provider) -> Result<&Lane, redis::RedisError> {
@@ -170,7 +211,7 @@ impl Gate {
     ) -> Result<Admission, redis::RedisError> {
         let lane = self.lane(provider)?;
         let breaker_on = self.breaker.failures > 0;
-        if lane.limit == 0 && !breaker_on {
+        if lane.limit == 0 && (!breaker_on || lane.trusted()) {
             return Ok(Admission::Go(Ticket {
                 provider,
                 probe: false,
@@ -195,6 +236,10 @@ impl Gate {
             breaker::transitioned(provider, state, None);
         } else if breaker_on {
             breaker::observe(provider, state);
+        }
+        let healthy = verdict == 0 && failures == 0 && state == CircuitState::Closed;
+        if lane.limit == 0 && healthy && !self.closed_trust.is_zero() {
+            lane.trust(Some(Instant::now() + self.closed_trust));
         }
         Ok(match verdict {
             0 | 1 => Admission::Go(Ticket {
@@ -235,6 +280,8 @@ impl Gate {
             return Ok(());
         }
         let lane = self.lane(ticket.provider)?;
+        // Whatever Redis answers, this process no longer knows the breaker to be clean.
+        lane.trust(None);
         let mut redis = self.redis.clone();
         let (state, transitioned, pause_ms): (u8, u8, u64) = REPORT
             .key(lane.keys.breaker())
