@@ -25,7 +25,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 3        -- bumped on every change of this file (library.rs checks it)
+local REVISION = 4        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -165,8 +165,18 @@ local function parse_json(s)
     return {num = string.sub(s, start, pos - 1)}
   end
 
+  -- The keys from the root to the value being parsed: an error names its field by them, and
+  -- the (printable) path is only built when there is an error to report.
+  local trail = {}
+  local function path_to(k)
+    local parts = {}
+    for i, key in ipairs(trail) do parts[i] = printable(key) end
+    parts[#parts + 1] = printable(k)
+    return table.concat(parts, '.')
+  end
+
   local value
-  local function object(path)
+  local function object()
     depth = depth + 1
     if depth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
     pos = pos + 1
@@ -182,12 +192,13 @@ local function parse_json(s)
       if string.sub(s, pos, pos) ~= '"' then bad('expected a key') end
       local at = pos
       local k = str()
-      local child = path == '' and printable(k) or (path .. '.' .. printable(k))
-      if map[k] ~= nil then pos = at; fail(child, 'duplicate key') end
+      if map[k] ~= nil then pos = at; fail(path_to(k), 'duplicate key') end
       ws()
       if string.sub(s, pos, pos) ~= ':' then bad('expected :') end
       pos = pos + 1
-      map[k] = value(child)
+      trail[#trail + 1] = k
+      map[k] = value()
+      trail[#trail] = nil
       keys[#keys + 1] = k
       ws()
       local c = string.sub(s, pos, pos)
@@ -199,7 +210,7 @@ local function parse_json(s)
     return {obj = map, keys = keys}
   end
 
-  local function array(path)
+  local function array()
     depth = depth + 1
     if depth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
     pos = pos + 1
@@ -211,7 +222,7 @@ local function parse_json(s)
       return {arr = items, n = 0}
     end
     while true do
-      items[#items + 1] = value(path)
+      items[#items + 1] = value()
       ws()
       local c = string.sub(s, pos, pos)
       pos = pos + 1
@@ -222,11 +233,11 @@ local function parse_json(s)
     return {arr = items, n = #items}
   end
 
-  value = function(path)
+  value = function()
     ws()
     local c = string.sub(s, pos, pos)
-    if c == '{' then return object(path)
-    elseif c == '[' then return array(path)
+    if c == '{' then return object()
+    elseif c == '[' then return array()
     elseif c == '"' then return str()
     elseif c == '-' or string.find(c, '^%d$') then return num()
     elseif string.sub(s, pos, pos + 3) == 'true' then pos = pos + 4; return true
@@ -237,7 +248,7 @@ local function parse_json(s)
     bad('unexpected character')
   end
 
-  local v = value('')
+  local v = value()
   ws()
   if pos <= len then bad('trailing characters') end
   return v
@@ -610,22 +621,26 @@ local function get(keys, args)
   return {phase, rec, due, running, reason, at, notified}
 end
 
--- FCALL paywatch_finalize 1 <shard key> <order id> <final record>
+-- FCALL paywatch_finalize 1 <shard key> <order id> <final record> [<provider>:<payment id>]
 -- Records an order's final record unless one was recorded first; returns the record that holds.
+-- The caller that knows the order's payment names it; otherwise it is read from the record,
+-- which costs a parse of the whole record (its check history included).
 local function finalize(keys, args)
-  local base, id, rec = keys[1], args[1], args[2]
+  local base, id, rec, index = keys[1], args[1], args[2], args[3]
   if type(id) ~= 'string' or type(rec) ~= 'string' then fail('body', 'expects an order id and a record') end
   shard_of(base)
   local first = redis.call('HGET', base .. ':orders', id)
   if first then return first end
   redis.call('HSET', base .. ':orders', id, rec)
-  local stored = read_record(rec)
-  if stored and stored.provider and stored.payment_id then
-    -- A final order needs no more webhook wake-ups; drop its index entry if it is its own.
-    local index = stored.provider .. ':' .. stored.payment_id
-    if redis.call('HGET', base .. ':payments', index) == id then
-      redis.call('HDEL', base .. ':payments', index)
+  if not index then
+    local stored = read_record(rec)
+    if stored and stored.provider and stored.payment_id then
+      index = stored.provider .. ':' .. stored.payment_id
     end
+  end
+  -- A final order needs no more webhook wake-ups; drop its index entry if it is its own.
+  if index and redis.call('HGET', base .. ':payments', index) == id then
+    redis.call('HDEL', base .. ':payments', index)
   end
   return rec
 end
