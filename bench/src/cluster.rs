@@ -48,14 +48,14 @@ pub async fn run(fleet: &Fleet, o: &E2eOpts, runs: usize) -> anyhow::Result<Clus
     };
     let runs = runs.max(1);
     for run in 1..=runs {
-        let s = paywatch_run(&single.url(), fleet, &sandbox, &o).await?;
+        let s = paywatch_run(&single.url(), &[single.pid()], fleet, &sandbox, &o).await?;
         eprintln!(
             "cluster {run}/{runs}: one Redis {:.0} orders/s",
             s.orders_per_sec
         );
         result.single.push(s);
         flush(&single.url()).await?;
-        let c = paywatch_run(&cluster.url(), fleet, &sandbox, &o).await?;
+        let c = paywatch_run(&cluster.url(), &cluster.pids(), fleet, &sandbox, &o).await?;
         eprintln!(
             "cluster {run}/{runs}: 3 masters {:.0} orders/s",
             c.orders_per_sec

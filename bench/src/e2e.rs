@@ -73,6 +73,9 @@ pub struct SideResult {
     pub worker_peak_rss_kb: u64,
     /// CPU seconds all worker processes used.
     pub worker_cpu_s: f64,
+    /// CPU seconds the Redis server process(es) used from the first enqueue to the last final:
+    /// the shared resource both sides compete for, so the figure that says which costs less.
+    pub redis_cpu_s: f64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -288,6 +291,7 @@ fn order_ids(n: usize) -> Vec<String> {
 /// paywatch's side of one run on the Redis (or Cluster) at `redis`.
 pub async fn paywatch_run(
     redis: &str,
+    redis_pids: &[u32],
     fleet: &Fleet,
     sandbox: &SandboxHandle,
     o: &E2eOpts,
@@ -314,6 +318,7 @@ pub async fn paywatch_run(
         .map(|id| (id.clone(), example_order(id, id)))
         .collect();
     let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum();
+    let redis_before = cpu_of(redis_pids);
     let t0 = now_ms();
     submit_pipelined(&store, &conn, &bodies, 1000, 1).await?;
     wait_count(
@@ -323,6 +328,7 @@ pub async fn paywatch_run(
         || final_count(&store, &conn),
     )
     .await?;
+    let redis_cpu = cpu_of(redis_pids) - redis_before;
     let cpu: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum::<f64>() - cpu_before;
     let rss = workers.iter().map(Proc::peak_rss_kb).max().unwrap_or(0);
     for w in &mut workers {
@@ -345,19 +351,45 @@ pub async fn paywatch_run(
         "paywatch recorded {checks} checks but the sandbox served {calls}"
     );
     clean_prefix(&conn, &prefix).await;
-    Ok(side_result(o.orders, t0, last, calls, rss, cpu))
+    Ok(side_result(
+        o.orders,
+        Measured {
+            t0,
+            last,
+            calls,
+            rss,
+            cpu,
+            redis_cpu,
+        },
+    ))
 }
 
-fn side_result(orders: usize, t0: i64, last: i64, calls: u64, rss: u64, cpu: f64) -> SideResult {
-    let seconds = (last - t0).max(1) as f64 / 1000.0;
+/// What one side's run measured, before it becomes a [`SideResult`].
+struct Measured {
+    t0: i64,
+    last: i64,
+    calls: u64,
+    rss: u64,
+    cpu: f64,
+    redis_cpu: f64,
+}
+
+fn side_result(orders: usize, m: Measured) -> SideResult {
+    let seconds = (m.last - m.t0).max(1) as f64 / 1000.0;
     SideResult {
         orders,
         seconds,
         orders_per_sec: orders as f64 / seconds,
-        provider_calls: calls,
-        worker_peak_rss_kb: rss,
-        worker_cpu_s: cpu,
+        provider_calls: m.calls,
+        worker_peak_rss_kb: m.rss,
+        worker_cpu_s: m.cpu,
+        redis_cpu_s: m.redis_cpu,
     }
+}
+
+/// CPU seconds the processes `pids` have used so far, together.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|pid| cpu_seconds_of(*pid)).sum()
 }
 
 /// Deletes every key under `prefix` on a single Redis (a Cluster's keys go with its servers).
@@ -387,6 +419,7 @@ impl Drop for NodeProc {
 /// BullMQ's side of one run on the single Redis at `redis`.
 pub async fn bullmq_run(
     redis: &str,
+    redis_pid: u32,
     bullmq_dir: &Path,
     sandbox: &SandboxHandle,
     o: &E2eOpts,
@@ -431,6 +464,7 @@ pub async fn bullmq_run(
     )
     .await?;
     let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.0.id())).sum();
+    let redis_before = cpu_seconds_of(redis_pid);
     let mut submit = Command::new("node");
     submit.args(["bench.mjs", "e2e-submit", "--jobs", &o.orders.to_string()]);
     common(&mut submit);
@@ -450,6 +484,7 @@ pub async fn bullmq_run(
         },
     )
     .await?;
+    let redis_cpu = cpu_seconds_of(redis_pid) - redis_before;
     let cpu: f64 = workers
         .iter()
         .map(|w| cpu_seconds_of(w.0.id()))
@@ -483,7 +518,17 @@ pub async fn bullmq_run(
             .query_async(&mut conn)
             .await?;
     }
-    Ok(side_result(o.orders, t0, last, calls, rss, cpu))
+    Ok(side_result(
+        o.orders,
+        Measured {
+            t0,
+            last,
+            calls,
+            rss,
+            cpu,
+            redis_cpu,
+        },
+    ))
 }
 
 /// Both sides, alternating, `runs` times each, on a private redis-server.
@@ -512,15 +557,20 @@ pub async fn compare(
     };
     let runs = runs.max(1);
     for run in 1..=runs {
-        let p = paywatch_run(&url, fleet, &sandbox, o).await?;
+        let p = paywatch_run(&url, &[redis.pid()], fleet, &sandbox, o).await?;
         eprintln!(
-            "e2e {run}/{runs}: paywatch {:.0} orders/s",
-            p.orders_per_sec
+            "e2e {run}/{runs}: paywatch {:.0} orders/s, Redis CPU {:.0} µs per order",
+            p.orders_per_sec,
+            p.redis_cpu_s * 1e6 / p.orders.max(1) as f64
         );
         result.paywatch.push(p);
         flush(&url).await?;
-        let b = bullmq_run(&url, bullmq_dir, &sandbox, o).await?;
-        eprintln!("e2e {run}/{runs}: BullMQ {:.0} orders/s", b.orders_per_sec);
+        let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
+        eprintln!(
+            "e2e {run}/{runs}: BullMQ {:.0} orders/s, Redis CPU {:.0} µs per order",
+            b.orders_per_sec,
+            b.redis_cpu_s * 1e6 / b.orders.max(1) as f64
+        );
         result.bullmq.push(b);
         flush(&url).await?;
     }

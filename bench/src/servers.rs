@@ -64,6 +64,11 @@ impl RedisProcess {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Its process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for RedisProcess {
@@ -132,6 +137,11 @@ impl RedisCluster {
             .map(RedisProcess::url)
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Each master's process id.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(RedisProcess::pid).collect()
     }
 
     /// Each master's URL.

@@ -281,24 +281,25 @@ fn queue_section(o: &SuiteOpts, runs: usize, redis: &str) -> anyhow::Result<Sect
 
 fn side_table(rows: &[(&str, &[SideResult])], peer: Option<usize>) -> String {
     let mut t = String::from(
-        "| | orders/s | first enqueue → last final, s | provider calls | worker CPU, s | worker peak RSS, MB |\n|---|---|---|---|---|---|\n",
+        "| | orders/s | first enqueue → last final, s | provider calls | worker CPU, s | Redis CPU per order, µs | worker peak RSS, MB |\n|---|---|---|---|---|---|---|\n",
     );
     for (name, runs) in rows {
         let col = |f: fn(&SideResult) -> f64| runs.iter().map(f).collect::<Vec<_>>();
         let _ = writeln!(
             t,
-            "| {name} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} |",
             fmt_spread(&col(|r| r.orders_per_sec), 0),
             fmt_spread(&col(|r| r.seconds), 2),
             fmt_spread(&col(|r| r.provider_calls as f64), 0),
             fmt_spread(&col(|r| r.worker_cpu_s), 1),
+            fmt_spread(&col(|r| r.redis_cpu_s * 1e6 / r.orders.max(1) as f64), 0),
             fmt_spread(&col(|r| r.worker_peak_rss_kb as f64 / 1024.0), 1),
         );
     }
     if let (Some(p), true) = (peer, rows.len() > 1) {
         let a = median_rate(rows[0].1);
         let b = median_rate(rows[p].1);
-        let _ = writeln!(t, "| **ratio** | **{:.2}×** | | | | |", a / b);
+        let _ = writeln!(t, "| **ratio** | **{:.2}×** | | | | | |", a / b);
     }
     t
 }
