@@ -8,7 +8,7 @@ use paywatch_producer::config::{Cli, Command};
 use paywatch_producer::{Producer, Submitted, telemetry};
 
 /// mimalloc rather than the system allocator: every check allocates (an HTTP exchange, JSON in
-/// and out), and glibc's malloc took about a third of a worker's CPU in `just bench e2e`.
+/// and out). In `just bench e2e` it cut a worker's CPU by about 11 % for about 17 MB more RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
