@@ -116,7 +116,11 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut pools = Pools::new(&name, stop_rx.clone());
         if self.serves(queues::CHECK_PAYMENT) {
-            let start = starter!(check_payment, self.check_context.clone(), concurrency);
+            let start = starter!(
+                check_payment,
+                Arc::new(self.check_context.clone()),
+                concurrency
+            );
             // One pool per shard: each shard's queue is served as fairly as any other.
             let shards = self
                 .config
@@ -142,7 +146,7 @@ impl App {
                 let queue: RedisQueue<Notification> = self.base.sibling(config);
                 pools.pool(
                     vec![queue],
-                    starter!(deliver, self.notify_context.clone(), concurrency),
+                    starter!(deliver, Arc::new(self.notify_context.clone()), concurrency),
                 );
             }
         }
@@ -150,7 +154,11 @@ impl App {
             let queue: RedisQueue<OpsDigest> = self
                 .base
                 .sibling(ops::queue_config(&self.config.prefix).with_holder(&name));
-            let start = starter!(deliver_digest, self.notify_context.clone(), OPS_CONCURRENCY);
+            let start = starter!(
+                deliver_digest,
+                Arc::new(self.notify_context.clone()),
+                OPS_CONCURRENCY
+            );
             pools.pool(vec![queue.clone()], start);
             pools.helper(self.ops_watcher(&name, queue).run(stop_rx));
         }
@@ -202,8 +210,8 @@ type Start<T> =
 /// What stops one worker: the closure apalis runs beside it.
 type Stopper = Box<dyn FnMut(WorkerContext) -> BoxFuture<'static, Result<(), WorkerError>> + Send>;
 
-/// The [`Start`] for pools running `handler` with `data` (cloned per worker), panics caught and
-/// `concurrency` jobs at once. A macro, not a function: spelled out generically, apalis' bounds
+/// The [`Start`] for pools running `handler` with `data` (cloned per worker, and by apalis per
+/// job: hence an `Arc`, not the context itself), panics caught and `concurrency` jobs at once. A macro, not a function: spelled out generically, apalis' bounds
 /// on a layered worker service run to a dozen lines per type parameter.
 macro_rules! starter {
     ($handler:expr, $data:expr, $concurrency:expr) => {{

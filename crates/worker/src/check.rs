@@ -52,7 +52,7 @@ pub struct CheckContext {
 pub async fn check_payment(
     mut record: StoredOrder,
     job: JobInfo,
-    ctx: Data<CheckContext>,
+    ctx: Data<Arc<CheckContext>>,
 ) -> Result<Next<StoredOrder>, BoxDynError> {
     let ctx: &CheckContext = &ctx;
     let order_id: OrderId = job

@@ -8,6 +8,7 @@
 //!   since its last look, and enqueues one [`OpsDigest`] per configured ops destination.
 //! - The `notify-ops` handler delivers digests through the email, Telegram or webhook sender.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
@@ -364,7 +365,7 @@ impl OpsWatcher {
 pub async fn deliver_digest(
     digest: OpsDigest,
     job: JobInfo,
-    ctx: Data<NotifyContext>,
+    ctx: Data<Arc<NotifyContext>>,
 ) -> Result<Next<OpsDigest>, BoxDynError> {
     let ctx: &NotifyContext = &ctx;
     let event = digest.event().map_err(|e| AbortError::new(e.to_string()))?;

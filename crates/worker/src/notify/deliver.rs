@@ -6,6 +6,7 @@
 //! delivery. The delivery is recorded in the same Redis step that acks the job. See
 //! docs/notifications.md for the exact guarantee per channel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data, RetryAfterError};
@@ -172,7 +173,7 @@ impl NotifyContext {
 pub async fn deliver(
     n: Notification,
     job: JobInfo,
-    ctx: Data<NotifyContext>,
+    ctx: Data<Arc<NotifyContext>>,
 ) -> Result<Next<Notification>, BoxDynError> {
     let ctx: &NotifyContext = &ctx;
     let channel = n.channel;
