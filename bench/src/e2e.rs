@@ -351,39 +351,27 @@ pub async fn paywatch_run(
         "paywatch recorded {checks} checks but the sandbox served {calls}"
     );
     clean_prefix(&conn, &prefix).await;
-    Ok(side_result(
-        o.orders,
-        Measured {
-            t0,
-            last,
-            calls,
-            rss,
-            cpu,
-            redis_cpu,
-        },
-    ))
+    Ok(side_result(o.orders, t0, last, calls, rss, cpu, redis_cpu))
 }
 
-/// What one side's run measured, before it becomes a [`SideResult`].
-struct Measured {
+fn side_result(
+    orders: usize,
     t0: i64,
     last: i64,
     calls: u64,
     rss: u64,
     cpu: f64,
     redis_cpu: f64,
-}
-
-fn side_result(orders: usize, m: Measured) -> SideResult {
-    let seconds = (m.last - m.t0).max(1) as f64 / 1000.0;
+) -> SideResult {
+    let seconds = (last - t0).max(1) as f64 / 1000.0;
     SideResult {
         orders,
         seconds,
         orders_per_sec: orders as f64 / seconds,
-        provider_calls: m.calls,
-        worker_peak_rss_kb: m.rss,
-        worker_cpu_s: m.cpu,
-        redis_cpu_s: m.redis_cpu,
+        provider_calls: calls,
+        worker_peak_rss_kb: rss,
+        worker_cpu_s: cpu,
+        redis_cpu_s: redis_cpu,
     }
 }
 
@@ -508,27 +496,8 @@ pub async fn bullmq_run(
         .max()
         .context("no final_at in the BullMQ side's final records")?;
     let calls = sandbox.state().request_stats().cashless.requests;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await?;
-    for chunk in keys.chunks(500) {
-        let _: () = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await?;
-    }
-    Ok(side_result(
-        o.orders,
-        Measured {
-            t0,
-            last,
-            calls,
-            rss,
-            cpu,
-            redis_cpu,
-        },
-    ))
+    clean_prefix(&connect(redis).await?, &prefix).await;
+    Ok(side_result(o.orders, t0, last, calls, rss, cpu, redis_cpu))
 }
 
 /// Both sides, alternating, `runs` times each, on a private redis-server.

@@ -27,18 +27,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Peak resident set of this process, kB (VmHWM).
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Adds `jobs` no-op jobs, due now.
 pub async fn preload(redis: &str, prefix: &str, jobs: usize) -> anyhow::Result<Value> {
     let q: RedisQueue<Value> = queue(redis, prefix, 1).await?;
@@ -103,7 +91,7 @@ pub async fn work(
         "jobs": jobs,
         "seconds": seconds,
         "jobs_per_sec": jobs as f64 / seconds,
-        "peak_rss_kb": peak_rss_kb(),
+        "peak_rss_kb": crate::fleet::peak_rss_kb_of(std::process::id()),
     }))
 }
 
