@@ -90,6 +90,20 @@ async fn three_workers_share_one_provider_budget() {
     stack.finish().await;
 }
 
+/// Asserts the gate told the caller to wait because the provider's circuit is open.
+fn assert_held_by_circuit(admission: &Admission) {
+    assert!(
+        matches!(
+            admission,
+            Admission::Wait {
+                hold: Hold::Circuit,
+                ..
+            }
+        ),
+        "{admission:?}"
+    );
+}
+
 async fn test_gate(prefix: &str, limits: &str, breaker: BreakerConfig) -> Gate {
     let client = redis::Client::open(redis_url()).expect("redis url");
     let conn = redis::aio::ConnectionManager::new(client)
@@ -502,16 +516,7 @@ async fn one_probe_speaks_for_the_fleet() {
             .admit(Provider::MiracleCash, true)
             .await
             .expect("admit");
-        assert!(
-            matches!(
-                held,
-                Admission::Wait {
-                    hold: Hold::Circuit,
-                    ..
-                }
-            ),
-            "{held:?}"
-        );
+        assert_held_by_circuit(&held);
     }
     let other = a.admit(Provider::FoxReload, true).await.expect("admit");
     assert!(matches!(other, Admission::Go(_)), "{other:?}");
@@ -524,16 +529,7 @@ async fn one_probe_speaks_for_the_fleet() {
     })
     .await;
     let held = b.admit(Provider::MiracleCash, true).await.expect("admit");
-    assert!(
-        matches!(
-            held,
-            Admission::Wait {
-                hold: Hold::Circuit,
-                ..
-            }
-        ),
-        "{held:?}"
-    );
+    assert_held_by_circuit(&held);
     // The probe's success closes the breaker for everyone.
     a.report(probe, false).await.expect("report");
     let resumed = b.admit(Provider::MiracleCash, true).await.expect("admit");
@@ -605,16 +601,7 @@ async fn a_healthy_provider_costs_no_redis_call_per_check_and_a_failure_ends_the
         .admit(Provider::MiracleCash, true)
         .await
         .expect("admit");
-    assert!(
-        matches!(
-            held,
-            Admission::Wait {
-                hold: Hold::Circuit,
-                ..
-            }
-        ),
-        "{held:?}"
-    );
+    assert_held_by_circuit(&held);
 
     // Without trust every call asks Redis, and sees the open breaker at once.
     let _: () = redis::cmd("DEL")
@@ -635,15 +622,6 @@ async fn a_healthy_provider_costs_no_redis_call_per_check_and_a_failure_ends_the
         .admit(Provider::MiracleCash, true)
         .await
         .expect("admit");
-    assert!(
-        matches!(
-            held,
-            Admission::Wait {
-                hold: Hold::Circuit,
-                ..
-            }
-        ),
-        "{held:?}"
-    );
+    assert_held_by_circuit(&held);
     cleanup(&redis_url(), &prefix).await;
 }
