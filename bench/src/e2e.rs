@@ -500,6 +500,15 @@ pub async fn bullmq_run(
     Ok(side_result(o.orders, t0, last, calls, rss, cpu, redis_cpu))
 }
 
+/// One side of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    /// paywatch's fleet.
+    Paywatch,
+    /// The BullMQ workers.
+    Bullmq,
+}
+
 /// Both sides, alternating, `runs` times each, on a private redis-server.
 #[derive(Debug, Clone, Serialize)]
 pub struct E2eResult {
@@ -510,12 +519,13 @@ pub struct E2eResult {
 }
 
 /// Runs the comparison `runs` times, alternating sides, on one private Redis emptied between
-/// sides (the same server for both, nobody else's commands on it).
+/// sides (the same server for both, nobody else's commands on it); `only` runs one side alone.
 pub async fn compare(
     fleet: &Fleet,
     bullmq_dir: &Path,
     o: &E2eOpts,
     runs: usize,
+    only: Option<Side>,
 ) -> anyhow::Result<E2eResult> {
     let sandbox = start_sandbox().await?;
     let redis = crate::servers::RedisProcess::start(&[])?;
@@ -526,6 +536,12 @@ pub async fn compare(
     };
     let runs = runs.max(1);
     for run in 1..=runs {
+        if only == Some(Side::Bullmq) {
+            let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
+            result.bullmq.push(b);
+            flush(&url).await?;
+            continue;
+        }
         let p = paywatch_run(&url, &[redis.pid()], fleet, &sandbox, o).await?;
         eprintln!(
             "e2e {run}/{runs}: paywatch {:.0} orders/s, Redis CPU {:.0} µs per order",
@@ -534,6 +550,9 @@ pub async fn compare(
         );
         result.paywatch.push(p);
         flush(&url).await?;
+        if only == Some(Side::Paywatch) {
+            continue;
+        }
         let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
         eprintln!(
             "e2e {run}/{runs}: BullMQ {:.0} orders/s, Redis CPU {:.0} µs per order",

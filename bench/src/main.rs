@@ -110,6 +110,9 @@ enum Command {
         /// Directory of bench.mjs.
         #[arg(long, default_value = "bench/bullmq")]
         bullmq_dir: PathBuf,
+        /// Run one side alone (to profile it); both by default.
+        #[arg(long, value_enum)]
+        only: Option<e2e::Side>,
     },
     /// The webhook fast path's latency (JSON).
     Webhook {
@@ -180,11 +183,13 @@ fn main() -> anyhow::Result<()> {
             opts,
             runs,
             bullmq_dir,
+            only,
         } => serde_json::to_value(runtime.block_on(e2e::compare(
             &fleet,
             &bullmq_dir,
             &opts,
             runs,
+            only,
         ))?)?,
         Command::Webhook { opts } => {
             serde_json::to_value(runtime.block_on(webhook::run(&fleet, &opts))?)?

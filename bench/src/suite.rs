@@ -362,7 +362,7 @@ async fn e2e_section(
     plots: &Plots,
 ) -> anyhow::Result<Section> {
     let e = e2e_opts(o)?;
-    let r = crate::e2e::compare(fleet, &o.bullmq_dir, &e, runs).await?;
+    let r = crate::e2e::compare(fleet, &o.bullmq_dir, &e, runs, None).await?;
     let rows = [
         ("paywatch", r.paywatch.as_slice()),
         ("BullMQ 6", r.bullmq.as_slice()),

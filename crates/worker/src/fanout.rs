@@ -69,24 +69,20 @@ impl Fanout {
 
     /// Enqueues the order's notifications; each job id is the notification's identity, so a
     /// second run of the same check enqueues nothing new.
+    ///
+    /// The enqueues go out together: each channel is its own queue (its own Cluster slot), so
+    /// they cannot share a script, but on one connection they share a round trip.
     pub async fn send(
         &self,
         order_id: &OrderId,
         record: &StoredOrder,
     ) -> Result<usize, QueueError> {
+        let sends = Self::notifications(order_id, record)
+            .into_iter()
+            .map(|notification| self.enqueue(notification));
         let mut created = 0;
-        for notification in Self::notifications(order_id, record) {
-            let queue = match notification.channel {
-                Channel::Email => &self.email,
-                Channel::Telegram => &self.telegram,
-                Channel::Webhook => &self.webhook,
-            };
-            let id = JobId::new(notification.identity())?;
-            let channel = notification.channel;
-            let outcome = queue
-                .enqueue_many(vec![NewJob::new(notification).with_id(id.clone())])
-                .await?;
-            match outcome.first().map(|o| o.1) {
+        for (id, channel, outcome) in futures::future::try_join_all(sends).await? {
+            match outcome {
                 Some(EnqueueOutcome::Created) => {
                     created += 1;
                     crate::metrics::notification_enqueued(channel);
@@ -99,5 +95,23 @@ impl Fanout {
             }
         }
         Ok(created)
+    }
+
+    /// Enqueues one notification on its channel's queue; says what became of it.
+    async fn enqueue(
+        &self,
+        notification: Notification,
+    ) -> Result<(JobId, Channel, Option<EnqueueOutcome>), QueueError> {
+        let queue = match notification.channel {
+            Channel::Email => &self.email,
+            Channel::Telegram => &self.telegram,
+            Channel::Webhook => &self.webhook,
+        };
+        let id = JobId::new(notification.identity())?;
+        let channel = notification.channel;
+        let outcome = queue
+            .enqueue_many(vec![NewJob::new(notification).with_id(id.clone())])
+            .await?;
+        Ok((id, channel, outcome.first().map(|o| o.1)))
     }
 }
