@@ -30,7 +30,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::fleet::{Fleet, Proc, cpu_seconds_of, peak_rss_kb_of};
+use crate::fleet::{Fleet, Proc, cpu_seconds_of, machine_cpu_seconds, peak_rss_kb_of};
 
 /// What one end-to-end run does.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +76,46 @@ pub struct SideResult {
     /// CPU seconds the Redis server process(es) used from the first enqueue to the last final:
     /// the shared resource both sides compete for, so the figure that says which costs less.
     pub redis_cpu_s: f64,
+    /// How busy the whole machine was over the same span: busy time of all cores over their
+    /// total (1.0: every core busy all the time), from `/proc/stat`.
+    pub machine_busy: f64,
+}
+
+/// CPU counters at the start of a run, to charge the run with what was used since.
+struct CpuMeter {
+    workers: Vec<u32>,
+    redis: Vec<u32>,
+    start: (f64, f64, (f64, f64)),
+}
+
+/// What a run used, read off a [`CpuMeter`].
+struct CpuUsed {
+    workers_s: f64,
+    redis_s: f64,
+    machine_busy: f64,
+}
+
+impl CpuMeter {
+    /// Starts counting for the worker processes `workers` and the Redis servers `redis`.
+    fn start(workers: Vec<u32>, redis: Vec<u32>) -> Self {
+        let start = (cpu_of(&workers), cpu_of(&redis), machine_cpu_seconds());
+        Self {
+            workers,
+            redis,
+            start,
+        }
+    }
+
+    /// What was used since the start.
+    fn used(&self) -> CpuUsed {
+        let (busy, total) = machine_cpu_seconds();
+        let (busy0, total0) = self.start.2;
+        CpuUsed {
+            workers_s: cpu_of(&self.workers) - self.start.0,
+            redis_s: cpu_of(&self.redis) - self.start.1,
+            machine_busy: (busy - busy0) / (total - total0).max(1e-9),
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -317,8 +357,7 @@ pub async fn paywatch_run(
         .iter()
         .map(|id| (id.clone(), example_order(id, id)))
         .collect();
-    let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum();
-    let redis_before = cpu_of(redis_pids);
+    let meter = CpuMeter::start(workers.iter().map(Proc::pid).collect(), redis_pids.to_vec());
     let t0 = now_ms();
     submit_pipelined(&store, &conn, &bodies, 1000, 1).await?;
     wait_count(
@@ -328,8 +367,7 @@ pub async fn paywatch_run(
         || final_count(&store, &conn),
     )
     .await?;
-    let redis_cpu = cpu_of(redis_pids) - redis_before;
-    let cpu: f64 = workers.iter().map(|w| cpu_seconds_of(w.pid())).sum::<f64>() - cpu_before;
+    let used = meter.used();
     let rss = workers.iter().map(Proc::peak_rss_kb).max().unwrap_or(0);
     for w in &mut workers {
         w.kill();
@@ -351,7 +389,7 @@ pub async fn paywatch_run(
         "paywatch recorded {checks} checks but the sandbox served {calls}"
     );
     clean_prefix(&conn, &prefix).await;
-    Ok(side_result(o.orders, t0, last, calls, rss, cpu, redis_cpu))
+    Ok(side_result(o.orders, t0, last, calls, rss, &used))
 }
 
 fn side_result(
@@ -360,8 +398,7 @@ fn side_result(
     last: i64,
     calls: u64,
     rss: u64,
-    cpu: f64,
-    redis_cpu: f64,
+    used: &CpuUsed,
 ) -> SideResult {
     let seconds = (last - t0).max(1) as f64 / 1000.0;
     SideResult {
@@ -370,8 +407,9 @@ fn side_result(
         orders_per_sec: orders as f64 / seconds,
         provider_calls: calls,
         worker_peak_rss_kb: rss,
-        worker_cpu_s: cpu,
-        redis_cpu_s: redis_cpu,
+        worker_cpu_s: used.workers_s,
+        redis_cpu_s: used.redis_s,
+        machine_busy: used.machine_busy,
     }
 }
 
@@ -451,8 +489,7 @@ pub async fn bullmq_run(
         },
     )
     .await?;
-    let cpu_before: f64 = workers.iter().map(|w| cpu_seconds_of(w.0.id())).sum();
-    let redis_before = cpu_seconds_of(redis_pid);
+    let meter = CpuMeter::start(workers.iter().map(|w| w.0.id()).collect(), vec![redis_pid]);
     let mut submit = Command::new("node");
     submit.args(["bench.mjs", "e2e-submit", "--jobs", &o.orders.to_string()]);
     common(&mut submit);
@@ -472,12 +509,7 @@ pub async fn bullmq_run(
         },
     )
     .await?;
-    let redis_cpu = cpu_seconds_of(redis_pid) - redis_before;
-    let cpu: f64 = workers
-        .iter()
-        .map(|w| cpu_seconds_of(w.0.id()))
-        .sum::<f64>()
-        - cpu_before;
+    let used = meter.used();
     let rss = workers
         .iter()
         .map(|w| peak_rss_kb_of(w.0.id()))
@@ -497,7 +529,7 @@ pub async fn bullmq_run(
         .context("no final_at in the BullMQ side's final records")?;
     let calls = sandbox.state().request_stats().cashless.requests;
     clean_prefix(&connect(redis).await?, &prefix).await;
-    Ok(side_result(o.orders, t0, last, calls, rss, cpu, redis_cpu))
+    Ok(side_result(o.orders, t0, last, calls, rss, &used))
 }
 
 /// One side of the comparison.

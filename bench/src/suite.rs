@@ -322,16 +322,21 @@ fn cpu_paragraph(paywatch: &[SideResult], bullmq: &[SideResult], orders: usize) 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let busy = (med(paywatch, |r| r.worker_cpu_s) + med(paywatch, |r| r.redis_cpu_s))
         / med(paywatch, |r| r.seconds).max(1e-9);
+    let machine = |runs: &[SideResult]| 100.0 * med(runs, |r| r.machine_busy);
     format!(
         "CPU per order (medians): paywatch's workers {pw_worker:.0} µs and Redis {pw_redis:.0} µs, \
          {:.0} µs in all; BullMQ's workers {bq_worker:.0} µs and Redis {bq_redis:.0} µs, {:.0} µs \
          in all: **{:.2}×** less for paywatch. The sandbox answers the same calls for both. \
          During paywatch's runs its workers and Redis alone kept {busy:.1} of the machine's \
-         {cores} cores busy, and the sandbox and the driver share the rest, so here the throughput \
-         ratio is bounded by the CPU ratio rather than by either side's design.\n\n",
+         {cores} cores busy, and the sandbox and the driver share the rest: the machine was \
+         {:.0} % busy during paywatch's runs and {:.0} % during BullMQ's (`/proc/stat`, first \
+         enqueue to last final). With the cores that close to full, the throughput ratio cannot \
+         go much beyond the CPU ratio, whatever either side's design.\n\n",
         pw_worker + pw_redis,
         bq_worker + bq_redis,
         (bq_worker + bq_redis) / (pw_worker + pw_redis).max(1e-9),
+        machine(paywatch),
+        machine(bullmq),
     )
 }
 
@@ -695,7 +700,7 @@ async fn cluster_section(
     );
     body.push_str(&side_table(&rows, Some(1)));
     body.push('\n');
-    body.push_str(crate::cluster::EXPLANATION);
+    body.push_str(&crate::cluster::explanation(&r.single, e.orders));
     body.push('\n');
     body.push_str(&plots.link("cluster.png", "cluster vs one Redis"));
     Ok(Section {
