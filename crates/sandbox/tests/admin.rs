@@ -184,14 +184,22 @@ async fn stats_count_status_calls_per_provider_and_reset_clears_everything() {
 #[tokio::test]
 async fn graceful_shutdown_stops_listening() {
     // A port outside the kernel's ephemeral range: once this sandbox lets go of it, no other
-    // test's `127.0.0.1:0` can pick it up and answer in its place.
-    let port = (20_000..30_000)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port below the ephemeral range");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let sandbox = Sandbox::start(SandboxConfig::default(), addr)
-        .await
-        .expect("sandbox starts");
+    // test's `127.0.0.1:0` can pick it up and answer in its place. The sandbox binds each
+    // candidate itself: probing with another socket first would leave a window in which
+    // someone else takes the port.
+    let mut sandbox = None;
+    for port in 20_000..30_000 {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match Sandbox::start(SandboxConfig::default(), addr).await {
+            Ok(started) => {
+                sandbox = Some(started);
+                break;
+            }
+            Err(SandboxError::Bind { .. }) => continue,
+            Err(e) => panic!("sandbox starts: {e}"),
+        }
+    }
+    let sandbox = sandbox.expect("a free port below the ephemeral range");
     let base = sandbox.base_url();
     let health = client()
         .get(format!("{base}/_admin/health"))
