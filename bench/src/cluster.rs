@@ -14,33 +14,6 @@ pub const CLUSTER_SHARDS: u32 = 6;
 /// 5329, 9394, 13459, 1140, 5205) land two on each master (checked by a test below).
 pub const SLOTS: [(u16, u16); 3] = [(0, 3000), (3001, 7000), (7001, 16383)];
 
-/// What limits a Cluster's gain on the benchmark machine (shown under the table), with the
-/// one-Redis runs' own figures.
-pub fn explanation(single: &[SideResult], orders: usize) -> String {
-    let median = |f: fn(&SideResult) -> f64| {
-        let mut xs: Vec<f64> = single.iter().map(f).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.get(xs.len() / 2).copied().unwrap_or(0.0)
-    };
-    let redis_us = median(|r| r.redis_cpu_s) * 1e6 / orders.max(1) as f64;
-    let rate = median(|r| r.orders_per_sec);
-    let busy = 100.0 * median(|r| r.machine_busy);
-    format!(
-        "A Cluster spreads Redis's single-threaded work over three processes, which pays when \
-         Redis's one core is the bottleneck and there are cores to spare. On a 2-core machine \
-         there are none: the three masters, the worker processes, the sandbox and the driver all \
-         share the same two cores, and the workers (HTTP to the sandbox, JSON, the check logic) \
-         use most of them already; on top of that every Cluster client keeps one connection per \
-         master, so each batch of fetches and settles becomes three smaller ones. One Redis \
-         spends {redis_us:.0} µs of CPU per order here at {rate:.0} orders/s, {:.2} of a core, \
-         while the whole machine is {busy:.0} % busy: even a perfect split could only free part \
-         of a core that the workers and the sandbox already need, so expect the two topologies \
-         within noise of each other here. The Cluster's use is capacity (memory and command rate \
-         beyond one server) on machines with a core per master.\n",
-        redis_us * rate / 1e6,
-    )
-}
-
 /// Both topologies' runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterResult {

@@ -85,7 +85,10 @@ pub struct SideResult {
 struct CpuMeter {
     workers: Vec<u32>,
     redis: Vec<u32>,
-    start: (f64, f64, (f64, f64)),
+    workers_at_start: f64,
+    redis_at_start: f64,
+    /// The machine's (busy, total) CPU seconds at the start.
+    machine_at_start: (f64, f64),
 }
 
 /// What a run used, read off a [`CpuMeter`].
@@ -98,21 +101,22 @@ struct CpuUsed {
 impl CpuMeter {
     /// Starts counting for the worker processes `workers` and the Redis servers `redis`.
     fn start(workers: Vec<u32>, redis: Vec<u32>) -> Self {
-        let start = (cpu_of(&workers), cpu_of(&redis), machine_cpu_seconds());
         Self {
+            workers_at_start: cpu_of(&workers),
+            redis_at_start: cpu_of(&redis),
+            machine_at_start: machine_cpu_seconds(),
             workers,
             redis,
-            start,
         }
     }
 
     /// What was used since the start.
     fn used(&self) -> CpuUsed {
         let (busy, total) = machine_cpu_seconds();
-        let (busy0, total0) = self.start.2;
+        let (busy0, total0) = self.machine_at_start;
         CpuUsed {
-            workers_s: cpu_of(&self.workers) - self.start.0,
-            redis_s: cpu_of(&self.redis) - self.start.1,
+            workers_s: cpu_of(&self.workers) - self.workers_at_start,
+            redis_s: cpu_of(&self.redis) - self.redis_at_start,
             machine_busy: (busy - busy0) / (total - total0).max(1e-9),
         }
     }
@@ -568,31 +572,26 @@ pub async fn compare(
     };
     let runs = runs.max(1);
     for run in 1..=runs {
-        if only == Some(Side::Bullmq) {
+        if only != Some(Side::Bullmq) {
+            let p = paywatch_run(&url, &[redis.pid()], fleet, &sandbox, o).await?;
+            eprintln!(
+                "e2e {run}/{runs}: paywatch {:.0} orders/s, Redis CPU {:.0} µs per order",
+                p.orders_per_sec,
+                p.redis_cpu_s * 1e6 / p.orders.max(1) as f64
+            );
+            result.paywatch.push(p);
+            flush(&url).await?;
+        }
+        if only != Some(Side::Paywatch) {
             let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
+            eprintln!(
+                "e2e {run}/{runs}: BullMQ {:.0} orders/s, Redis CPU {:.0} µs per order",
+                b.orders_per_sec,
+                b.redis_cpu_s * 1e6 / b.orders.max(1) as f64
+            );
             result.bullmq.push(b);
             flush(&url).await?;
-            continue;
         }
-        let p = paywatch_run(&url, &[redis.pid()], fleet, &sandbox, o).await?;
-        eprintln!(
-            "e2e {run}/{runs}: paywatch {:.0} orders/s, Redis CPU {:.0} µs per order",
-            p.orders_per_sec,
-            p.redis_cpu_s * 1e6 / p.orders.max(1) as f64
-        );
-        result.paywatch.push(p);
-        flush(&url).await?;
-        if only == Some(Side::Paywatch) {
-            continue;
-        }
-        let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
-        eprintln!(
-            "e2e {run}/{runs}: BullMQ {:.0} orders/s, Redis CPU {:.0} µs per order",
-            b.orders_per_sec,
-            b.redis_cpu_s * 1e6 / b.orders.max(1) as f64
-        );
-        result.bullmq.push(b);
-        flush(&url).await?;
     }
     Ok(result)
 }

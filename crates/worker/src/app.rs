@@ -211,8 +211,9 @@ type Start<T> =
 type Stopper = Box<dyn FnMut(WorkerContext) -> BoxFuture<'static, Result<(), WorkerError>> + Send>;
 
 /// The [`Start`] for pools running `handler` with `data` (cloned per worker, and by apalis per
-/// job: hence an `Arc`, not the context itself), panics caught and `concurrency` jobs at once. A macro, not a function: spelled out generically, apalis' bounds
-/// on a layered worker service run to a dozen lines per type parameter.
+/// job: hence an `Arc`, not the context itself), panics caught and `concurrency` jobs at once.
+/// A macro, not a function: spelled out generically, apalis' bounds on a layered worker service
+/// run to a dozen lines per type parameter.
 macro_rules! starter {
     ($handler:expr, $data:expr, $concurrency:expr) => {{
         let data = $data;
