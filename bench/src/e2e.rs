@@ -50,6 +50,10 @@ pub struct E2eOpts {
     /// Jobs in flight per worker process.
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
+    /// Runtime threads per paywatch worker process (`--threads`): one, as each Node process
+    /// runs its JavaScript on one thread, and the default runs as many processes as cores.
+    #[arg(long, default_value_t = 1)]
+    pub worker_threads: usize,
     /// paywatch shards (`PAYWATCH_SHARDS`).
     #[arg(long, default_value_t = 1)]
     pub shards: u32,
@@ -298,7 +302,8 @@ pub(crate) fn fixed_policy(delay_ms: u64) -> String {
     .to_string()
 }
 
-/// Worker arguments for a check-payment fleet on `redis` under `prefix`.
+/// Worker arguments for a check-payment fleet on `redis` under `prefix` (`threads`: the
+/// worker's default, one per core, when `None`).
 pub(crate) fn worker_args(
     redis: &str,
     prefix: &str,
@@ -306,7 +311,9 @@ pub(crate) fn worker_args(
     concurrency: usize,
     shards: u32,
     policies: &str,
+    threads: Option<usize>,
 ) -> Vec<String> {
+    let threads = threads.map(|t| ["--threads".to_string(), t.to_string()]);
     [
         "--redis-url",
         redis,
@@ -325,6 +332,7 @@ pub(crate) fn worker_args(
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(threads.into_iter().flatten())
     .collect()
 }
 
@@ -353,6 +361,7 @@ pub async fn paywatch_run(
         o.concurrency,
         o.shards,
         &fixed_policy(o.delay_ms),
+        Some(o.worker_threads),
     );
     let mut workers: Vec<Proc> = (0..o.workers)
         .map(|_| fleet.spawn("paywatch-worker", &args))

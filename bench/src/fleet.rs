@@ -191,19 +191,31 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// `paywatch-bench fleet paywatch-worker ARGS`: what `paywatch-worker ARGS` runs.
-pub async fn run_worker(args: Vec<String>) -> anyhow::Result<()> {
+/// `paywatch-bench fleet PROGRAM ARGS`: what `PROGRAM ARGS` runs, on the runtime it builds.
+pub fn run(program: &str, args: Vec<String>) -> anyhow::Result<()> {
+    match program {
+        "paywatch-worker" => run_worker(args),
+        "paywatch-producer" => tokio::runtime::Runtime::new()?.block_on(run_producer(args)),
+        other => bail!("unknown fleet program {other:?}"),
+    }
+}
+
+/// `paywatch-bench fleet paywatch-worker ARGS`: what `paywatch-worker ARGS` runs, on the
+/// runtime it would build (`--threads`).
+fn run_worker(args: Vec<String>) -> anyhow::Result<()> {
     use paywatch_worker::{app::App, config::WorkerConfig, telemetry};
     let config =
         WorkerConfig::try_parse_from(std::iter::once("paywatch-worker".to_string()).chain(args))?;
-    telemetry::init(&config)?;
-    let app = App::build(config).await?;
-    app.run_until(paywatch_core::shutdown::signal()).await
+    config.runtime()?.block_on(async {
+        telemetry::init(&config)?;
+        let app = App::build(config).await?;
+        app.run_until(paywatch_core::shutdown::signal()).await
+    })
 }
 
 /// `paywatch-bench fleet paywatch-producer serve ARGS`: what `paywatch-producer serve ARGS` runs
 /// (the parts the benchmarks use: the API and the provider webhooks, no metrics listener).
-pub async fn run_producer(args: Vec<String>) -> anyhow::Result<()> {
+async fn run_producer(args: Vec<String>) -> anyhow::Result<()> {
     use paywatch_producer::Producer;
     use paywatch_producer::config::{Cli, Command};
     let cli = Cli::try_parse_from(std::iter::once("paywatch-producer".to_string()).chain(args))?;

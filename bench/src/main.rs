@@ -168,17 +168,13 @@ fn main() -> anyhow::Result<()> {
     let fleet = fleet::Fleet {
         bin_dir: cli.bin_dir.clone(),
     };
+    // A fleet program builds the runtime its own `main` would.
+    if let Command::Fleet { program, args } = cli.command {
+        return fleet::run(&program, args);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let result = match cli.command {
-        Command::Fleet { program, args } => {
-            return runtime.block_on(async move {
-                match program.as_str() {
-                    "paywatch-worker" => fleet::run_worker(args).await,
-                    "paywatch-producer" => fleet::run_producer(args).await,
-                    other => anyhow::bail!("unknown fleet program {other:?}"),
-                }
-            });
-        }
+        Command::Fleet { .. } => anyhow::bail!("fleet programs run above"),
         Command::E2e {
             opts,
             runs,

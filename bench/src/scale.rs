@@ -180,6 +180,7 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         o.concurrency,
         1,
         &fixed_policy(600_000),
+        None,
     );
     let workers: Vec<_> = (0..o.workers)
         .map(|_| fleet.spawn("paywatch-worker", &args))

@@ -408,8 +408,8 @@ async fn e2e_section(
          sandbox that answers `NOT_PAID` {} times and then `FULLY_PAID` (so {} provider calls per \
          order on both sides), {} ms between two checks of an order (no jitter), {} worker processes \
          × concurrency {} on each side, HTTP keep-alive on both sides, the same private \
-         `redis-server` and the same sandbox. paywatch: `paywatch-worker` processes, orders in \
-         through `FCALL paywatch_submit` pipelined 1000 at a time; each final order gets its final \
+         `redis-server` and the same sandbox. paywatch: `paywatch-worker` processes with \
+         `--threads {}` (Node runs a process's JavaScript on one thread), orders in through `FCALL paywatch_submit` pipelined 1000 at a time; each final order gets its final \
          record and three notification jobs. BullMQ: a `Worker` per Node process GETting the same \
          URL, `moveToDelayed` while pending, and on the final answer a final record plus three \
          notification jobs; orders in with `addBulk` 1000 at a time. Clock: first enqueue → last \
@@ -420,6 +420,7 @@ async fn e2e_section(
         e.delay_ms,
         e.workers,
         e.concurrency,
+        e.worker_threads,
     );
     body.push_str(&side_table(&rows, Some(1)));
     body.push('\n');

@@ -85,6 +85,7 @@ pub async fn run(fleet: &Fleet, o: &WebhookOpts) -> anyhow::Result<WebhookResult
         32,
         1,
         &fixed_policy(600_000),
+        None,
     );
     let _worker = fleet.spawn("paywatch-worker", &args)?;
 

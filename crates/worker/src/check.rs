@@ -82,7 +82,9 @@ pub async fn check_payment(
         .state
         .take()
         .unwrap_or_else(|| CheckState::new(PollState::new(&policy, record.created_at())));
-    let result = ctx.providers.check(provider, &record.payment_id).await;
+    // Boxed, like `finish` below: the provider call's future is the largest this one would
+    // hold, and apalis moves a job's whole future several times while it wraps and runs it.
+    let result = Box::pin(ctx.providers.check(provider, &record.payment_id)).await;
     ctx.gate
         .report(ticket, matches!(result, Err(CheckError::Transient(_))))
         .await?;
@@ -140,11 +142,14 @@ pub async fn check_payment(
                 now,
             );
             let took = crate::schedules::settled_after(previous_check_ms, record.created_at(), now);
-            finish(ctx, &order_id, record, state, status, entry, now, took).await
+            Box::pin(finish(
+                ctx, &order_id, record, state, status, entry, now, took,
+            ))
+            .await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
             let took = (now - record.created_at()).to_std().unwrap_or_default();
-            finish(
+            Box::pin(finish(
                 ctx,
                 &order_id,
                 record,
@@ -153,7 +158,7 @@ pub async fn check_payment(
                 entry,
                 now,
                 took,
-            )
+            ))
             .await
         }
         PollDecision::GiveUp(reason) => {

@@ -1,6 +1,7 @@
 //! The worker's configuration: flags and environment variables, validated at start-up.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::Parser;
@@ -53,6 +54,10 @@ pub struct WorkerConfig {
     /// Jobs run at once, per queue.
     #[arg(long, env = "PAYWATCH_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
+    /// Threads this process runs its jobs on (default: one per CPU core). With one process per
+    /// core, 1 runs each on a single thread and saves the hand-offs between threads.
+    #[arg(long, env = "PAYWATCH_THREADS")]
+    pub threads: Option<NonZeroUsize>,
     /// This worker's name in logs.
     #[arg(long, env = "PAYWATCH_WORKER_NAME")]
     pub name: Option<String>,
@@ -261,6 +266,22 @@ fn secret(value: &Option<Secret>, variable: &'static str) -> Result<Secret, Conf
 }
 
 impl WorkerConfig {
+    /// The async runtime this process runs on: PAYWATCH_THREADS threads, or one per core. One
+    /// thread is a current-thread runtime: no work stealing, no wake-ups across threads, which
+    /// in `just bench e2e` (two processes on two cores) cut a worker's CPU per order by a fifth.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.threads.map(NonZeroUsize::get) {
+            Some(1) => tokio::runtime::Builder::new_current_thread(),
+            Some(n) => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(n);
+                builder
+            }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder.enable_all().build()
+    }
+
     /// Checks the configuration; the error names the variable at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.queues.is_empty() {
@@ -562,6 +583,28 @@ mod tests {
     fn parse(args: &[&str]) -> WorkerConfig {
         WorkerConfig::try_parse_from(std::iter::once("paywatch-worker").chain(args.iter().copied()))
             .expect("parse")
+    }
+
+    #[test]
+    fn threads_pick_the_runtime() {
+        use tokio::runtime::RuntimeFlavor;
+        let flavor = |args: &[&str]| {
+            let runtime = parse(args).runtime().expect("runtime");
+            (
+                runtime.handle().runtime_flavor(),
+                runtime.metrics().num_workers(),
+            )
+        };
+        assert_eq!(
+            flavor(&["--threads", "1"]),
+            (RuntimeFlavor::CurrentThread, 1)
+        );
+        assert_eq!(flavor(&["--threads", "3"]), (RuntimeFlavor::MultiThread, 3));
+        assert_eq!(flavor(&[]).0, RuntimeFlavor::MultiThread);
+        // No runtime without threads: refused when the flags are read, naming the flag.
+        let e = WorkerConfig::try_parse_from(["paywatch-worker", "--threads", "0"])
+            .expect_err("zero threads");
+        assert!(e.to_string().contains("--threads"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,11 @@ use paywatch_worker::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
-    telemetry::init(&config)?;
-    let app = App::build(config).await?;
-    app.run_until(paywatch_core::shutdown::signal()).await
+    config.runtime()?.block_on(async {
+        telemetry::init(&config)?;
+        let app = App::build(config).await?;
+        app.run_until(paywatch_core::shutdown::signal()).await
+    })
 }
