@@ -810,7 +810,7 @@ fn machine(o: &SuiteOpts) -> String {
         package_version(&o.bullmq_dir, "bullmq"),
         package_version(&o.bullmq_dir, "ioredis"),
         output(Command::new("rustc").arg("--version")),
-        output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+        paywatch_commit(),
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -818,6 +818,29 @@ fn machine(o: &SuiteOpts) -> String {
         },
         o.load_at_start.as_deref().unwrap_or("unknown"),
     )
+}
+
+/// The commit the measured code is, and whether the code differed from it (the report names
+/// the commit, so a run of uncommitted code must say so).
+fn paywatch_commit() -> String {
+    let commit = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
+    let changed = output(Command::new("git").args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "Cargo.toml",
+        "Cargo.lock",
+        "crates",
+        "bench/src",
+        "bench/bullmq",
+    ]));
+    // `output` says "unknown" when git cannot tell (no repository): then say nothing more.
+    if changed.is_empty() || changed == "unknown" {
+        commit
+    } else {
+        format!("{commit} with uncommitted changes to the code")
+    }
 }
 
 /// The first three fields of /proc/loadavg: how busy the machine was (other people's builds).
