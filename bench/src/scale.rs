@@ -54,6 +54,10 @@ pub struct SlowEntry {
     pub micros: u64,
     /// The command and its first arguments.
     pub command: String,
+    /// The mean time of every call of the same command over the run, µs (`INFO commandstats`):
+    /// what a call of it usually costs, against which a long entry reads as a slow call or as
+    /// a Redis process that was not running.
+    pub command_mean_micros: Option<f64>,
 }
 
 /// What the scale run found.
@@ -77,6 +81,9 @@ pub struct ScaleResult {
     pub lateness_ms: Vec<i64>,
     /// Commands over 10 ms.
     pub slowlog: Vec<SlowEntry>,
+    /// Times the kernel took the CPU from Redis while it could run (its involuntary context
+    /// switches over submit and spike): each is a pause in whatever command it was running.
+    pub redis_preempted: u64,
 }
 
 /// Runs the scale benchmark.
@@ -119,6 +126,11 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         .arg("RESET")
         .query_async(&mut plain)
         .await?;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut plain)
+        .await?;
+    let preempted_before = involuntary_switches(redis.pid());
     let before = used(plain.clone()).await?;
 
     let id = |i: usize| format!("sc-{i}");
@@ -216,6 +228,11 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         .arg(1024)
         .query_async(&mut plain)
         .await?;
+    let preempted = involuntary_switches(redis.pid()).saturating_sub(preempted_before);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut plain)
+        .await?;
     let slowlog = slow
         .iter()
         .filter_map(|entry| {
@@ -223,6 +240,7 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
             let args: Vec<String> = redis::from_redis_value_ref(entry.get(3)?).ok()?;
             Some(SlowEntry {
                 micros,
+                command_mean_micros: args.first().and_then(|c| mean_micros(&stats, c)),
                 command: args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
             })
         })
@@ -237,5 +255,30 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         spike_seconds: (last - spike_at).max(0) as f64 / 1000.0,
         lateness_ms: lateness,
         slowlog,
+        redis_preempted: preempted,
     })
+}
+
+/// The `nonvoluntary_ctxt_switches` of process `pid` so far (0 when unreadable).
+fn involuntary_switches(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `usec_per_call` of `command` in an `INFO commandstats` answer.
+fn mean_micros(stats: &str, command: &str) -> Option<f64> {
+    let prefix = format!("cmdstat_{}:", command.to_ascii_lowercase());
+    let line = stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    line.split(',')
+        .find_map(|field| field.strip_prefix("usec_per_call="))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -640,16 +640,26 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
     if r.slowlog.is_empty() {
         body.push_str("SLOWLOG was empty: no command took 10 ms or more.\n\n");
     } else {
-        body.push_str("SLOWLOG entries:\n\n| µs | command |\n|---|---|\n");
-        for e in &r.slowlog {
-            let _ = writeln!(body, "| {} | `{}` |", e.micros, e.command);
-        }
         body.push_str(
+            "SLOWLOG entries, each beside the mean of every call of the same command over the \
+             run (`INFO commandstats`; `EVALSHA`'s mean is over every script the queue runs):\n\n| µs | command | that command's mean, µs |\n\
+             |---|---|---|\n",
+        );
+        for e in &r.slowlog {
+            let mean = e
+                .command_mean_micros
+                .map_or("unknown".into(), |m| format!("{m:.1}"));
+            let _ = writeln!(body, "| {} | `{}` | {mean} |", e.micros, e.command);
+        }
+        let _ = write!(
+            body,
             "\nSLOWLOG times a command by the wall clock while Redis runs it, so a Redis process \
              the kernel preempts (two cores shared with the workers, the sandbox, the driver and \
-             whatever else the machine runs) shows up there too: compare the entries with the \
-             cheapest commands listed (an `HMGET` of one field, a pipelined submit) before \
-             reading one as a slow script.\n",
+             whatever else the machine runs) shows up there too: the kernel took the CPU from \
+             this Redis {} times during the run (its involuntary context switches). An entry \
+             hundreds of times its command's mean, for a command whose work does not vary (one \
+             submit, one enqueue), is such a pause rather than a slow script.\n",
+            r.redis_preempted
         );
         body.push('\n');
     }
