@@ -85,6 +85,22 @@ pub struct SideResult {
     pub machine_busy: f64,
 }
 
+impl SideResult {
+    /// Redis CPU per order, µs.
+    pub fn redis_us_per_order(&self) -> f64 {
+        self.redis_cpu_s * 1e6 / self.orders.max(1) as f64
+    }
+
+    /// One line for the progress log: the rate and Redis's cost per order.
+    fn summary(&self) -> String {
+        format!(
+            "{:.0} orders/s, Redis CPU {:.0} µs per order",
+            self.orders_per_sec,
+            self.redis_us_per_order()
+        )
+    }
+}
+
 /// CPU counters at the start of a run, to charge the run with what was used since.
 struct CpuMeter {
     workers: Vec<u32>,
@@ -583,21 +599,13 @@ pub async fn compare(
     for run in 1..=runs {
         if only != Some(Side::Bullmq) {
             let p = paywatch_run(&url, &[redis.pid()], fleet, &sandbox, o).await?;
-            eprintln!(
-                "e2e {run}/{runs}: paywatch {:.0} orders/s, Redis CPU {:.0} µs per order",
-                p.orders_per_sec,
-                p.redis_cpu_s * 1e6 / p.orders.max(1) as f64
-            );
+            eprintln!("e2e {run}/{runs}: paywatch {}", p.summary());
             result.paywatch.push(p);
             flush(&url).await?;
         }
         if only != Some(Side::Paywatch) {
             let b = bullmq_run(&url, redis.pid(), bullmq_dir, &sandbox, o).await?;
-            eprintln!(
-                "e2e {run}/{runs}: BullMQ {:.0} orders/s, Redis CPU {:.0} µs per order",
-                b.orders_per_sec,
-                b.redis_cpu_s * 1e6 / b.orders.max(1) as f64
-            );
+            eprintln!("e2e {run}/{runs}: BullMQ {}", b.summary());
             result.bullmq.push(b);
             flush(&url).await?;
         }

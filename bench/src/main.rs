@@ -168,13 +168,10 @@ fn main() -> anyhow::Result<()> {
     let fleet = fleet::Fleet {
         bin_dir: cli.bin_dir.clone(),
     };
-    // A fleet program builds the runtime its own `main` would.
-    if let Command::Fleet { program, args } = cli.command {
-        return fleet::run(&program, args);
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     let result = match cli.command {
-        Command::Fleet { .. } => anyhow::bail!("fleet programs run above"),
+        // A fleet program builds the runtime its own `main` would (this one stays idle).
+        Command::Fleet { program, args } => return fleet::run(&program, args),
         Command::E2e {
             opts,
             runs,

@@ -292,7 +292,7 @@ fn side_table(rows: &[(&str, &[SideResult])], peer: Option<usize>) -> String {
             fmt_spread(&col(|r| r.seconds), 2),
             fmt_spread(&col(|r| r.provider_calls as f64), 0),
             fmt_spread(&col(|r| r.worker_cpu_s), 1),
-            fmt_spread(&col(|r| r.redis_cpu_s * 1e6 / r.orders.max(1) as f64), 0),
+            fmt_spread(&col(SideResult::redis_us_per_order), 0),
             fmt_spread(&col(|r| r.worker_peak_rss_kb as f64 / 1024.0), 1),
         );
     }

@@ -56,7 +56,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Threads this process runs its jobs on (default: one per CPU core). With one process per
     /// core, 1 runs each on a single thread and saves the hand-offs between threads.
-    #[arg(long, env = "PAYWATCH_THREADS")]
+    #[arg(long, env = "PAYWATCH_THREADS", value_parser = threads)]
     pub threads: Option<NonZeroUsize>,
     /// This worker's name in logs.
     #[arg(long, env = "PAYWATCH_WORKER_NAME")]
@@ -236,6 +236,13 @@ fn rate_limits(text: &str) -> Result<RateLimits, String> {
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn threads(text: &str) -> Result<NonZeroUsize, String> {
+    text.parse::<usize>()
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| "must be a whole number, at least 1".into())
 }
 
 /// A configuration value that cannot work, named by its environment variable.
@@ -605,6 +612,7 @@ mod tests {
         let e = WorkerConfig::try_parse_from(["paywatch-worker", "--threads", "0"])
             .expect_err("zero threads");
         assert!(e.to_string().contains("--threads"), "{e}");
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 
     #[test]
