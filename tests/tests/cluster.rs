@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use paywatch_core::PaymentStatus;
+use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, RedisQueue};
 use paywatch_tests::stack::Stack;
 use paywatch_tests::{free_port, wait_for};
 use serde_json::json;
@@ -107,7 +108,7 @@ async fn orders_run_end_to_end_on_a_three_master_cluster() {
         .map(|a| format!("redis://{a}"))
         .collect::<Vec<_>>()
         .join(",");
-    let stack = Stack::start_on("cluster", url, SHARDS).await;
+    let stack = Stack::start_on("cluster", url.clone(), SHARDS).await;
     let workers = [
         stack.worker(&stack.worker_args(0.01)).await,
         stack.worker(&stack.worker_args(0.01)).await,
@@ -169,5 +170,38 @@ async fn orders_run_end_to_end_on_a_three_master_cluster() {
     }
     for worker in workers {
         worker.stop().await;
+    }
+
+    // Notifications fan out to three queues, three hash tags: on a Cluster one call each.
+    let channels = ["email", "telegram", "webhook"];
+    let first: RedisQueue<u32> = RedisQueue::connect(
+        &url,
+        QueueConfig::new(channels[0]).with_prefix(&stack.prefix),
+    )
+    .await
+    .expect("connect to the cluster");
+    let queues: Vec<RedisQueue<u32>> = channels
+        .iter()
+        .map(|name| first.sibling(QueueConfig::new(*name).with_prefix(&stack.prefix)))
+        .collect();
+    let jobs = || {
+        queues
+            .iter()
+            .zip(0u32..)
+            .map(|(q, n)| (q, NewJob::new(n).with_id(JobId::new("cl-fan").expect("id"))))
+            .collect::<Vec<_>>()
+    };
+    let created = RedisQueue::enqueue_across(jobs()).await.expect("enqueue");
+    assert!(
+        created.iter().all(|(_, o)| *o == EnqueueOutcome::Created),
+        "{created:?}"
+    );
+    let again = RedisQueue::enqueue_across(jobs()).await.expect("again");
+    assert!(
+        again.iter().all(|(_, o)| *o == EnqueueOutcome::Duplicate),
+        "{again:?}"
+    );
+    for q in &queues {
+        assert_eq!(q.stats().await.expect("stats").ready, 1, "{q:?}");
     }
 }

@@ -463,6 +463,84 @@ async fn reschedule_keeps_one_job_and_updates_its_payload() {
 }
 
 #[tokio::test]
+async fn one_call_enqueues_across_sibling_queues() {
+    let prefix = unique_prefix("across");
+    let a: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let b: RedisQueue<TestJob> = a.sibling(QueueConfig::new("jobs-b").with_prefix(&prefix));
+    let c: RedisQueue<TestJob> = a.sibling(QueueConfig::new("jobs-c").with_prefix(&prefix));
+    let id = |s: &str| JobId::new(s).expect("id");
+    let job = |n| NewJob::new(TestJob { n, max: 0 });
+    assert!(
+        RedisQueue::<TestJob>::enqueue_across(Vec::new())
+            .await
+            .expect("nothing")
+            .is_empty()
+    );
+
+    let first = RedisQueue::enqueue_across(vec![
+        (&a, job(1).with_id(id("same"))),
+        (&b, job(2).with_id(id("same"))),
+        (
+            &c,
+            job(3)
+                .with_id(id("later"))
+                .with_schedule(Schedule::After(Duration::from_secs(60))),
+        ),
+        (&a, job(4)),
+    ])
+    .await
+    .expect("enqueue across");
+    let outcomes: Vec<_> = first.iter().map(|(_, o)| *o).collect();
+    assert_eq!(outcomes, [EnqueueOutcome::Created; 4]);
+    assert_eq!(first[0].0, id("same"));
+    assert_eq!(first[2].0, id("later"));
+    assert_ne!(first[3].0, id("same"), "a generated id");
+
+    // Each job went to its own queue, with its own schedule.
+    let stats = |q: RedisQueue<TestJob>| async move {
+        let s = q.stats().await.expect("stats");
+        (s.total, s.ready, s.scheduled)
+    };
+    assert_eq!(stats(a.clone()).await, (2, 2, 0));
+    assert_eq!(stats(b.clone()).await, (1, 1, 0));
+    assert_eq!(stats(c.clone()).await, (1, 0, 1));
+
+    // Idempotent per queue: the same ids again change nothing, another payload is refused.
+    let again = RedisQueue::enqueue_across(vec![
+        (&b, job(2).with_id(id("same"))),
+        (&a, job(1).with_id(id("same"))),
+        (&c, job(9).with_id(id("later"))),
+    ])
+    .await
+    .expect("enqueue again");
+    let outcomes: Vec<_> = again.iter().map(|(_, o)| *o).collect();
+    assert_eq!(
+        outcomes,
+        [
+            EnqueueOutcome::Duplicate,
+            EnqueueOutcome::Duplicate,
+            EnqueueOutcome::Conflict
+        ]
+    );
+    assert_eq!(stats(c.clone()).await, (1, 0, 1));
+
+    // The job due now wakes the queue's idle workers: a worker on `b` runs it.
+    async fn handle(_: TestJob) {}
+    let worker = WorkerBuilder::new("across")
+        .backend(b.clone())
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for("b's job to complete", Duration::from_secs(10), || {
+        let b = b.clone();
+        async move { b.stats().await.ok().filter(|s| s.completed == 1) }
+    })
+    .await;
+    running.abort();
+    assert_eq!(stats(a).await, (2, 2, 0), "a's jobs stay where they are");
+    cleanup(&redis_url(), &prefix).await;
+}
+
+#[tokio::test]
 async fn completed_ids_are_remembered_for_the_configured_window() {
     let prefix = unique_prefix("keep-done");
     let q: RedisQueue<TestJob> =

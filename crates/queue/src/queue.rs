@@ -236,34 +236,11 @@ impl<T> RedisQueue<T> {
         &self,
         jobs: &[(JobId, String, Schedule)],
     ) -> Result<Vec<EnqueueOutcome>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = &self.shared.keys;
-        let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(&keys.jobs)
-            .key(&keys.due)
-            .key(&keys.dead)
-            .key(&keys.signal)
-            .key(&keys.done)
-            .arg(jobs.len());
-        for (id, payload, schedule) in jobs {
-            let (kind, ms) = schedule.encode();
-            inv.arg(id.as_str()).arg(payload).arg(kind).arg(ms);
-        }
-        let mut conn = self.shared.conn.clone();
-        let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
-        if codes.len() != jobs.len() {
-            return Err(QueueError::Protocol(format!(
-                "enqueue returned {} codes for {} jobs",
-                codes.len(),
-                jobs.len()
-            )));
-        }
-        let created = codes.iter().filter(|c| **c == 1).count() as u64;
-        metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "queue" => self.shared.config.name.clone())
-            .increment(created);
-        codes.into_iter().map(EnqueueOutcome::from_code).collect()
+        let batch: Vec<_> = jobs
+            .iter()
+            .map(|(id, payload, schedule)| (&*self.shared, id, payload.as_str(), *schedule))
+            .collect();
+        enqueue_encoded(&self.shared.conn, &batch).await
     }
 
     /// Generates `n` fresh job ids (one Redis call).
@@ -490,6 +467,74 @@ impl<T: Serialize> RedisQueue<T> {
         &self,
         jobs: Vec<NewJob<T>>,
     ) -> Result<Vec<(JobId, EnqueueOutcome)>, QueueError> {
+        let encoded = self.encode(jobs).await?;
+        let outcomes = self.enqueue_raw(&encoded).await?;
+        Ok(encoded
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .zip(outcomes)
+            .collect())
+    }
+
+    /// Enqueues jobs into several queues of one Redis (handles made with [`RedisQueue::sibling`])
+    /// and reports each outcome, in order.
+    ///
+    /// On a single Redis it is one script call whatever the queues, so an order's notifications
+    /// cost one round trip and one script run. On a Cluster each queue is its own hash tag, so
+    /// it is one call per queue, sent together. Either way each queue's jobs go in atomically.
+    pub async fn enqueue_across(
+        jobs: Vec<(&RedisQueue<T>, NewJob<T>)>,
+    ) -> Result<Vec<(JobId, EnqueueOutcome)>, QueueError> {
+        let Some(first) = jobs.first().map(|(queue, _)| *queue) else {
+            return Ok(Vec::new());
+        };
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for (queue, job) in jobs {
+            let [(id, payload, schedule)] = <[_; 1]>::try_from(queue.encode(vec![job]).await?)
+                .map_err(|_| QueueError::Protocol("one job encoded as several".into()))?;
+            encoded.push((&*queue.shared, id, payload, schedule));
+        }
+        let batch: Vec<_> = encoded
+            .iter()
+            .map(|(shared, id, payload, schedule)| (*shared, id, payload.as_str(), *schedule))
+            .collect();
+        let outcomes = match &first.shared.conn {
+            RedisConn::Single(_) => enqueue_encoded(&first.shared.conn, &batch).await?,
+            RedisConn::Cluster(_) => {
+                // One call per queue (its own slot), each answering for its jobs' positions.
+                let mut by_queue: Vec<(&Shared, Vec<usize>)> = Vec::new();
+                for (i, (shared, ..)) in batch.iter().enumerate() {
+                    match by_queue.iter_mut().find(|(s, _)| std::ptr::eq(*s, *shared)) {
+                        Some((_, positions)) => positions.push(i),
+                        None => by_queue.push((shared, vec![i])),
+                    }
+                }
+                let calls = by_queue.iter().map(|(shared, positions)| {
+                    let part: Vec<_> = positions.iter().map(|&i| batch[i]).collect();
+                    async move { enqueue_encoded(&shared.conn, &part).await }
+                });
+                let answers = futures::future::try_join_all(calls).await?;
+                let mut outcomes = vec![EnqueueOutcome::Duplicate; batch.len()];
+                for ((_, positions), answer) in by_queue.iter().zip(answers) {
+                    for (&i, outcome) in positions.iter().zip(answer) {
+                        outcomes[i] = outcome;
+                    }
+                }
+                outcomes
+            }
+        };
+        Ok(encoded
+            .into_iter()
+            .map(|(_, id, _, _)| id)
+            .zip(outcomes)
+            .collect())
+    }
+
+    /// Gives every job its id (generating the missing ones) and its JSON payload.
+    async fn encode(
+        &self,
+        jobs: Vec<NewJob<T>>,
+    ) -> Result<Vec<(JobId, String, Schedule)>, QueueError> {
         let missing = jobs.iter().filter(|j| j.id.is_none()).count();
         let mut fresh = if missing > 0 {
             self.generate_ids(missing).await?.into_iter()
@@ -507,11 +552,66 @@ impl<T: Serialize> RedisQueue<T> {
             let payload = serde_json::to_string(&job.args).map_err(QueueError::Encode)?;
             encoded.push((id, payload, job.schedule));
         }
-        let outcomes = self.enqueue_raw(&encoded).await?;
-        Ok(encoded
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .zip(outcomes)
-            .collect())
+        Ok(encoded)
     }
+}
+
+/// One enqueue script call for jobs of one or more queues (each job names its queue's hub):
+/// each queue's five keys once, each job pointing at its queue's. The caller makes sure one
+/// script may touch all of them (one Redis, or one queue on a Cluster).
+async fn enqueue_encoded(
+    conn: &RedisConn,
+    jobs: &[(&Shared, &JobId, &str, Schedule)],
+) -> Result<Vec<EnqueueOutcome>, QueueError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut queues: Vec<&Shared> = Vec::new();
+    let mut inv = scripts::ENQUEUE.prepare_invoke();
+    let mut index = Vec::with_capacity(jobs.len());
+    for (shared, ..) in jobs {
+        let q = match queues.iter().position(|s| std::ptr::eq(*s, *shared)) {
+            Some(q) => q,
+            None => {
+                let keys = &shared.keys;
+                inv.key(&keys.jobs)
+                    .key(&keys.due)
+                    .key(&keys.dead)
+                    .key(&keys.signal)
+                    .key(&keys.done);
+                queues.push(shared);
+                queues.len() - 1
+            }
+        };
+        index.push(q);
+    }
+    inv.arg(jobs.len());
+    for ((_, id, payload, schedule), q) in jobs.iter().zip(&index) {
+        let (kind, ms) = schedule.encode();
+        inv.arg(q + 1)
+            .arg(id.as_str())
+            .arg(*payload)
+            .arg(kind)
+            .arg(ms);
+    }
+    let mut conn = conn.clone();
+    let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
+    if codes.len() != jobs.len() {
+        return Err(QueueError::Protocol(format!(
+            "enqueue returned {} codes for {} jobs",
+            codes.len(),
+            jobs.len()
+        )));
+    }
+    let mut created = vec![0u64; queues.len()];
+    for (code, q) in codes.iter().zip(&index) {
+        if *code == 1 {
+            created[*q] += 1;
+        }
+    }
+    for (shared, created) in queues.iter().zip(created) {
+        metrics::counter!(crate::metrics::JOBS_ENQUEUED_TOTAL, "queue" => shared.config.name.clone())
+            .increment(created);
+    }
+    codes.into_iter().map(EnqueueOutcome::from_code).collect()
 }

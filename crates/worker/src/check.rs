@@ -73,7 +73,7 @@ pub async fn check_payment(
         Admission::Go(ticket) => ticket,
         Admission::Wait { after, hold } => {
             // Deferred, not failed: no provider call, no attempt, no change to the record.
-            metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.to_string(), "reason" => hold.as_str()).increment(1);
+            metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.as_str(), "reason" => hold.as_str()).increment(1);
             tracing::debug!(order = %order_id, provider = %provider, ?after, reason = hold.as_str(), "check deferred");
             return Ok(Next::After(after));
         }
@@ -215,14 +215,6 @@ async fn finish(
             holds.state.as_ref().map_or(0, |s| s.poll.checks),
         );
         tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
-        // History only: a failure here must not re-run a check whose final status is recorded.
-        if let Err(e) = ctx
-            .schedules
-            .record(&ctx.conn, provider, status, settled)
-            .await
-        {
-            tracing::warn!(provider = %provider, error = %e, "could not add the order to the poll history");
-        }
         if status == PaymentStatus::Unresolved {
             crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, &holds.spec(order_id.clone()))
                 .await?;
@@ -230,7 +222,20 @@ async fn finish(
     } else {
         tracing::debug!(order = %order_id, holds = %holds.status(), "final status already recorded");
     }
-    ctx.fanout.send(order_id, &holds).await?;
+    // The history entry and the notifications go out together (one write on the shared
+    // connection). History only: its failure must not re-run a check whose status is recorded.
+    let history = async {
+        if won
+            && let Err(e) = ctx
+                .schedules
+                .record(&ctx.conn, provider, status, settled)
+                .await
+        {
+            tracing::warn!(provider = %provider, error = %e, "could not add the order to the poll history");
+        }
+    };
+    let ((), sent) = tokio::join!(history, ctx.fanout.send(order_id, &holds));
+    sent?;
     Ok(Next::Done)
 }
 
@@ -246,11 +251,12 @@ fn report_rejected_credentials(ctx: &CheckContext, provider: Provider, error: &s
 }
 
 fn count_check(provider: Provider, result: &Result<Observation, CheckError>) {
+    // Static labels: no allocation per check.
     let outcome = match result {
-        Ok(o) => o.status.to_string(),
-        Err(e) => e.kind().to_string(),
+        Ok(o) => o.status.as_str(),
+        Err(e) => e.kind(),
     };
-    metrics::counter!(crate::metrics::CHECKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::CHECKS_TOTAL, "provider" => provider.as_str(), "outcome" => outcome).increment(1);
 }
 
 fn history_entry(

@@ -70,48 +70,40 @@ impl Fanout {
     /// Enqueues the order's notifications; each job id is the notification's identity, so a
     /// second run of the same check enqueues nothing new.
     ///
-    /// The enqueues go out together: each channel is its own queue (its own Cluster slot), so
-    /// they cannot share a script, but on one connection they share a round trip.
+    /// Each channel is its own queue; on one Redis the enqueues are one script call, on a
+    /// Cluster one call per channel's slot, sent together.
     pub async fn send(
         &self,
         order_id: &OrderId,
         record: &StoredOrder,
     ) -> Result<usize, QueueError> {
-        let sends = Self::notifications(order_id, record)
-            .into_iter()
-            .map(|notification| self.enqueue(notification));
+        let mut jobs = Vec::with_capacity(3);
+        let mut channels = Vec::with_capacity(3);
+        for notification in Self::notifications(order_id, record) {
+            let queue = match notification.channel {
+                Channel::Email => &self.email,
+                Channel::Telegram => &self.telegram,
+                Channel::Webhook => &self.webhook,
+            };
+            let id = JobId::new(notification.identity())?;
+            channels.push(notification.channel);
+            jobs.push((queue, NewJob::new(notification).with_id(id)));
+        }
+        let outcomes = RedisQueue::enqueue_across(jobs).await?;
         let mut created = 0;
-        for (id, channel, outcome) in futures::future::try_join_all(sends).await? {
+        for ((id, outcome), channel) in outcomes.into_iter().zip(channels) {
             match outcome {
-                Some(EnqueueOutcome::Created) => {
+                EnqueueOutcome::Created => {
                     created += 1;
                     crate::metrics::notification_enqueued(channel);
                 }
                 // Already waiting, or already delivered (the notifier queues remember): once.
-                Some(EnqueueOutcome::Duplicate | EnqueueOutcome::Completed) => {}
+                EnqueueOutcome::Duplicate | EnqueueOutcome::Completed => {}
                 other => {
                     tracing::warn!(job = %id, outcome = ?other, "notification already exists in another form; left as is")
                 }
             }
         }
         Ok(created)
-    }
-
-    /// Enqueues one notification on its channel's queue; says what became of it.
-    async fn enqueue(
-        &self,
-        notification: Notification,
-    ) -> Result<(JobId, Channel, Option<EnqueueOutcome>), QueueError> {
-        let queue = match notification.channel {
-            Channel::Email => &self.email,
-            Channel::Telegram => &self.telegram,
-            Channel::Webhook => &self.webhook,
-        };
-        let id = JobId::new(notification.identity())?;
-        let channel = notification.channel;
-        let outcome = queue
-            .enqueue_many(vec![NewJob::new(notification).with_id(id.clone())])
-            .await?;
-        Ok((id, channel, outcome.first().map(|o| o.1)))
     }
 }

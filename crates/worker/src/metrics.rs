@@ -102,10 +102,9 @@ pub fn notification_attempt(channel: Channel, outcome: &'static str) {
 /// Records an order that just reached its final `status` (called once, by the run that won the
 /// transition): the count, the time since it was accepted, and the checks it took.
 pub fn order_final(provider: Provider, status: PaymentStatus, took: Duration, checks: u32) {
-    let (provider, status) = (provider.as_str(), status.to_string());
-    metrics::counter!(ORDERS_FINAL_TOTAL, "provider" => provider, "status" => status.clone())
-        .increment(1);
-    metrics::histogram!(ORDER_TIME_TO_FINAL_SECONDS, "provider" => provider, "status" => status.clone())
+    let (provider, status) = (provider.as_str(), status.as_str());
+    metrics::counter!(ORDERS_FINAL_TOTAL, "provider" => provider, "status" => status).increment(1);
+    metrics::histogram!(ORDER_TIME_TO_FINAL_SECONDS, "provider" => provider, "status" => status)
         .record(took.as_secs_f64());
     metrics::histogram!(ORDER_PROVIDER_CALLS, "provider" => provider, "status" => status)
         .record(f64::from(checks.max(1)));
@@ -126,6 +125,6 @@ pub fn detection_lag(
         created_at
     };
     let lag = (now - since).to_std().unwrap_or_default();
-    metrics::histogram!(ORDER_DETECTION_LAG_SECONDS, "provider" => provider.as_str(), "status" => status.to_string())
+    metrics::histogram!(ORDER_DETECTION_LAG_SECONDS, "provider" => provider.as_str(), "status" => status.as_str())
         .record(lag.as_secs_f64());
 }
