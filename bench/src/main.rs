@@ -177,7 +177,7 @@ fn main() -> anyhow::Result<()> {
             runs,
             bullmq_dir,
             only,
-        } => serde_json::to_value(runtime.block_on(e2e::compare(
+        } => serde_json::to_value(e2e::harness_runtime()?.block_on(e2e::compare(
             &fleet,
             &bullmq_dir,
             &opts,
@@ -193,9 +193,9 @@ fn main() -> anyhow::Result<()> {
         Command::Scale { opts } => {
             serde_json::to_value(runtime.block_on(scale::run(&fleet, &opts))?)?
         }
-        Command::Cluster { opts, runs } => {
-            serde_json::to_value(runtime.block_on(cluster::run(&fleet, &opts, runs))?)?
-        }
+        Command::Cluster { opts, runs } => serde_json::to_value(
+            e2e::harness_runtime()?.block_on(cluster::run(&fleet, &opts, runs))?,
+        )?,
         Command::All { opts } => {
             drop(runtime);
             let report = suite::run(&opts, &fleet, &cli.redis)?;

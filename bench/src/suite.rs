@@ -182,7 +182,10 @@ pub fn run(o: &SuiteOpts, fleet: &Fleet, redis: &str) -> anyhow::Result<String> 
             // Synchronous: it runs every measurement in a process of its own.
             Part::Queue => queue_section(o, runs, redis)?,
             _ => {
-                let runtime = tokio::runtime::Runtime::new()?;
+                let runtime = match part {
+                    Part::E2e | Part::Cluster => crate::e2e::harness_runtime()?,
+                    _ => tokio::runtime::Runtime::new()?,
+                };
                 runtime.block_on(async_section(*part, o, runs, fleet, &plots))?
             }
         };
@@ -412,8 +415,9 @@ async fn e2e_section(
          `--threads {}` (Node runs a process's JavaScript on one thread), orders in through `FCALL paywatch_submit` pipelined 1000 at a time; each final order gets its final \
          record and three notification jobs. BullMQ: a `Worker` per Node process GETting the same \
          URL, `moveToDelayed` while pending, and on the final answer a final record plus three \
-         notification jobs; orders in with `addBulk` 1000 at a time. Clock: first enqueue → last \
-         final answer. Median of {runs} runs (min–max).\n\n",
+         notification jobs; orders in with `addBulk` 1000 at a time. The bench process serves the \
+         sandbox on one runtime thread for both sides. Clock: first enqueue → last final answer. \
+         Median of {runs} runs (min–max).\n\n",
         e.orders,
         e.pending,
         e.pending + 1,
