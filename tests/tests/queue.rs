@@ -9,7 +9,7 @@ use paywatch_queue::{
     DeadCursor, EnqueueOutcome, JobId, JobInfo, NewJob, Next, Promoted, QueueConfig, QueueError,
     RedisQueue, RetryPolicy, Schedule,
 };
-use paywatch_tests::{TestJob, cleanup, redis_url, unique_prefix, wait_for};
+use paywatch_tests::{RedisServer, TestJob, cleanup, redis_url, unique_prefix, wait_for};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -468,6 +468,14 @@ async fn one_call_enqueues_across_sibling_queues() {
     let a: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
     let b: RedisQueue<TestJob> = a.sibling(QueueConfig::new("jobs-b").with_prefix(&prefix));
     let c: RedisQueue<TestJob> = a.sibling(QueueConfig::new("jobs-c").with_prefix(&prefix));
+    // A handle on another Redis: its job must go there, in a call of its own.
+    let other = RedisServer::start().await;
+    let d: RedisQueue<TestJob> = RedisQueue::connect(
+        &other.url(),
+        QueueConfig::new("jobs-d").with_prefix(&prefix),
+    )
+    .await
+    .expect("connect to the other redis");
     let id = |s: &str| JobId::new(s).expect("id");
     let job = |n| NewJob::new(TestJob { n, max: 0 });
     assert!(
@@ -487,11 +495,12 @@ async fn one_call_enqueues_across_sibling_queues() {
                 .with_schedule(Schedule::After(Duration::from_secs(60))),
         ),
         (&a, job(4)),
+        (&d, job(5).with_id(id("same"))),
     ])
     .await
     .expect("enqueue across");
     let outcomes: Vec<_> = first.iter().map(|(_, o)| *o).collect();
-    assert_eq!(outcomes, [EnqueueOutcome::Created; 4]);
+    assert_eq!(outcomes, [EnqueueOutcome::Created; 5]);
     assert_eq!(first[0].0, id("same"));
     assert_eq!(first[2].0, id("later"));
     assert_ne!(first[3].0, id("same"), "a generated id");
@@ -504,6 +513,7 @@ async fn one_call_enqueues_across_sibling_queues() {
     assert_eq!(stats(a.clone()).await, (2, 2, 0));
     assert_eq!(stats(b.clone()).await, (1, 1, 0));
     assert_eq!(stats(c.clone()).await, (1, 0, 1));
+    assert_eq!(stats(d).await, (1, 1, 0));
 
     // Idempotent per queue: the same ids again change nothing, another payload is refused.
     let again = RedisQueue::enqueue_across(vec![

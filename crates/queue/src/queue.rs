@@ -224,11 +224,9 @@ impl<T> RedisQueue<T> {
 
     /// A handle on another queue that shares this one's Redis client (for fan-out).
     pub fn sibling<U>(&self, config: QueueConfig) -> RedisQueue<U> {
-        RedisQueue::from_shared(Shared::new(
-            self.shared.client.clone(),
-            self.shared.conn.clone(),
-            config,
-        ))
+        let mut shared = Shared::new(self.shared.client.clone(), self.shared.conn.clone(), config);
+        shared.origin = self.shared.origin;
+        RedisQueue::from_shared(shared)
     }
 
     /// Enqueues raw JSON payloads (already encoded), idempotently on each id; one Redis call.
@@ -476,18 +474,15 @@ impl<T: Serialize> RedisQueue<T> {
             .collect())
     }
 
-    /// Enqueues jobs into several queues of one Redis (handles made with [`RedisQueue::sibling`])
-    /// and reports each outcome, in order.
+    /// Enqueues jobs into several queues and reports each outcome, in order.
     ///
-    /// On a single Redis it is one script call whatever the queues, so an order's notifications
-    /// cost one round trip and one script run. On a Cluster each queue is its own hash tag, so
-    /// it is one call per queue, sent together. Either way each queue's jobs go in atomically.
+    /// Queues on one Redis through one connection (handles made with [`RedisQueue::sibling`])
+    /// share one script call, so an order's notifications cost one round trip and one script
+    /// run. On a Cluster each queue is its own hash tag and gets its own call; so does each
+    /// unrelated handle. The calls go out together, and each queue's jobs go in atomically.
     pub async fn enqueue_across(
         jobs: Vec<(&RedisQueue<T>, NewJob<T>)>,
     ) -> Result<Vec<(JobId, EnqueueOutcome)>, QueueError> {
-        let Some(first) = jobs.first().map(|(queue, _)| *queue) else {
-            return Ok(Vec::new());
-        };
         let mut encoded = Vec::with_capacity(jobs.len());
         for (queue, job) in jobs {
             let [(id, payload, schedule)] = <[_; 1]>::try_from(queue.encode(vec![job]).await?)
@@ -498,36 +493,38 @@ impl<T: Serialize> RedisQueue<T> {
             .iter()
             .map(|(shared, id, payload, schedule)| (*shared, id, payload.as_str(), *schedule))
             .collect();
-        let outcomes = match &first.shared.conn {
-            RedisConn::Single(_) => enqueue_encoded(&first.shared.conn, &batch).await?,
-            RedisConn::Cluster(_) => {
-                // One call per queue (its own slot), each answering for its jobs' positions.
-                let mut by_queue: Vec<(&Shared, Vec<usize>)> = Vec::new();
-                for (i, (shared, ..)) in batch.iter().enumerate() {
-                    match by_queue.iter_mut().find(|(s, _)| std::ptr::eq(*s, *shared)) {
-                        Some((_, positions)) => positions.push(i),
-                        None => by_queue.push((shared, vec![i])),
-                    }
-                }
-                let calls = by_queue.iter().map(|(shared, positions)| {
-                    let part: Vec<_> = positions.iter().map(|&i| batch[i]).collect();
-                    async move { enqueue_encoded(&shared.conn, &part).await }
-                });
-                let answers = futures::future::try_join_all(calls).await?;
-                let mut outcomes = vec![EnqueueOutcome::Duplicate; batch.len()];
-                for ((_, positions), answer) in by_queue.iter().zip(answers) {
-                    for (&i, outcome) in positions.iter().zip(answer) {
-                        outcomes[i] = outcome;
-                    }
-                }
-                outcomes
-            }
+        // Which jobs may share a call: one connection to one Redis, or one queue on a Cluster.
+        let together = |a: &Shared, b: &Shared| match a.conn {
+            RedisConn::Single(_) => a.origin == b.origin,
+            RedisConn::Cluster(_) => std::ptr::eq(a, b),
         };
-        Ok(encoded
+        let mut groups: Vec<(&Shared, Vec<usize>)> = Vec::new();
+        for (i, (shared, ..)) in batch.iter().enumerate() {
+            match groups.iter_mut().find(|(s, _)| together(s, shared)) {
+                Some((_, positions)) => positions.push(i),
+                None => groups.push((shared, vec![i])),
+            }
+        }
+        let calls = groups.iter().map(|(shared, positions)| {
+            let part: Vec<_> = positions.iter().map(|&i| batch[i]).collect();
+            async move { enqueue_encoded(&shared.conn, &part).await }
+        });
+        let answers = futures::future::try_join_all(calls).await?;
+        let mut outcomes = vec![None; batch.len()];
+        for ((_, positions), answer) in groups.iter().zip(answers) {
+            for (&i, outcome) in positions.iter().zip(answer) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        encoded
             .into_iter()
-            .map(|(_, id, _, _)| id)
             .zip(outcomes)
-            .collect())
+            .map(|((_, id, _, _), outcome)| {
+                outcome
+                    .map(|o| (id, o))
+                    .ok_or_else(|| QueueError::Protocol("a job without an outcome".into()))
+            })
+            .collect()
     }
 
     /// Gives every job its id (generating the missing ones) and its JSON payload.

@@ -50,7 +50,13 @@ pub(crate) struct Shared {
     outages: AtomicU64,
     /// The value of `outages` when pending settles and held leases were last brought up to date.
     synced_outages: AtomicU64,
+    /// Which connection this hub's `conn` is: fresh for each connect, shared by siblings, so
+    /// queues known to sit on one Redis can share a script call.
+    pub(crate) origin: u64,
 }
+
+/// Source of [`Shared::origin`] values.
+static ORIGINS: AtomicU64 = AtomicU64::new(0);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +83,7 @@ impl Shared {
             redis_up: AtomicBool::new(true),
             outages: AtomicU64::new(0),
             synced_outages: AtomicU64::new(0),
+            origin: ORIGINS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
