@@ -209,9 +209,10 @@ pub(crate) async fn submit_pipelined(
         let shard = paywatch_core::store::shard_of(&order.0, store.shards());
         by_shard[shard as usize].push(order);
     }
-    let mut batches = Vec::new();
+    let mut per_shard: Vec<Vec<(redis::Pipeline, usize)>> = Vec::new();
     for (shard, list) in by_shard.iter().enumerate() {
         let base = store.keys(shard as u32).base;
+        let mut batches = Vec::new();
         for part in list.chunks(chunk.max(1)) {
             let mut pipe = redis::pipe();
             for (_, body) in part {
@@ -222,6 +223,18 @@ pub(crate) async fn submit_pipelined(
                     .arg(body);
             }
             batches.push((pipe, part.len()));
+        }
+        per_shard.push(batches);
+    }
+    // Round-robin over the shards, so the pipelines in flight reach every shard (on a Cluster,
+    // every master) instead of one shard's after another's.
+    let mut batches = Vec::new();
+    let mut iters: Vec<_> = per_shard.into_iter().map(Vec::into_iter).collect();
+    loop {
+        let before = batches.len();
+        batches.extend(iters.iter_mut().filter_map(Iterator::next));
+        if batches.len() == before {
+            break;
         }
     }
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(batches)
@@ -237,7 +250,7 @@ pub(crate) async fn submit_pipelined(
                 Ok(())
             }
         })
-        .buffered(parallel.max(1))
+        .buffer_unordered(parallel.max(1))
         .collect()
         .await;
     results.into_iter().collect()
