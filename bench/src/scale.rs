@@ -158,30 +158,27 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
     let spike_ids: Vec<String> = (0..o.spike).map(id).collect();
     script_bills(&sandbox, &spike_ids, 0)?;
     let due_key = paywatch_queue::Keys::new(prefix, &paywatch_core::store::check_queue(0)).due;
-    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut plain).await?;
-    let now_ms = secs * 1000 + micros / 1000;
-    let spike_at = (now_ms / 1000 + 4) * 1000;
-    let due_of = |n: usize| -> i64 {
-        if n < o.spike {
-            spike_at + (n as i64 * 1000) / o.spike.max(1) as i64
-        } else {
-            spike_at + 3_600_000
-        }
-    };
-    let mut n = 0;
-    while n < o.orders {
-        let end = (n + o.pipeline).min(o.orders);
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(&due_key).arg("XX");
-        for k in n..end {
-            zadd.arg(due_of(k)).arg(id(k));
-        }
-        let _: i64 = zadd.query_async(&mut plain).await?;
-        n = end;
-    }
-    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut plain).await?;
+    // The orders outside the spike go an hour out first: they are most of the writes, and the
+    // spike's second is only chosen after them, so a slow machine cannot run out of lead time.
+    let hour_out = redis_ms(&mut plain).await? + 3_600_000;
+    move_due(
+        &mut plain,
+        &due_key,
+        (o.spike..o.orders).map(|k| (hour_out, id(k))),
+        o.pipeline,
+    )
+    .await?;
+    let spike_at = (redis_ms(&mut plain).await? / 1000 + 4) * 1000;
+    let due_of = |n: usize| -> i64 { spike_at + (n as i64 * 1000) / o.spike.max(1) as i64 };
+    move_due(
+        &mut plain,
+        &due_key,
+        (0..o.spike).map(|k| (due_of(k), id(k))),
+        o.pipeline,
+    )
+    .await?;
     anyhow::ensure!(
-        secs * 1000 + micros / 1000 < spike_at - 1000,
+        redis_ms(&mut plain).await? < spike_at - 1000,
         "setting up the spike took too long: it would start before the workers"
     );
 
@@ -281,4 +278,29 @@ fn mean_micros(stats: &str, command: &str) -> Option<f64> {
     line.split(',')
         .find_map(|field| field.strip_prefix("usec_per_call="))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Redis's clock, Unix ms: due times are compared with it, not with this process's clock.
+async fn redis_ms(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<i64> {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+/// Moves existing orders' next checks (`ZADD XX`), `chunk` orders per call.
+async fn move_due(
+    conn: &mut redis::aio::MultiplexedConnection,
+    due_key: &str,
+    due: impl Iterator<Item = (i64, String)>,
+    chunk: usize,
+) -> anyhow::Result<()> {
+    let due: Vec<(i64, String)> = due.collect();
+    for part in due.chunks(chunk.max(1)) {
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(due_key).arg("XX");
+        for (at, order) in part {
+            zadd.arg(*at).arg(order);
+        }
+        let _: i64 = zadd.query_async(conn).await?;
+    }
+    Ok(())
 }
