@@ -99,13 +99,15 @@ end
 -- the closure-per-call version with the same verdicts and messages. The `string` library is
 -- there when functions run, not while they load: it is bound on first use.
 local byte, find, sub
+local QUOTE, BACKSLASH, COMMA, COLON, MINUS, PLUS, DOT = 34, 92, 44, 58, 45, 43, 46
+local ZERO, NINE, LBRACE, RBRACE, LBRACKET, RBRACKET = 48, 57, 123, 125, 91, 93
 local js, jpos, jlen, jdepth, jtrail = '', 1, 0, 0, {}
 
 local function bad(what) fail('body', 'not valid JSON: ' .. what .. ' at byte ' .. jpos) end
 
 local function ws()
   local c = byte(js, jpos)
-  if c == 32 or c == 9 or c == 10 or c == 13 then
+  if c == 32 or c == 9 or c == 10 or c == 13 then -- space, tab, LF, CR
     jpos = find(js, '[^ \t\r\n]', jpos) or (jlen + 1)
   end
 end
@@ -119,8 +121,8 @@ local function str()
     local i = find(s, '["\\%z\1-\31]', jpos)
     if not i then jpos = jlen + 1; bad('unterminated string') end
     local c = byte(s, i)
-    if c == 34 then jpos = i + 1; break end
-    if c ~= 92 then jpos = i; bad('control character in string') end
+    if c == QUOTE then jpos = i + 1; break end
+    if c ~= BACKSLASH then jpos = i; bad('control character in string') end
     local e = sub(s, i + 1, i + 1)
     if e == 'u' then
       local hex = sub(s, i + 2, i + 5)
@@ -151,8 +153,8 @@ end
 local function num()
   local s = js
   local start = jpos
-  if byte(s, jpos) == 45 then jpos = jpos + 1 end
-  if byte(s, jpos) == 48 then
+  if byte(s, jpos) == MINUS then jpos = jpos + 1 end
+  if byte(s, jpos) == ZERO then
     jpos = jpos + 1
   else
     local _, e = find(s, '^[1-9]%d*', jpos)
@@ -160,16 +162,16 @@ local function num()
     jpos = e + 1
   end
   local c = byte(s, jpos)
-  if c == 46 then
+  if c == DOT then
     local _, e = find(s, '^%d+', jpos + 1)
     if not e then bad('invalid number') end
     jpos = e + 1
     c = byte(s, jpos)
   end
-  if c == 101 or c == 69 then
+  if c == 101 or c == 69 then -- e, E
     jpos = jpos + 1
     c = byte(s, jpos)
-    if c == 43 or c == 45 then jpos = jpos + 1 end
+    if c == PLUS or c == MINUS then jpos = jpos + 1 end
     local _, e = find(s, '^%d+', jpos)
     if not e then bad('invalid number') end
     jpos = e + 1
@@ -188,70 +190,68 @@ end
 
 local value
 
-local function object()
+-- Opens an object or array at jpos; true (and closed again) when `close` follows at once.
+local function open(close)
   jdepth = jdepth + 1
   if jdepth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
   jpos = jpos + 1
-  local map, keys = {}, {}
   ws()
-  if byte(js, jpos) == 125 then
+  if byte(js, jpos) ~= close then return false end
+  jpos = jpos + 1
+  jdepth = jdepth - 1
+  return true
+end
+
+-- After a member or element: true when `close` ends the container, on to the next after a comma.
+local function closes(close, expected)
+  ws()
+  local c = byte(js, jpos)
+  if c == close then
     jpos = jpos + 1
     jdepth = jdepth - 1
-    return {obj = map, keys = keys}
+    return true
   end
-  while true do
+  if c ~= COMMA then bad(expected) end
+  jpos = jpos + 1
+  return false
+end
+
+local function object()
+  local map, keys = {}, {}
+  if open(RBRACE) then return {obj = map, keys = keys} end
+  repeat
     ws()
-    if byte(js, jpos) ~= 34 then bad('expected a key') end
+    if byte(js, jpos) ~= QUOTE then bad('expected a key') end
     local at = jpos
     local k = str()
     if map[k] ~= nil then jpos = at; fail(path_to(k), 'duplicate key') end
     ws()
-    if byte(js, jpos) ~= 58 then bad('expected :') end
+    if byte(js, jpos) ~= COLON then bad('expected :') end
     jpos = jpos + 1
     jtrail[#jtrail + 1] = k
     map[k] = value()
     jtrail[#jtrail] = nil
     keys[#keys + 1] = k
-    ws()
-    local c = byte(js, jpos)
-    jpos = jpos + 1
-    if c == 125 then break end
-    if c ~= 44 then jpos = jpos - 1; bad('expected , or }') end
-  end
-  jdepth = jdepth - 1
+  until closes(RBRACE, 'expected , or }')
   return {obj = map, keys = keys}
 end
 
 local function array()
-  jdepth = jdepth + 1
-  if jdepth > MAX_DEPTH then bad('nested deeper than ' .. MAX_DEPTH) end
-  jpos = jpos + 1
   local items = {}
-  ws()
-  if byte(js, jpos) == 93 then
-    jpos = jpos + 1
-    jdepth = jdepth - 1
-    return {arr = items, n = 0}
-  end
-  while true do
+  if open(RBRACKET) then return {arr = items, n = 0} end
+  repeat
     items[#items + 1] = value()
-    ws()
-    local c = byte(js, jpos)
-    jpos = jpos + 1
-    if c == 93 then break end
-    if c ~= 44 then jpos = jpos - 1; bad('expected , or ]') end
-  end
-  jdepth = jdepth - 1
+  until closes(RBRACKET, 'expected , or ]')
   return {arr = items, n = #items}
 end
 
 value = function()
   ws()
   local c = byte(js, jpos)
-  if c == 123 then return object()
-  elseif c == 91 then return array()
-  elseif c == 34 then return str()
-  elseif c == 45 or (c and c >= 48 and c <= 57) then return num()
+  if c == LBRACE then return object()
+  elseif c == LBRACKET then return array()
+  elseif c == QUOTE then return str()
+  elseif c == MINUS or (c and c >= ZERO and c <= NINE) then return num()
   elseif c == 116 and sub(js, jpos, jpos + 3) == 'true' then jpos = jpos + 4; return true
   elseif c == 102 and sub(js, jpos, jpos + 4) == 'false' then jpos = jpos + 5; return false
   elseif c == 110 and sub(js, jpos, jpos + 3) == 'null' then jpos = jpos + 4; return NULL
@@ -269,7 +269,6 @@ local function parse_json(s)
   local v = value()
   ws()
   if jpos <= jlen then bad('trailing characters') end
-  js = ''
   return v
 end
 
