@@ -690,3 +690,62 @@ async fn dead_letters_can_be_followed_with_a_cursor() {
     running.abort();
     cleanup(&redis_url(), &prefix).await;
 }
+
+#[tokio::test]
+async fn enqueues_wake_idle_workers_only_when_they_must_look_again() {
+    // Idle workers sleep until the queue's earliest due job; an enqueue signals them (one entry
+    // on the signal list) when its job is due now or earlier than that, and not otherwise.
+    let prefix = unique_prefix("wake");
+    let q: RedisQueue<TestJob> = queue(&prefix, |c| c).await;
+    let signal = q.keys().signal.clone();
+    let client = redis::Client::open(redis_url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let mut signals = async || -> usize {
+        redis::cmd("LLEN")
+            .arg(&signal)
+            .query_async(&mut conn)
+            .await
+            .expect("LLEN")
+    };
+    let job = |id: &str, n: u32, schedule: Schedule| {
+        NewJob::new(TestJob { n, max: 1 })
+            .with_id(JobId::new(id).expect("id"))
+            .with_schedule(schedule)
+    };
+    let later = |s: u64| Schedule::After(Duration::from_secs(s));
+    q.enqueue(job("a", 1, later(600))).await.expect("a");
+    assert_eq!(signals().await, 1, "the first job of an empty queue wakes");
+    q.enqueue(job("b", 2, later(1200))).await.expect("b");
+    assert_eq!(signals().await, 1, "a job after the head does not");
+    q.enqueue(job("c", 3, later(300))).await.expect("c");
+    assert_eq!(signals().await, 2, "a job before the head does");
+    q.enqueue(job("d", 4, Schedule::Now)).await.expect("d");
+    assert_eq!(signals().await, 3, "a job due now does");
+    // In one call: a due-now job, then a later one that is still before the old head (but after
+    // the due-now job, which is the head by then), then one before everything.
+    let batch = vec![
+        job("e", 5, Schedule::Now),
+        job("f", 6, later(100)),
+        job(
+            "g",
+            7,
+            Schedule::At(SystemTime::now() - Duration::from_secs(5)),
+        ),
+    ];
+    q.enqueue_many(batch).await.expect("batch");
+    assert_eq!(
+        signals().await,
+        5,
+        "the due-now jobs wake, the later one does not"
+    );
+    // The list stays bounded however many wake-ups are owed.
+    let many = (0..100).map(|i| job(&format!("n{i}"), i, Schedule::Now));
+    for chunk in many.collect::<Vec<_>>().chunks(10) {
+        q.enqueue_many(chunk.to_vec()).await.expect("many");
+    }
+    assert_eq!(signals().await, 64, "the signal list is bounded");
+    cleanup(&redis_url(), &prefix).await;
+}

@@ -25,7 +25,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 5        -- bumped on every change of this file (library.rs checks it)
+local REVISION = 6        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -556,6 +556,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Wakes one idle check worker of the shard. The signal list is bounded; LPUSH answers its
+-- length, so the trim runs only when there is something to trim.
+local function wake(base)
+  local key = base .. ':signal'
+  if redis.call('LPUSH', key, '1') > SIGNALS_KEPT then redis.call('LTRIM', key, 0, SIGNALS_KEPT - 1) end
+end
+
 -- Where an order stands: 'final' (in :orders), 'watching' (a pending check job), 'stopped' (its
 -- check is in the dead letters) or nil. Returns the phase, the record and the dead letter.
 local function find(base, id)
@@ -611,8 +618,7 @@ local function submit(keys, args)
   redis.call('ZADD', base .. ':due', now, id)
   redis.call('HSETNX', base .. ':payments', order.provider .. ':' .. order.payment_id, id)
   redis.call('HINCRBY', base .. ':stats', 'enqueued', 1)
-  redis.call('LPUSH', base .. ':signal', '1')
-  redis.call('LTRIM', base .. ':signal', 0, SIGNALS_KEPT - 1)
+  wake(base)
   return {'created', 'pending', 'watching'}
 end
 
@@ -694,8 +700,7 @@ local function check_now(keys, args)
     end
     if at >= due then return {id, 'due'} end
     redis.call('ZADD', base .. ':due', 'XX', at, id)
-    redis.call('LPUSH', base .. ':signal', '1')
-    redis.call('LTRIM', base .. ':signal', 0, SIGNALS_KEPT - 1)
+    wake(base)
     return {id, 'moved'}
   end
   if redis.call('ZSCORE', base .. ':leases', id) then

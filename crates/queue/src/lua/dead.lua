@@ -42,7 +42,6 @@ for _, id in ipairs(ids) do
   end
 end
 if op == 'retry' and done > 0 then
-  redis.call('LPUSH', KEYS[5], '1')
-  redis.call('LTRIM', KEYS[5], 0, 63)
+  if redis.call('LPUSH', KEYS[5], '1') > 64 then redis.call('LTRIM', KEYS[5], 0, 63) end
 end
 return done

@@ -28,20 +28,27 @@ for i = 0, n - 1 do
   elseif redis.call('ZSCORE', KEYS[k + 5], id) then
     out[#out + 1] = -3
   else
-    if wake[q] == nil then
-      local head = redis.call('ZRANGE', KEYS[k + 2], 0, 0, 'WITHSCORES')
-      head_due[q] = tonumber(head[2])
-      wake[q] = 0
-    end
     local due = now
     if kind == 'after' then due = now + ms elseif kind == 'at' then due = ms end
     redis.call('HSET', KEYS[k + 1], id, payload)
     redis.call('ZADD', KEYS[k + 2], due, id)
     -- Wake an idle worker when the job is due now or is earlier than what workers sleep towards.
-    local h = head_due[q]
-    if due <= now or h == nil or due < h then
-      wake[q] = wake[q] + 1
-      if h == nil or due < h then head_due[q] = due end
+    -- Only a later job needs the queue's head (read once, after this call's own adds, which it
+    -- then includes): the common job, due now, wakes a worker without reading it.
+    if due <= now then
+      wake[q] = (wake[q] or 0) + 1
+    else
+      if head_due[q] == nil then
+        local head = redis.call('ZRANGE', KEYS[k + 2], 0, 0, 'WITHSCORES')
+        head_due[q] = tonumber(head[2])
+        -- This job is in the set already: it is the head only if nothing is earlier.
+        if head_due[q] == due then head_due[q] = nil end
+      end
+      local h = head_due[q]
+      if h == nil or due < h then
+        wake[q] = (wake[q] or 0) + 1
+        head_due[q] = due
+      end
     end
     out[#out + 1] = 1
   end
@@ -52,8 +59,8 @@ for q, count in pairs(wake) do
     local sig = {}
     for i = 1, count do sig[i] = '1' end
     local key = KEYS[5 * (q - 1) + 4]
-    redis.call('LPUSH', key, unpack(sig))
-    redis.call('LTRIM', key, 0, 63)
+    -- Bounded; LPUSH answers the length, so the trim runs only when there is something to trim.
+    if redis.call('LPUSH', key, unpack(sig)) > 64 then redis.call('LTRIM', key, 0, 63) end
   end
 end
 return out

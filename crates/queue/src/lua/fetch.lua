@@ -46,7 +46,9 @@ if n > 0 then
     for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
     redis.call('ZREM', KEYS[2], unpack(ids))
     local payloads = redis.call('HMGET', KEYS[1], unpack(ids))
-    local attempts = redis.call('HMGET', KEYS[5], unpack(ids))
+    -- No failed or lapsed runs anywhere in the queue (the steady state): nothing to read.
+    local attempts = {}
+    if redis.call('EXISTS', KEYS[5]) == 1 then attempts = redis.call('HMGET', KEYS[5], unpack(ids)) end
     local leases, tokens = {}, {}
     for i, id in ipairs(ids) do
       -- A due entry without a record cannot run; dropping it from `due` is all there is to do.

@@ -9,8 +9,7 @@ local due = redis.call('ZSCORE', KEYS[1], id)
 if due then
   if tonumber(due) <= now then return 0 end
   redis.call('ZADD', KEYS[1], 'XX', now, id)
-  redis.call('LPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], 0, 63)
+  if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('LTRIM', KEYS[4], 0, 63) end
   return 1
 end
 if redis.call('ZSCORE', KEYS[2], id) then

@@ -24,7 +24,12 @@ for i = 2, #ARGV, 5 do
 end
 if #ops == 0 then return {} end
 local held = redis.call('HMGET', KEYS[4], unpack(ids))
-local promoted = redis.call('HMGET', KEYS[12], unpack(ids))
+-- The side hashes (promotions, attempts, errors) are empty in the steady state: asking whether
+-- they exist is one cheap call where reading or deleting every id in them would pass the whole
+-- batch into Redis again.
+local has_promoted = redis.call('EXISTS', KEYS[12]) == 1
+local promoted = {}
+if has_promoted then promoted = redis.call('HMGET', KEYS[12], unpack(ids)) end
 
 local out = {}
 local valid = {}
@@ -91,12 +96,12 @@ end
 if #valid > 0 then
   redis.call('HDEL', KEYS[4], unpack(valid))
   redis.call('ZREM', KEYS[3], unpack(valid))
-  redis.call('HDEL', KEYS[12], unpack(valid))
+  if has_promoted then redis.call('HDEL', KEYS[12], unpack(valid)) end
 end
 if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
 if #gone_meta > 0 then
-  redis.call('HDEL', KEYS[5], unpack(gone_meta))
-  redis.call('HDEL', KEYS[6], unpack(gone_meta))
+  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('HDEL', KEYS[5], unpack(gone_meta)) end
+  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('HDEL', KEYS[6], unpack(gone_meta)) end
 end
 if #payloads > 0 then redis.call('HSET', KEYS[1], unpack(payloads)) end
 if #errors > 0 then redis.call('HSET', KEYS[6], unpack(errors)) end
@@ -111,7 +116,6 @@ for kind, c in pairs(counts) do
   if c > 0 then redis.call('HINCRBY', KEYS[9], kind, c) end
 end
 if wake then
-  redis.call('LPUSH', KEYS[10], '1')
-  redis.call('LTRIM', KEYS[10], 0, 63)
+  if redis.call('LPUSH', KEYS[10], '1') > 64 then redis.call('LTRIM', KEYS[10], 0, 63) end
 end
 return out
