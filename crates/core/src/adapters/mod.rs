@@ -408,6 +408,9 @@ impl ProviderClient {
             // A redirect from a status endpoint means a misconfigured base URL; following it
             // could also carry the auth headers to another host.
             .redirect(reqwest::redirect::Policy::none())
+            // A status check is retried by its job's next run, never inside one call: no retry
+            // policy, and no retries allowed, so no request is copied in case it is retried.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientBuildError::Http)?;
