@@ -30,25 +30,20 @@ for i = 0, n - 1 do
   else
     local due = now
     if kind == 'after' then due = now + ms elseif kind == 'at' then due = ms end
+    -- Only a job not due now needs the queue's head (what idle workers sleep towards), read
+    -- once per queue and call, before this job is added; an empty queue's head is never.
+    if due > now and head_due[q] == nil then
+      local head = redis.call('ZRANGE', KEYS[k + 2], 0, 0, 'WITHSCORES')
+      head_due[q] = tonumber(head[2]) or math.huge
+    end
     redis.call('HSET', KEYS[k + 1], id, payload)
     redis.call('ZADD', KEYS[k + 2], due, id)
     -- Wake an idle worker when the job is due now or is earlier than what workers sleep towards.
-    -- Only a later job needs the queue's head (read once, after this call's own adds, which it
-    -- then includes): the common job, due now, wakes a worker without reading it.
     if due <= now then
       wake[q] = (wake[q] or 0) + 1
-    else
-      if head_due[q] == nil then
-        local head = redis.call('ZRANGE', KEYS[k + 2], 0, 0, 'WITHSCORES')
-        head_due[q] = tonumber(head[2])
-        -- This job is in the set already: it is the head only if nothing is earlier.
-        if head_due[q] == due then head_due[q] = nil end
-      end
-      local h = head_due[q]
-      if h == nil or due < h then
-        wake[q] = (wake[q] or 0) + 1
-        head_due[q] = due
-      end
+    elseif due < head_due[q] then
+      wake[q] = (wake[q] or 0) + 1
+      head_due[q] = due
     end
     out[#out + 1] = 1
   end
