@@ -9,6 +9,7 @@
 //!   docs/polling.md).
 //! - `all`: every benchmark, the report and the plots ([`suite`]).
 
+mod affinity;
 mod cluster;
 mod e2e;
 mod economy;

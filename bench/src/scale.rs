@@ -17,6 +17,7 @@ use anyhow::Context;
 use paywatch_core::store::OrderStore;
 use serde::Serialize;
 
+use crate::affinity;
 use crate::e2e::{
     connect, example_order, final_count, final_records, fixed_policy, script_bills, start_sandbox,
     submit_pipelined, wait_count, worker_args,
@@ -84,6 +85,9 @@ pub struct ScaleResult {
     /// Times the kernel took the CPU from Redis while it could run (its involuntary context
     /// switches over submit and spike): each is a pause in whatever command it was running.
     pub redis_preempted: u64,
+    /// The core Redis had to itself (the workers, the sandbox and the driver ran on the
+    /// others), or `None` on a one-core machine.
+    pub redis_own_core: Option<String>,
 }
 
 /// Runs the scale benchmark.
@@ -95,6 +99,12 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         "--slowlog-max-len",
         "1024",
     ])?;
+    // Redis on a core of its own, when the machine has two or more (see `affinity`).
+    let split = affinity::Split::here();
+    let _pinned = match &split {
+        Some(split) => pin_split(split, redis.pid())?,
+        None => None,
+    };
     let url = redis.url();
     let prefix = "pwscale";
     let conn = connect(&url).await?;
@@ -194,6 +204,11 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
     let workers: Vec<_> = (0..o.workers)
         .map(|_| fleet.spawn("paywatch-worker", &args))
         .collect::<anyhow::Result<_>>()?;
+    if let Some(split) = &split {
+        for worker in &workers {
+            affinity::pin(worker.pid(), &split.rest)?;
+        }
+    }
     // The warm-up order was due at once and is checked too (its bill is unknown: not final).
     let timeout = Duration::from_secs(600);
     let waited = wait_count("spike checks", o.spike, timeout, || {
@@ -253,7 +268,14 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         lateness_ms: lateness,
         slowlog,
         redis_preempted: preempted,
+        redis_own_core: split.map(|s| s.redis),
     })
+}
+
+/// Pins Redis to its core and this process (the driver and the sandbox) to the others.
+fn pin_split(split: &affinity::Split, redis: u32) -> anyhow::Result<Option<affinity::SelfPinned>> {
+    affinity::pin(redis, &split.redis)?;
+    Ok(Some(affinity::SelfPinned::new(split)?))
 }
 
 /// The `nonvoluntary_ctxt_switches` of process `pid` so far (0 when unreadable).

@@ -623,7 +623,7 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
          in flight, no worker running. Then {} of them are made due within one second a few \
          seconds ahead (the rest an hour ahead), their bills pay on the first check, and {} \
          `paywatch-worker` processes × concurrency {} start. Lateness = the provider's answer in \
-         hand − the check's due time.\n\n\
+         hand − the check's due time. {}\n\n\
          | metric | value |\n|---|---|\n\
          | submit rate through the FCALL door | **{:.0} orders/s** |\n\
          | Redis bytes per pending order (`used_memory` delta) | **{:.0} B** |\n\
@@ -638,6 +638,7 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
         r.spike,
         s.workers,
         s.concurrency,
+        own_core_sentence(r.redis_own_core.as_deref()),
         r.submit_per_sec,
         r.bytes_per_order,
         r.used_memory_mb,
@@ -666,9 +667,8 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
         let _ = write!(
             body,
             "\nSLOWLOG times a command by the wall clock while Redis runs it, so a Redis process \
-             the kernel preempts (two cores shared with the workers, the sandbox, the driver and \
-             whatever else the machine runs) shows up there too: the kernel took the CPU from \
-             this Redis {} times during the run (its involuntary context switches). An entry \
+             the kernel preempts shows up there too: the kernel took the CPU from this Redis {} \
+             times during the run (its involuntary context switches). An entry \
              hundreds of times its command's mean, for a command whose work does not vary (one \
              submit, one enqueue), is such a pause rather than a slow script.\n",
             r.redis_preempted
@@ -961,4 +961,19 @@ pub fn write_report(o: &SuiteOpts, sections: &[Section]) -> anyhow::Result<Strin
         let _ = write!(md, "## {}\n\n`{}`\n\n{}\n", s.title, s.command, s.body);
     }
     Ok(md)
+}
+
+/// How the scale run shared the machine's cores, for its report.
+fn own_core_sentence(core: Option<&str>) -> String {
+    match core {
+        Some(core) => format!(
+            "Redis runs on core {core} alone and everything else (workers, sandbox, driver) on \
+             the other cores, as a production Redis has a core nobody else is busy on: SLOWLOG \
+             times commands by the wall clock, and a Redis sharing its core with a busy fleet \
+             reads every preemption as a slow command."
+        ),
+        None => "This machine has one core: Redis shares it with everything else, so SLOWLOG \
+                 also counts the time the kernel gave the core to others."
+            .into(),
+    }
 }
