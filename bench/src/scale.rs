@@ -88,6 +88,8 @@ pub struct ScaleResult {
     /// The core Redis had to itself (the workers, the sandbox and the driver ran on the
     /// others), or `None` on a one-core machine.
     pub redis_own_core: Option<String>,
+    /// Whether Redis ran at the highest CPU priority (nice -20; only root may set it).
+    pub redis_prioritised: bool,
 }
 
 /// Runs the scale benchmark.
@@ -101,9 +103,9 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
     ])?;
     // Redis on a core of its own, when the machine has two or more (see `affinity`).
     let split = affinity::Split::here();
-    let _pinned = match &split {
+    let (_pinned, prioritised) = match &split {
         Some(split) => pin_split(split, redis.pid())?,
-        None => None,
+        None => (None, false),
     };
     let url = redis.url();
     let prefix = "pwscale";
@@ -269,13 +271,24 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
         slowlog,
         redis_preempted: preempted,
         redis_own_core: split.map(|s| s.redis),
+        redis_prioritised: prioritised,
     })
 }
 
 /// Pins Redis to its core and this process (the driver and the sandbox) to the others.
-fn pin_split(split: &affinity::Split, redis: u32) -> anyhow::Result<Option<affinity::SelfPinned>> {
+/// Also raises Redis's priority; says whether that worked.
+fn pin_split(
+    split: &affinity::Split,
+    redis: u32,
+) -> anyhow::Result<(Option<affinity::SelfPinned>, bool)> {
     affinity::pin(redis, &split.redis)?;
-    Ok(Some(affinity::SelfPinned::new(split)?))
+    let prioritised = affinity::prioritise(redis);
+    if !prioritised {
+        eprintln!(
+            "scale: could not raise Redis's priority (needs root); SLOWLOG may count preemptions"
+        );
+    }
+    Ok((Some(affinity::SelfPinned::new(split)?), prioritised))
 }
 
 /// The `nonvoluntary_ctxt_switches` of process `pid` so far (0 when unreadable).

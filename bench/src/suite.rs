@@ -638,7 +638,7 @@ async fn scale_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::R
         r.spike,
         s.workers,
         s.concurrency,
-        own_core_sentence(r.redis_own_core.as_deref()),
+        own_core_sentence(r.redis_own_core.as_deref(), r.redis_prioritised),
         r.submit_per_sec,
         r.bytes_per_order,
         r.used_memory_mb,
@@ -964,13 +964,19 @@ pub fn write_report(o: &SuiteOpts, sections: &[Section]) -> anyhow::Result<Strin
 }
 
 /// How the scale run shared the machine's cores, for its report.
-fn own_core_sentence(core: Option<&str>) -> String {
+fn own_core_sentence(core: Option<&str>, prioritised: bool) -> String {
+    let priority = if prioritised {
+        " at the highest CPU priority (nice -20), so the machine's other services cannot hold \
+         its core for a time slice,"
+    } else {
+        ""
+    };
     match core {
         Some(core) => format!(
-            "Redis runs on core {core} alone and everything else (workers, sandbox, driver) on \
-             the other cores, as a production Redis has a core nobody else is busy on: SLOWLOG \
-             times commands by the wall clock, and a Redis sharing its core with a busy fleet \
-             reads every preemption as a slow command."
+            "Redis runs on core {core} alone{priority} and everything else (workers, sandbox, \
+             driver) on the other cores, as a production Redis has a core nobody else is busy \
+             on: SLOWLOG times commands by the wall clock, and a Redis sharing its core with a \
+             busy fleet reads every preemption as a slow command."
         ),
         None => "This machine has one core: Redis shares it with everything else, so SLOWLOG \
                  also counts the time the kernel gave the core to others."
