@@ -56,16 +56,16 @@ impl Split {
 
 /// Pins every thread of process `pid` to `cores` (a `taskset -c` list such as `0-2`).
 pub fn pin(pid: u32, cores: &str) -> anyhow::Result<()> {
-    let status = Command::new("taskset")
+    let output = Command::new("taskset")
         .args(["-a", "-p", "-c", cores, &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .context("running taskset")?;
-    if !status.status.success() {
+    if !output.status.success() {
         bail!(
             "taskset could not pin process {pid} to cores {cores}: {}",
-            String::from_utf8_lossy(&status.stderr).trim()
+            String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     Ok(())

@@ -104,7 +104,10 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
     // Redis on a core of its own, when the machine has two or more (see `affinity`).
     let split = affinity::Split::here();
     let (_pinned, prioritised) = match &split {
-        Some(split) => pin_split(split, redis.pid())?,
+        Some(split) => {
+            let (pinned, prioritised) = pin_split(split, redis.pid())?;
+            (Some(pinned), prioritised)
+        }
         None => (None, false),
     };
     let url = redis.url();
@@ -277,10 +280,7 @@ pub async fn run(fleet: &Fleet, o: &ScaleOpts) -> anyhow::Result<ScaleResult> {
 
 /// Pins Redis to its core and this process (the driver and the sandbox) to the others.
 /// Also raises Redis's priority; says whether that worked.
-fn pin_split(
-    split: &affinity::Split,
-    redis: u32,
-) -> anyhow::Result<(Option<affinity::SelfPinned>, bool)> {
+fn pin_split(split: &affinity::Split, redis: u32) -> anyhow::Result<(affinity::SelfPinned, bool)> {
     affinity::pin(redis, &split.redis)?;
     let prioritised = affinity::prioritise(redis);
     if !prioritised {
@@ -288,7 +288,7 @@ fn pin_split(
             "scale: could not raise Redis's priority (needs root); SLOWLOG may count preemptions"
         );
     }
-    Ok((Some(affinity::SelfPinned::new(split)?), prioritised))
+    Ok((affinity::SelfPinned::new(split)?, prioritised))
 }
 
 /// The `nonvoluntary_ctxt_switches` of process `pid` so far (0 when unreadable).

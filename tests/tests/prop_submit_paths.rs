@@ -6,18 +6,22 @@
 //! as the same order. And a plain body the strict parser refuses is refused with the strict
 //! parser's verdict.
 
-use std::sync::OnceLock;
-
 use paywatch_core::store::{OrderStore, ShardKeys};
-use paywatch_tests::{redis_url, unique_prefix};
+use paywatch_tests::{cleanup, redis_url, unique_prefix};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseResult, TestRunner};
 use serde_json::{Map, Value, json};
 
-/// One prefix for the whole test process, prepared (library loaded, shard count set) once.
-fn prefix() -> &'static str {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let prefix = unique_prefix("submit-paths");
+/// A shard under a prefix of this test's own, prepared (library loaded, shard count set), and
+/// deleted when dropped, also when the test fails.
+struct Shard {
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Shard {
+    fn new(test: &str) -> Self {
+        let prefix = unique_prefix(test);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -34,8 +38,36 @@ fn prefix() -> &'static str {
                 .await
                 .expect("prepare");
         });
-        prefix
-    })
+        Self { prefix, runtime }
+    }
+
+    fn submit(&self, conn: &mut redis::Connection, body: &str) -> Result<Vec<String>, String> {
+        redis::cmd("FCALL")
+            .arg("paywatch_submit")
+            .arg(1)
+            .arg(&ShardKeys::new(&self.prefix, 0).base)
+            .arg(body)
+            .query::<Vec<String>>(conn)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The stored record without its creation time (the one part two submissions differ in).
+    fn record(&self, conn: &mut redis::Connection, order_id: &str) -> Value {
+        let raw: String = redis::cmd("HGET")
+            .arg(format!("{}:jobs", ShardKeys::new(&self.prefix, 0).base))
+            .arg(order_id)
+            .query(conn)
+            .expect("a pending order has a record");
+        let mut record: Value = serde_json::from_str(&raw).expect("records are JSON");
+        record[5] = Value::Null;
+        record
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.runtime.block_on(cleanup(&redis_url(), &self.prefix));
+    }
 }
 
 fn connection() -> redis::Connection {
@@ -45,27 +77,14 @@ fn connection() -> redis::Connection {
         .expect("the test Redis answers")
 }
 
-fn submit(conn: &mut redis::Connection, body: &str) -> Result<Vec<String>, String> {
-    redis::cmd("FCALL")
-        .arg("paywatch_submit")
-        .arg(1)
-        .arg(&ShardKeys::new(prefix(), 0).base)
-        .arg(body)
-        .query::<Vec<String>>(conn)
-        .map_err(|e| e.to_string())
-}
-
-/// The stored record without its creation time (the one part two submissions differ in).
-fn record(conn: &mut redis::Connection, order_id: &str) -> Value {
-    let keys = ShardKeys::new(prefix(), 0);
-    let raw: String = redis::cmd("HGET")
-        .arg(format!("{}:jobs", keys.base))
-        .arg(order_id)
-        .query(conn)
-        .expect("a pending order has a record");
-    let mut record: Value = serde_json::from_str(&raw).expect("records are JSON");
-    record[5] = Value::Null;
-    record
+/// Runs `test` on `cases` inputs from `strategy`, failing with proptest's minimal case.
+fn check<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> TestCaseResult)
+where
+    S::Value: std::fmt::Debug,
+{
+    if let Err(e) = TestRunner::new(Config::with_cases(cases)).run(&strategy, test) {
+        panic!("{e}");
+    }
 }
 
 /// Metadata values: every JSON kind, numbers of every size and form, strings with and without
@@ -132,58 +151,85 @@ fn case_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
-
-    #[test]
-    fn compact_and_pretty_bodies_are_the_same_order(mut o in order()) {
+#[test]
+fn compact_and_pretty_bodies_are_the_same_order() {
+    let shard = Shard::new("submit-paths-same");
+    check(200, order(), |mut o| {
         let mut conn = connection();
         let id = case_id();
         o["order_id"] = Value::from(id.clone());
         let compact = o.to_string();
         let pretty = serde_json::to_string_pretty(&o).expect("pretty");
-        let first = submit(&mut conn, &compact);
+        let first = shard.submit(&mut conn, &compact);
         // The strict parser's verdict on the pretty body under another id, for comparison.
         let mut other = o.clone();
         other["order_id"] = Value::from(format!("{id}-pretty"));
-        let second = submit(&mut conn, &serde_json::to_string_pretty(&other).expect("pretty"));
+        let second = shard.submit(
+            &mut conn,
+            &serde_json::to_string_pretty(&other).expect("pretty"),
+        );
         match (&first, &second) {
             (Ok(a), Ok(b)) => {
                 prop_assert_eq!(a, b);
-                prop_assert_eq!(record(&mut conn, &id), record(&mut conn, &format!("{id}-pretty")));
+                prop_assert_eq!(
+                    shard.record(&mut conn, &id),
+                    shard.record(&mut conn, &format!("{id}-pretty"))
+                );
                 // The same order in other words is recognised as the same order.
-                let again = submit(&mut conn, &pretty);
-                prop_assert_eq!(again, Ok(vec!["exists".to_owned(), "pending".into(), "watching".into()]));
+                let again = shard.submit(&mut conn, &pretty);
+                prop_assert_eq!(
+                    again,
+                    Ok(vec![
+                        "exists".to_owned(),
+                        "pending".into(),
+                        "watching".into()
+                    ])
+                );
             }
             (Err(a), Err(b)) => {
-                // Refused both ways: the same field and message (the id is not in messages of
-                // these orders' possible faults, which come from metadata size alone).
+                // Refused both ways (a generated target or metadata can be invalid): the same
+                // field and message, none of which names the order id.
                 prop_assert_eq!(a, b);
             }
-            _ => prop_assert!(false, "compact {first:?} but pretty {second:?} for {compact}"),
+            _ => prop_assert!(
+                false,
+                "compact {first:?} but pretty {second:?} for {compact}"
+            ),
         }
-    }
+        Ok(())
+    });
+}
 
-    /// Plain bodies the strict parser refuses (repeated keys at any depth, numbers it does not
-    /// take) get the strict parser's verdict, never the fast path's reading; numbers the fast
-    /// path leaves alone (non-canonical, inexact in a double) are read by the strict parser.
-    #[test]
-    fn plain_bodies_the_strict_parser_refuses_are_refused(
-        key in "[a-z]{1,4}",
-        depth in 0usize..3,
-        number in prop_oneof![
-            // Plain values: the fast path reads these, so a repeat must be caught there.
-            Just("1".to_owned()), Just("0".to_owned()), Just("-7".to_owned()),
-            Just("123456789012345".to_owned()), Just(r#""s""#.to_owned()),
-            Just("{}".to_owned()), Just("true".to_owned()), Just("null".to_owned()),
-            // Numbers the fast path must leave to the strict parser.
-            Just("01".to_owned()), Just("-0".to_owned()), Just("1.0".to_owned()),
-            Just("1e2".to_owned()), Just("9007199254740993".to_owned()),
-            Just("123456789012345678".to_owned()), Just("0x1F".to_owned()),
-            Just("+1".to_owned()), Just("Infinity".to_owned()), Just("NaN".to_owned()),
-        ],
-        repeat in any::<bool>(),
-    ) {
+/// Plain bodies the strict parser refuses (repeated keys at any depth, numbers it does not
+/// take) get the strict parser's verdict, never the fast path's reading; numbers the fast
+/// path leaves alone (non-canonical, inexact in a double) are read by the strict parser.
+#[test]
+fn plain_bodies_the_strict_parser_refuses_are_refused() {
+    let shard = Shard::new("submit-paths-refused");
+    let number = prop_oneof![
+        // Plain values: the fast path reads these, so a repeat must be caught there.
+        Just("1"),
+        Just("0"),
+        Just("-7"),
+        Just("123456789012345"),
+        Just(r#""s""#),
+        Just("{}"),
+        Just("true"),
+        Just("null"),
+        // Numbers the fast path must leave to the strict parser.
+        Just("01"),
+        Just("-0"),
+        Just("1.0"),
+        Just("1e2"),
+        Just("9007199254740993"),
+        Just("123456789012345678"),
+        Just("0x1F"),
+        Just("+1"),
+        Just("Infinity"),
+        Just("NaN"),
+    ];
+    let inputs = ("[a-z]{1,4}", 0usize..3, number, any::<bool>());
+    check(256, inputs, |(key, depth, number, repeat)| {
         let mut conn = connection();
         let id = case_id();
         let mut inner = if repeat {
@@ -198,14 +244,16 @@ proptest! {
             r#"{{"order_id":"{id}","provider":"cashless","payment_id":"p","metadata":{inner}}}"#
         );
         // The same body with a newline: the strict parser's reading and verdict.
-        let strict = compact.replacen('{', "{\n", 1);
         let strict_id = format!("{id}-strict");
-        let strict = strict.replace(&id, &strict_id);
-        let fast = submit(&mut conn, &compact);
-        let slow = submit(&mut conn, &strict);
+        let strict = compact.replacen('{', "{\n", 1).replace(&id, &strict_id);
+        let fast = shard.submit(&mut conn, &compact);
+        let slow = shard.submit(&mut conn, &strict);
         match (&fast, &slow) {
             (Ok(_), Ok(_)) => {
-                prop_assert_eq!(record(&mut conn, &id), record(&mut conn, &strict_id));
+                prop_assert_eq!(
+                    shard.record(&mut conn, &id),
+                    shard.record(&mut conn, &strict_id)
+                );
             }
             (Err(a), Err(b)) => {
                 // Positions in messages count the inserted newline.
@@ -216,11 +264,13 @@ proptest! {
             }
             _ => prop_assert!(false, "plain {fast:?} but strict {slow:?} for {compact}"),
         }
-    }
+        Ok(())
+    });
 }
 
 #[test]
 fn the_deepest_plain_body_the_strict_parser_takes_is_taken_and_one_deeper_is_not() {
+    let shard = Shard::new("submit-paths-deep");
     let mut conn = connection();
     // The body is depth 1; metadata adds the rest. MAX_DEPTH is 32.
     for (levels, ok) in [(31usize, true), (32, false)] {
@@ -229,7 +279,7 @@ fn the_deepest_plain_body_the_strict_parser_takes_is_taken_and_one_deeper_is_not
         let body = format!(
             r#"{{"order_id":"{id}","provider":"cashless","payment_id":"p","metadata":{metadata}}}"#
         );
-        let reply = submit(&mut conn, &body);
+        let reply = shard.submit(&mut conn, &body);
         assert_eq!(reply.is_ok(), ok, "{levels} levels: {reply:?}");
         if let Err(e) = reply {
             assert!(e.contains("nested deeper than 32"), "{e}");
