@@ -16,6 +16,15 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Two distinct free loopback ports (both held until both are chosen).
+fn two_free_ports() -> anyhow::Result<[u16; 2]> {
+    let held = [
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    ];
+    Ok([held[0].local_addr()?.port(), held[1].local_addr()?.port()])
+}
+
 /// One `redis-server` child process.
 #[derive(Debug)]
 pub struct RedisProcess {
@@ -28,7 +37,11 @@ impl RedisProcess {
     /// Starts `redis-server` (keeping nothing on disk) with `extra` arguments and waits until it
     /// answers PING.
     pub fn start(extra: &[&str]) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        Self::start_on(free_port()?, extra)
+    }
+
+    /// Same, on `port`.
+    fn start_on(port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("paywatch-bench-redis-{port}"));
         std::fs::create_dir_all(&dir)?;
         let child = Command::new(redis_server_binary())
@@ -93,16 +106,26 @@ impl RedisCluster {
     /// mostly on one master, and the benchmark wants each master to carry the same share.
     pub fn start(slots: [(u16, u16); 3]) -> anyhow::Result<Self> {
         let nodes = (0..3)
-            .map(|_| {
-                RedisProcess::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
+            .map(|_| -> anyhow::Result<(RedisProcess, u16)> {
+                // The bus port is named: Redis's default, port + 10000, can pass 65535 for a
+                // port the kernel handed out, and the node would not start.
+                let [port, bus] = two_free_ports()?;
+                let node = RedisProcess::start_on(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-port",
+                        &bus.to_string(),
+                    ],
+                )?;
+                Ok((node, bus))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for (node, (first, last)) in nodes.iter().zip(slots) {
+        let (nodes, buses): (Vec<RedisProcess>, Vec<u16>) = nodes.into_iter().unzip();
+        for ((node, bus), (first, last)) in nodes.iter().zip(&buses).zip(slots) {
             let mut conn = redis::Client::open(node.url())?.get_connection()?;
             let _: () = redis::cmd("CLUSTER")
                 .arg("ADDSLOTSRANGE")
@@ -115,6 +138,7 @@ impl RedisCluster {
                     .arg("MEET")
                     .arg("127.0.0.1")
                     .arg(node.port)
+                    .arg(bus)
                     .query(&mut first_node)?;
             }
         }

@@ -164,6 +164,19 @@ where
     }
 }
 
+/// `N` distinct free loopback ports from [`free_port`]'s range, for a server that listens on
+/// several: each is held until all are chosen, so no two are the same.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let mut held: Vec<TcpListener> = Vec::with_capacity(N);
+    while held.len() < N {
+        // Another test may take the port between the probe and this bind: then probe again.
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", free_port())) {
+            held.push(listener);
+        }
+    }
+    std::array::from_fn(|i| held[i].local_addr().expect("bound address").port())
+}
+
 /// A free TCP port on the loopback interface, outside the kernel's ephemeral range (32768+), so
 /// that a server restarted on it cannot find it taken by some other test's `127.0.0.1:0`.
 pub fn free_port() -> u16 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use paywatch_core::PaymentStatus;
 use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, RedisQueue};
 use paywatch_tests::stack::Stack;
-use paywatch_tests::{free_port, wait_for};
+use paywatch_tests::{free_ports, wait_for};
 use serde_json::json;
 
 /// Shards for three masters: their hash tags land on all three (slots 1264, 5329, 9394, 13459
@@ -30,19 +30,25 @@ impl Drop for Node {
     }
 }
 
+/// Starts a cluster node on a free port with its bus on another free port.
+///
+/// The bus port is given (`--cluster-port`) rather than left at Redis's default of port + 10000:
+/// that lands in the kernel's ephemeral range (or past 65535), where another process's
+/// connection can hold it and the node then exits before it ever answers.
 fn start_node() -> Node {
-    let port = free_port();
+    let [port, bus] = free_ports();
     let dir = std::env::temp_dir().join(format!("paywatch-cluster-{port}"));
     std::fs::create_dir_all(&dir).expect("node dir");
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-port", &bus.to_string()])
         .args([
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
             "nodes.conf",
         ])
-        .args(["--save", "", "--appendonly", "no"])
+        .args(["--save", "", "--appendonly", "no", "--logfile", "redis.log"])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
@@ -50,6 +56,28 @@ fn start_node() -> Node {
         .spawn()
         .expect("start redis-server");
     Node { port, child, dir }
+}
+
+/// Waits until `node` answers, failing at once with its log if the server has exited.
+async fn wait_answering(node: &mut Node) {
+    let start = std::time::Instant::now();
+    while info(node.port, "server").await.is_none() {
+        let log = || std::fs::read_to_string(node.dir.join("redis.log")).unwrap_or_default();
+        if let Ok(Some(status)) = node.child.try_wait() {
+            panic!(
+                "cluster node on port {} exited ({status}):\n{}",
+                node.port,
+                log()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cluster node on port {} did not answer within 10 s:\n{}",
+            node.port,
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn info(port: u16, section: &str) -> Option<String> {
@@ -72,12 +100,9 @@ async fn info(port: u16, section: &str) -> Option<String> {
 
 #[tokio::test]
 async fn orders_run_end_to_end_on_a_three_master_cluster() {
-    let nodes: Vec<Node> = (0..3).map(|_| start_node()).collect();
-    for node in &nodes {
-        wait_for("a cluster node to answer", Duration::from_secs(10), || {
-            info(node.port, "server")
-        })
-        .await;
+    let mut nodes: Vec<Node> = (0..3).map(|_| start_node()).collect();
+    for node in &mut nodes {
+        wait_answering(node).await;
     }
     let addrs: Vec<String> = nodes
         .iter()
