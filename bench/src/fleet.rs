@@ -220,14 +220,15 @@ async fn run_producer(args: Vec<String>) -> anyhow::Result<()> {
     use paywatch_producer::config::{Cli, Command};
     let cli = Cli::try_parse_from(std::iter::once("paywatch-producer".to_string()).chain(args))?;
     paywatch_core::telemetry::init_logs()?;
-    let producer =
-        Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
-            .await?;
     let Command::Serve(mut args) = cli.command else {
         bail!("the benchmarks run only `paywatch-producer serve`");
     };
+    let api = args.api()?;
+    let producer =
+        Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
+            .await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let router = args.router(producer)?;
+    let router = api.router(producer);
     paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal()).await?;
     Ok(())
 }

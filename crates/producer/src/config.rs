@@ -121,22 +121,37 @@ pub struct ServeArgs {
 
 // By hand because the HandCash secret is a plain string here (main.rs wraps it in a `Secret`).
 impl ServeArgs {
-    /// The API these options describe, on `producer`: its tokens, events secret, HandCash secret
-    /// and webhook gap. Consumes the secrets.
-    pub fn router(
-        &mut self,
-        producer: crate::Producer,
-    ) -> Result<axum::Router, crate::auth::AuthConfigError> {
-        let auth = crate::auth::ApiAuth::new(
-            std::mem::take(&mut self.api_tokens),
-            self.events_secret.take(),
-        )?;
-        let handcash = self
-            .handcash_app_secret
-            .take()
-            .map(paywatch_core::Secret::new);
+    /// The API's own settings: its tokens, events secret, HandCash secret and webhook gap,
+    /// checked. Consumes the secrets; called before anything connects, so a bad setting is
+    /// reported first and changes nothing.
+    pub fn api(&mut self) -> Result<ApiSettings, crate::auth::AuthConfigError> {
+        Ok(ApiSettings {
+            auth: crate::auth::ApiAuth::new(
+                std::mem::take(&mut self.api_tokens),
+                self.events_secret.take(),
+            )?,
+            handcash: self
+                .handcash_app_secret
+                .take()
+                .map(paywatch_core::Secret::new),
+            webhook_min_gap: self.webhook_min_gap,
+        })
+    }
+}
+
+/// The checked settings of the HTTP API, from [`ServeArgs::api`] (its secrets print redacted).
+#[derive(Debug)]
+pub struct ApiSettings {
+    auth: crate::auth::ApiAuth,
+    handcash: Option<paywatch_core::Secret>,
+    webhook_min_gap: std::time::Duration,
+}
+
+impl ApiSettings {
+    /// The API on `producer`.
+    pub fn router(self, producer: crate::Producer) -> axum::Router {
         let producer = producer.with_webhook_gap(self.webhook_min_gap);
-        Ok(crate::http::router(producer, handcash, auth))
+        crate::http::router(producer, self.handcash, self.auth)
     }
 }
 

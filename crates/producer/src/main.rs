@@ -14,8 +14,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     paywatch_core::telemetry::init_logs()?;
+    // Settings that need no Redis are checked before connecting to it.
+    let api = match &mut cli.command {
+        Command::Serve(args) => Some(args.api()?),
+        _ => None,
+    };
     let producer =
         Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
             .await
@@ -23,7 +28,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .with_durability(&cli.redis.redis_url, cli.redis.durability())
             .context("REDIS_URL")?;
     match cli.command {
-        Command::Serve(mut args) => {
+        Command::Serve(args) => {
             if let Some(addr) = args.metrics_listen {
                 let bound = telemetry::serve(
                     addr,
@@ -40,7 +45,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .with_context(|| {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
-            let router = args.router(producer)?;
+            let router = api.context("API settings")?.router(producer);
             paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal()).await?;
         }
         Command::Enqueue(args) => {
