@@ -8,6 +8,8 @@
 //! not start.
 
 pub mod chaos;
+pub mod property;
+pub mod shard;
 pub mod stack;
 
 use std::future::Future;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use paywatch_core::ip_ranges::classify;
 use paywatch_core::store::{FieldError, ShardKeys};
 use paywatch_core::targets;
 use paywatch_tests::stack::Stack;
@@ -358,6 +359,14 @@ async fn a_caller_cannot_write_outside_its_shard() {
 #[tokio::test]
 async fn the_function_and_the_notifiers_agree_on_every_target() {
     let stack = Stack::start("door-targets").await;
+    // A webhook notifier with nothing allow-listed publishes that to the function.
+    let mut args = stack.notifier_args_for("notify-webhook");
+    let at = args
+        .iter()
+        .position(|a| a == "--webhook-allow-hosts")
+        .expect("the stack's notifiers allow-list loopback");
+    args.drain(at..at + 2);
+    let notifier = stack.worker(&args).await;
     let keys = ShardKeys::new(&stack.prefix, 0);
     let mut conn = connect(&stack).await;
     let emails = [
@@ -404,9 +413,18 @@ async fn the_function_and_the_notifiers_agree_on_every_target() {
         "https://-bad.example/",
         "https://[zz]/",
         "https://",
+        // IP literals the SSRF guard blocks (nothing is allow-listed here), in the spellings
+        // URL parsers read as them, and hosts they refuse.
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.1/h",
+        "http://0x7f.0.0.1/h",
+        "http://[::ffff:10.0.0.1]/h",
+        "http://8.8.8.8/h",
+        "http://shop.123/h",
+        "https://[1:2]/h",
     ];
     let mut n = 0;
-    let mut check = |notify: Value, rust: Option<&'static str>| {
+    let mut check = |notify: Value, rust: Option<String>| {
         n += 1;
         let body = json!({"order_id": format!("t{n}"), "provider": "cashless", "payment_id": format!("p{n}"), "notify": notify});
         (body, rust)
@@ -415,19 +433,25 @@ async fn the_function_and_the_notifiers_agree_on_every_target() {
     for email in emails {
         cases.push(check(
             json!({"email": email}),
-            targets::email_problem(email),
+            targets::email_problem(email).map(str::to_owned),
         ));
     }
     for url in urls {
         cases.push(check(
             json!({"webhook_url": url}),
-            targets::webhook_url_problem(url),
+            targets::webhook_url_problem(url)
+                .map(str::to_owned)
+                .or_else(|| {
+                    targets::webhook_ip_literal(url)
+                        .and_then(classify)
+                        .map(targets::blocked_webhook_problem)
+                }),
         ));
     }
     for chat in [1_i64, -1_001_234_567_890, 0, targets::MAX_CHAT_ID, i64::MAX] {
         cases.push(check(
             json!({"telegram_chat_id": chat}),
-            targets::telegram_chat_problem(chat),
+            targets::telegram_chat_problem(chat).map(str::to_owned),
         ));
     }
     for (body, rust) in cases {
@@ -441,6 +465,7 @@ async fn the_function_and_the_notifiers_agree_on_every_target() {
             (lua, rust) => panic!("disagree on {body}: function {lua:?}, notifiers {rust:?}"),
         }
     }
+    notifier.stop().await;
     stack.finish().await;
 }
 

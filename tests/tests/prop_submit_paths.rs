@@ -6,86 +6,10 @@
 //! as the same order. And a plain body the strict parser refuses is refused with the strict
 //! parser's verdict.
 
-use paywatch_core::store::{OrderStore, ShardKeys};
-use paywatch_tests::{cleanup, redis_url, unique_prefix};
+use paywatch_tests::property::check;
+use paywatch_tests::shard::{PreparedShard as Shard, connection};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseResult, TestRunner};
 use serde_json::{Map, Value, json};
-
-/// A shard under a prefix of this test's own, prepared (library loaded, shard count set), and
-/// deleted when dropped, also when the test fails.
-struct Shard {
-    prefix: String,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Shard {
-    fn new(test: &str) -> Self {
-        let prefix = unique_prefix(test);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
-            let conn = paywatch_queue::RedisConn::Single(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .expect("the test Redis answers"),
-            );
-            OrderStore::new(conn, prefix.clone(), 1)
-                .prepare()
-                .await
-                .expect("prepare");
-        });
-        Self { prefix, runtime }
-    }
-
-    fn submit(&self, conn: &mut redis::Connection, body: &str) -> Result<Vec<String>, String> {
-        redis::cmd("FCALL")
-            .arg("paywatch_submit")
-            .arg(1)
-            .arg(&ShardKeys::new(&self.prefix, 0).base)
-            .arg(body)
-            .query::<Vec<String>>(conn)
-            .map_err(|e| e.to_string())
-    }
-
-    /// The stored record without its creation time (the one part two submissions differ in).
-    fn record(&self, conn: &mut redis::Connection, order_id: &str) -> Value {
-        let raw: String = redis::cmd("HGET")
-            .arg(format!("{}:jobs", ShardKeys::new(&self.prefix, 0).base))
-            .arg(order_id)
-            .query(conn)
-            .expect("a pending order has a record");
-        let mut record: Value = serde_json::from_str(&raw).expect("records are JSON");
-        record[5] = Value::Null;
-        record
-    }
-}
-
-impl Drop for Shard {
-    fn drop(&mut self) {
-        self.runtime.block_on(cleanup(&redis_url(), &self.prefix));
-    }
-}
-
-fn connection() -> redis::Connection {
-    redis::Client::open(redis_url())
-        .expect("REDIS_URL parses")
-        .get_connection()
-        .expect("the test Redis answers")
-}
-
-/// Runs `test` on `cases` inputs from `strategy`, failing with proptest's minimal case.
-fn check<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> TestCaseResult)
-where
-    S::Value: std::fmt::Debug,
-{
-    if let Err(e) = TestRunner::new(Config::with_cases(cases)).run(&strategy, test) {
-        panic!("{e}");
-    }
-}
 
 /// Metadata values: every JSON kind, numbers of every size and form, strings with and without
 /// escapes or non-ASCII, nested objects and arrays.

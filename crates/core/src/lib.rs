@@ -16,6 +16,7 @@
 //! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
 //!   the one door every language submits through.
 //! - [`targets`]: the rules for notification targets, shared with the function library.
+//! - [`ip_ranges`]: the address ranges webhooks may not reach by default, and allow-list ranges.
 //! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
 //! - [`queues`]: the names of paywatch's queues.
 //! - [`shutdown`]: the shutdown signal every binary waits for.
@@ -25,6 +26,7 @@
 pub mod adapters;
 pub mod durations;
 pub mod ids;
+pub mod ip_ranges;
 pub mod metrics;
 pub mod notification;
 pub mod observation;

@@ -85,26 +85,30 @@ pub fn webhook_url_problem(url: &str) -> Option<&'static str> {
     if authority.contains('@') {
         return Some("must not contain credentials");
     }
-    let (host, port) = if authority.starts_with('[') {
-        match authority.find(']') {
-            Some(end)
-                if end > 1
-                    && authority[1..end]
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') =>
-            {
-                authority.split_at(end + 1)
-            }
-            _ => return Some("has an invalid IPv6 host"),
+    // Hosts are read as the notifiers' URL parser reads them (WHATWG): a bracketed host must be
+    // an IPv6 address, and one whose last label is a number must be an IPv4 address.
+    let port = if authority.starts_with('[') {
+        let Some(end) = authority.find(']') else {
+            return Some("has an invalid IPv6 host");
+        };
+        let (host, port) = authority.split_at(end + 1);
+        if !matches!(url::Host::parse(host), Ok(url::Host::Ipv6(_))) {
+            return Some("has an invalid IPv6 host");
         }
+        port
     } else {
         let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
         if !valid_labels(host, 1) {
             return Some("must have a host name");
         }
-        (host, port)
+        if matches!(
+            url::Host::parse(host),
+            Err(url::ParseError::InvalidIpv4Address)
+        ) {
+            return Some("has a host that ends in a number but is not a valid IPv4 address");
+        }
+        port
     };
-    let _ = host;
     if !port.is_empty() {
         let digits = port.strip_prefix(':').unwrap_or_default();
         let ok = !digits.is_empty()
@@ -125,6 +129,25 @@ pub fn webhook_url_problem(url: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The address a webhook URL without a [`webhook_url_problem`] names as its host, if it is an
+/// IP literal (`127.1` included: URL parsers read it as 127.0.0.1).
+pub fn webhook_ip_literal(url: &str) -> Option<std::net::IpAddr> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// What the submit function says of an IP-literal webhook URL in `range` that the notifiers'
+/// allow-list does not cover.
+pub fn blocked_webhook_problem(range: crate::ip_ranges::Blocked) -> String {
+    format!(
+        "points at an address webhooks may not reach ({range}) unless the notifiers allow it in \
+         PAYWATCH_WEBHOOK_ALLOW_HOSTS"
+    )
 }
 
 /// Why `chat_id` is not a Telegram chat paywatch sends to, or `None` when it is.
@@ -194,6 +217,39 @@ mod tests {
             "HTTPS://shop.example/",
         ] {
             assert!(webhook_url_problem(bad).is_some(), "{bad}");
+        }
+        // What URL parsers refuse as hosts: not IPv4 though the last label is a number, not
+        // IPv6 though bracketed.
+        for bad in [
+            "http://shop.123/",
+            "http://1.2.3.256/",
+            "http://1.2.3.4.5/",
+            "http://09/",
+            "https://[1:2]/",
+            "https://[::1::]/",
+            "https://[::ffff:1.2.3.04]/",
+        ] {
+            assert!(webhook_url_problem(bad).is_some(), "{bad}");
+            assert!(url::Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_literals_are_the_addresses_url_parsers_connect_to() {
+        for (url, ip) in [
+            ("http://127.1/", Some("127.0.0.1")),
+            ("http://0x7f.0.0.1/", Some("127.0.0.1")),
+            ("http://2130706433/", Some("127.0.0.1")),
+            ("http://0177.0.0.01/", Some("127.0.0.1")),
+            ("http://[::ffff:10.0.0.1]/", Some("::ffff:10.0.0.1")),
+            ("http://shop.example/", None),
+        ] {
+            assert_eq!(webhook_url_problem(url), None, "{url}");
+            assert_eq!(
+                webhook_ip_literal(url),
+                ip.map(|ip| ip.parse().expect("ip")),
+                "{url}"
+            );
         }
     }
 

@@ -72,7 +72,8 @@ pub struct NotifyRequest {
     /// A Telegram chat id: an integer, not 0.
     #[schema(minimum = -9007199254740991_i64, maximum = 9007199254740991_i64)]
     pub telegram_chat_id: Option<i64>,
-    /// An http(s) URL without credentials or fragment.
+    /// An http(s) URL without credentials or fragment. An IP-literal host in a range the webhook
+    /// notifiers do not reach (loopback, private, link-local, …) is refused unless allow-listed.
     #[schema(max_length = 2048, pattern = r"^https?://[^@#/?\s]+([/?][^#\s]*)?$")]
     pub webhook_url: Option<String>,
 }

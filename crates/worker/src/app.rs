@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use apalis::prelude::*;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -64,7 +65,14 @@ impl App {
             RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config, 0)).await?;
         // The queues' connection, shared: one socket (or one per Cluster node) per process.
         let conn = base.connection();
-        let store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
+        let mut store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
+        if config.queues.iter().any(|q| q == queues::NOTIFY_WEBHOOK) {
+            // Submissions are judged by the allow-list this notifier delivers under.
+            store = store.with_webhook_allow(
+                crate::notify::webhook::published_allow_list(&config.channels.webhook_allow_hosts)
+                    .context("PAYWATCH_WEBHOOK_ALLOW_HOSTS")?,
+            );
+        }
         store.prepare().await?;
         let providers = config.providers_config()?;
         let gate = Gate::new(

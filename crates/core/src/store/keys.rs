@@ -22,6 +22,14 @@ pub fn check_queue(shard: u32) -> String {
     format!("{CHECK_PAYMENT}.{shard}")
 }
 
+/// The meta hash's field holding the shard count.
+pub const META_SHARDS: &str = "shards";
+
+/// The meta hash's field holding the address ranges the webhook notifiers allow-list
+/// ([`crate::ip_ranges::publish_text`]): the submit function refuses IP-literal webhook URLs in a
+/// blocked range unless they fall in one.
+pub const META_WEBHOOK_ALLOW: &str = "webhook_allow";
+
 /// The keys of one shard under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardKeys {
@@ -31,7 +39,8 @@ pub struct ShardKeys {
     pub orders: String,
     /// HASH `<provider>:<payment id>` → order id, for provider webhooks.
     pub payments: String,
-    /// HASH `shards` → the shard count, written at start-up and checked by every submit.
+    /// HASH [`META_SHARDS`] → the shard count, written at start-up and checked by every submit;
+    /// [`META_WEBHOOK_ALLOW`] → the webhook notifiers' allow-list.
     pub meta: String,
     /// A counter durable acknowledgements bump, so `WAIT` covers writes made by another
     /// connection (a re-submitted order, a webhook promotion).

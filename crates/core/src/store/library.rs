@@ -12,11 +12,11 @@ pub const SOURCE: &str = include_str!("paywatch.lua");
 pub const CONTRACT: i64 = 1;
 
 /// The revision of [`SOURCE`]: between two libraries of one contract, the higher revision wins.
-pub const REVISION: i64 = 7;
+pub const REVISION: i64 = 8;
 
 /// CRC-32 of [`SOURCE`], so a change to the library cannot ship without a new [`REVISION`]
 /// (a test compares them).
-pub const SOURCE_CRC32: u32 = 2666199752;
+pub const SOURCE_CRC32: u32 = 1911103668;
 
 /// The loaded library's version, or `None` when none is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -254,6 +254,7 @@ pub struct OrderStore {
     prefix: String,
     shards: u32,
     durable: Option<DurableWrites>,
+    webhook_allow: Option<String>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -262,6 +263,7 @@ impl std::fmt::Debug for OrderStore {
             .field("prefix", &self.prefix)
             .field("shards", &self.shards)
             .field("durable", &self.durable)
+            .field("webhook_allow", &self.webhook_allow)
             .finish()
     }
 }
@@ -281,7 +283,16 @@ impl OrderStore {
             prefix: prefix.into(),
             shards: shards.clamp(1, MAX_SHARDS),
             durable: None,
+            webhook_allow: None,
         }
+    }
+
+    /// Publishes the webhook notifiers' allow-list (from [`crate::ip_ranges::publish_text`]) in
+    /// every shard whenever [`OrderStore::prepare`] runs: what a worker serving `notify-webhook`
+    /// does, so that submissions are judged by the rule its deliveries follow.
+    pub fn with_webhook_allow(mut self, published: String) -> Self {
+        self.webhook_allow = Some(published);
+        self
     }
 
     /// Acknowledges submissions and webhook promotions only once they are as durable as
@@ -326,14 +337,23 @@ impl OrderStore {
         library::ensure(&mut conn).await?;
         for shard in 0..self.shards {
             let keys = self.keys(shard);
-            let (_, stored): (i64, Option<u32>) = redis::pipe()
+            let mut pipe = redis::pipe();
+            if let Some(published) = &self.webhook_allow {
+                // Last writer wins: every notify-webhook worker of a fleet has the same list.
+                pipe.cmd("HSET")
+                    .arg(&keys.meta)
+                    .arg(keys::META_WEBHOOK_ALLOW)
+                    .arg(published)
+                    .ignore();
+            }
+            let (_, stored): (i64, Option<u32>) = pipe
                 .cmd("HSETNX")
                 .arg(&keys.meta)
-                .arg("shards")
+                .arg(keys::META_SHARDS)
                 .arg(self.shards)
                 .cmd("HGET")
                 .arg(&keys.meta)
-                .arg("shards")
+                .arg(keys::META_SHARDS)
                 .query_async(&mut conn)
                 .await?;
             match stored {

@@ -16,6 +16,7 @@
 --   base:orders    HASH order id -> record       final orders
 --   base:payments  HASH provider:payment id -> order id   for provider webhooks
 --   base:meta      HASH shards -> N              written by producers and workers at start-up
+--                       webhook_allow -> ranges  the webhook notifiers' allow-list (ip_ranges.rs)
 -- The shard of an order is crc32(order_id) % N (IEEE CRC-32, as zlib computes it).
 --
 -- Records are compact JSON arrays, written here on submission and by workers afterwards:
@@ -25,7 +26,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 7        -- bumped on every change of this file (library.rs checks it)
+local REVISION = 8        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -432,6 +433,141 @@ local function email_problem(v)
   return nil
 end
 
+-- IP-literal webhook hosts, read as the notifiers' URL parser (the WHATWG URL standard) reads
+-- them, so that a host it would refuse is refused here and an address is judged as the one it
+-- will connect to: `127.1`, `0x7f.0.0.1` and `2130706433` are all 127.0.0.1. Addresses come back
+-- as fixed-width lowercase hex (8 or 32 digits), the form allow-lists are published in.
+
+-- A WHATWG IPv4 number: its value, OVERFLOW past 2^32 - 1, or nil when it is not a number.
+local OVERFLOW = -1
+local function ipv4_number(part)
+  if part == '' then return nil end
+  local digits, class, radix = part, '^%d+$', 10
+  if string.find(part, '^0[xX]') then
+    digits, class, radix = string.sub(part, 3), '^%x+$', 16
+  elseif #part >= 2 and string.sub(part, 1, 1) == '0' then
+    digits, class, radix = string.sub(part, 2), '^[0-7]+$', 8
+  end
+  if digits == '' then return 0 end
+  if not string.find(digits, class) then return nil end
+  digits = string.gsub(digits, '^0+', '')
+  -- 12 significant digits exceed 2^32 in any of the three radixes; 11 are still exact.
+  if #digits > 11 then return OVERFLOW end
+  local n = tonumber(digits ~= '' and digits or '0', radix)
+  if n > 4294967295 then return OVERFLOW end
+  return n
+end
+
+-- For a host that is not bracketed: nil for a domain name, false for a host that ends in a
+-- number but is no IPv4 address, else the address.
+local function ipv4_host(host)
+  local parts = {}
+  for part in string.gmatch(host, '[^.]+') do parts[#parts + 1] = part end
+  local last = parts[#parts]
+  if not string.find(last, '^%d+$') and ipv4_number(last) == nil then return nil end
+  if #parts > 4 then return false end
+  local value = 0
+  for i, part in ipairs(parts) do
+    local n = ipv4_number(part)
+    if n == nil or n == OVERFLOW then return false end
+    if i < #parts then
+      if n > 255 then return false end
+      value = value + n * 256 ^ (4 - i)
+    else
+      if n >= 256 ^ (5 - #parts) then return false end
+      value = value + n
+    end
+  end
+  return string.format('%08x', value)
+end
+
+-- The bracketed host's inside as an IPv6 address, or false (the WHATWG IPv6 parser).
+local function ipv6_host(s)
+  local pieces = {0, 0, 0, 0, 0, 0, 0, 0}
+  local len, i, piece, compress = #s, 1, 1, nil
+  local function at(k) return string.sub(s, k, k) end
+  if len < 2 then return false end
+  if at(1) == ':' then
+    if at(2) ~= ':' then return false end
+    i, piece, compress = 3, 2, 2
+  end
+  local ipv4 = false
+  while i <= len do
+    if piece == 9 then return false end
+    if at(i) == ':' then
+      if compress then return false end
+      i = i + 1
+      piece = piece + 1
+      compress = piece
+    else
+      local start, value = i, 0
+      while i <= len and i < start + 4 and string.find(at(i), '^%x$') do
+        value = value * 16 + tonumber(at(i), 16)
+        i = i + 1
+      end
+      if i <= len then
+        local c = at(i)
+        if c == '.' then
+          if i == start or piece > 7 then return false end
+          i = start
+          ipv4 = true
+        elseif c == ':' then
+          i = i + 1
+          if i > len then return false end
+        else
+          return false
+        end
+      end
+      if ipv4 then break end
+      pieces[piece] = value
+      piece = piece + 1
+    end
+  end
+  if ipv4 then
+    if piece > 7 then return false end
+    local seen = 0
+    while i <= len do
+      if seen > 0 then
+        if seen < 4 and at(i) == '.' then i = i + 1 else return false end
+      end
+      local octet = nil
+      while i <= len and string.find(at(i), '^%d$') do
+        local d = tonumber(at(i))
+        if octet == nil then
+          octet = d
+        elseif octet == 0 then
+          return false
+        else
+          octet = octet * 10 + d
+          if octet > 255 then return false end
+        end
+        i = i + 1
+      end
+      if octet == nil then return false end
+      pieces[piece] = pieces[piece] * 256 + octet
+      seen = seen + 1
+      if seen == 2 or seen == 4 then piece = piece + 1 end
+    end
+    if seen ~= 4 then return false end
+  end
+  if i <= len then return false end
+  if compress then
+    -- Move the pieces after the `::` to the end; zeros fill the gap.
+    local swaps = piece - compress
+    piece = 8
+    while swaps > 0 do
+      pieces[piece], pieces[compress + swaps - 1] = pieces[compress + swaps - 1], pieces[piece]
+      swaps = swaps - 1
+      piece = piece - 1
+    end
+  elseif piece ~= 9 then
+    return false
+  end
+  local hex = {}
+  for k = 1, 8 do hex[k] = string.format('%04x', pieces[k]) end
+  return table.concat(hex)
+end
+
 local function url_problem(v)
   if #v > MAX_URL then return 'is longer than ' .. MAX_URL .. ' characters' end
   if string.find(v, '[^\33-\126]') then return 'may only contain printable ASCII without spaces' end
@@ -440,13 +576,19 @@ local function url_problem(v)
   if string.find(v, '#', 1, true) then return 'must not contain a fragment (#)' end
   local authority = string.match(rest, '^[^/?]*')
   if string.find(authority, '@', 1, true) then return 'must not contain credentials' end
-  local host, port = authority, nil
+  local host, port, ip = authority, nil, nil
   if string.sub(authority, 1, 1) == '[' then
-    host, port = string.match(authority, '^(%[[%x:.]+%])(.*)$')
-    if not host then return 'has an invalid IPv6 host' end
+    local inside
+    inside, port = string.match(authority, '^%[([^%]]*)%](.*)$')
+    ip = inside and ipv6_host(inside)
+    if not ip then return 'has an invalid IPv6 host' end
+    ip = {'6', ip}
   else
     host, port = string.match(authority, '^([^:]*)(.*)$')
     if not valid_labels(host, 1) then return 'must have a host name' end
+    local v4 = ipv4_host(host)
+    if v4 == false then return 'has a host that ends in a number but is not a valid IPv4 address' end
+    if v4 then ip = {'4', v4} end
   end
   if port ~= '' then
     local digits = string.match(port, '^:(%d+)$')
@@ -460,7 +602,7 @@ local function url_problem(v)
     if not string.find(tail, '^%x%x', pct + 1) then return 'has an invalid percent-escape' end
     pct = string.find(tail, '%', pct + 3, true)
   end
-  return nil
+  return nil, ip
 end
 
 local function chat_problem(raw)
@@ -510,9 +652,10 @@ local function validate(body)
       if type(n.webhook_url) ~= 'string' then
         fail('notify.webhook_url', 'must be a string, not ' .. kind_of(n.webhook_url))
       end
-      local problem = url_problem(n.webhook_url)
+      local problem, ip = url_problem(n.webhook_url)
       if problem then fail('notify.webhook_url', problem) end
       order.webhook = n.webhook_url
+      order.webhook_ip = ip
     end
   end
   if not absent(o.metadata) then
@@ -622,6 +765,71 @@ local function check_shard(base, order_id)
   end
 end
 
+-- The range an IPv4 address (8 hex digits) is in that webhooks may not reach by default, named
+-- as the notifiers name it (crates/core/src/ip_ranges.rs), or nil.
+local function blocked_v4(h)
+  if h == '00000000' then return 'unspecified' end
+  if h == 'ffffffff' then return 'broadcast' end
+  local a, b = tonumber(string.sub(h, 1, 2), 16), tonumber(string.sub(h, 3, 4), 16)
+  if a == 0 then return '"this network" (0.0.0.0/8)' end
+  if a == 127 then return 'loopback' end
+  if a == 10 or (a == 172 and b >= 16 and b <= 31) or (a == 192 and b == 168) then
+    return 'private-network'
+  end
+  if a == 100 and b >= 64 and b <= 127 then return 'carrier-grade NAT (100.64.0.0/10)' end
+  if a == 169 and b == 254 then return 'link-local' end
+  if a >= 224 and a <= 239 then return 'multicast' end
+  if a >= 240 then return 'reserved' end
+  return nil
+end
+
+-- Literals: the string library is not there yet while the library loads.
+local V6_ZERO = '00000000000000000000000000000000'
+local V6_LOOPBACK = '00000000000000000000000000000001'
+local V6_MAPPED = '00000000000000000000ffff'
+local V6_NAT64 = '0064ff9b0000000000000000'
+local V6_COMPATIBLE = '000000000000000000000000'
+
+-- The same for an IPv6 address (32 hex digits); IPv4-mapped and NAT64 (64:ff9b::/96)
+-- addresses are judged by the IPv4 address they carry.
+local function blocked_v6(h)
+  local head = string.sub(h, 1, 24)
+  if head == V6_MAPPED or head == V6_NAT64 then
+    return blocked_v4(string.sub(h, 25))
+  end
+  if h == V6_ZERO then return 'unspecified' end
+  if h == V6_LOOPBACK then return 'loopback' end
+  if head == V6_COMPATIBLE then return 'reserved' end
+  local s0 = tonumber(string.sub(h, 1, 4), 16)
+  if s0 >= 0xfc00 and s0 <= 0xfdff then return 'private-network' end
+  if s0 >= 0xfe80 and s0 <= 0xfebf then return 'link-local' end
+  if s0 >= 0xfec0 and s0 <= 0xfeff then return 'private-network' end
+  if s0 >= 0xff00 then return 'multicast' end
+  return nil
+end
+
+-- Refuses an IP-literal webhook URL in a blocked range unless the allow-list the webhook
+-- notifiers published in the shard's meta covers it (an IPv4-mapped address is also matched
+-- against IPv4 ranges, as the notifiers match it). Deliveries would be refused the same way.
+-- Before any notifier has published, the fleet's list is unknown: the notifier judges at
+-- delivery, as it always does.
+local function check_webhook_ip(base, ip)
+  local family, hex = ip[1], ip[2]
+  local range
+  if family == '4' then range = blocked_v4(hex) else range = blocked_v6(hex) end
+  if not range then return end
+  local list = redis.call('HGET', base .. ':meta', 'webhook_allow')
+  if not list then return end
+  local v4 = family == '6' and string.sub(hex, 1, 24) == V6_MAPPED and string.sub(hex, 25) or nil
+  for f, first, last in string.gmatch(list, '(%d):(%x+)%-(%x+)') do
+    if f == family and first <= hex and hex <= last then return end
+    if v4 and f == '4' and first <= v4 and v4 <= last then return end
+  end
+  fail('notify.webhook_url', 'points at an address webhooks may not reach (' .. range ..
+    ') unless the notifiers allow it in PAYWATCH_WEBHOOK_ALLOW_HOSTS')
+end
+
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -675,6 +883,7 @@ local function submit(keys, args)
   local order = read_order(body)
   local base = keys[1]
   check_shard(base, order.order_id)
+  if order.webhook_ip then check_webhook_ip(base, order.webhook_ip) end
   local id = order.order_id
   local phase, rec = find(base, id)
   if phase then

@@ -397,6 +397,12 @@ impl Target {
     }
 }
 
+/// `allow_hosts` (`PAYWATCH_WEBHOOK_ALLOW_HOSTS`) in the form a notifier publishes it to the
+/// submit function ([`paywatch_core::ip_ranges::publish_text`]): its addresses and networks.
+pub fn published_allow_list(allow_hosts: &[String]) -> Result<String, WebhookConfigError> {
+    Ok(AllowList::parse(allow_hosts)?.published())
+}
+
 /// Reads at most `limit` bytes of the body; errors just end the read (the status is what
 /// matters, the body is only for the error message).
 async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Vec<u8> {

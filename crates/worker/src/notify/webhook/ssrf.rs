@@ -11,138 +11,20 @@
 //! proxies disabled: a proxy would resolve the name itself, bypassing this check.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use paywatch_core::ip_ranges::{AddrRange, Blocked, classify};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::WebhookConfigError;
-
-/// Why an address is off limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Blocked {
-    /// 0.0.0.0, `::`.
-    Unspecified,
-    /// 0.0.0.0/8 other than 0.0.0.0 ("this network"; Linux routes it to the local host).
-    ThisNetwork,
-    /// 127.0.0.0/8, `::1`.
-    Loopback,
-    /// 10/8, 172.16/12, 192.168/16, fc00::/7, and the deprecated site-local fec0::/10.
-    Private,
-    /// 100.64.0.0/10, carrier-grade NAT shared space (often reaches provider-internal hosts).
-    SharedCgnat,
-    /// 169.254.0.0/16 (cloud metadata lives here), fe80::/10.
-    LinkLocal,
-    /// 224.0.0.0/4, ff00::/8.
-    Multicast,
-    /// 255.255.255.255.
-    Broadcast,
-    /// 240.0.0.0/4 and the deprecated IPv4-compatible `::/96`: never a legitimate endpoint.
-    Reserved,
-}
-
-impl fmt::Display for Blocked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Unspecified => "unspecified",
-            Self::ThisNetwork => "\"this network\" (0.0.0.0/8)",
-            Self::Loopback => "loopback",
-            Self::Private => "private-network",
-            Self::SharedCgnat => "carrier-grade NAT (100.64.0.0/10)",
-            Self::LinkLocal => "link-local",
-            Self::Multicast => "multicast",
-            Self::Broadcast => "broadcast",
-            Self::Reserved => "reserved",
-        })
-    }
-}
-
-/// Whether `ip` is in a range webhooks may not reach by default, and which.
-///
-/// IPv6 addresses that embed an IPv4 destination (IPv4-mapped `::ffff:0:0/96`, and the NAT64
-/// well-known prefix `64:ff9b::/96`, which a NAT64 gateway translates to that IPv4 address) are
-/// judged by the embedded address.
-pub(crate) fn classify(ip: IpAddr) -> Option<Blocked> {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => classify_v6(v6),
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> Option<Blocked> {
-    let [a, b, ..] = ip.octets();
-    Some(match (a, b) {
-        _ if ip.is_unspecified() => Blocked::Unspecified,
-        _ if ip.is_broadcast() => Blocked::Broadcast,
-        (0, _) => Blocked::ThisNetwork,
-        (127, _) => Blocked::Loopback,
-        (10, _) => Blocked::Private,
-        (172, 16..=31) => Blocked::Private,
-        (192, 168) => Blocked::Private,
-        (100, 64..=127) => Blocked::SharedCgnat,
-        (169, 254) => Blocked::LinkLocal,
-        (224..=239, _) => Blocked::Multicast,
-        (240..=255, _) => Blocked::Reserved,
-        _ => return None,
-    })
-}
-
-fn classify_v6(ip: Ipv6Addr) -> Option<Blocked> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return classify_v4(v4);
-    }
-    let segments = ip.segments();
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., hi, lo] = segments;
-        let embedded = Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-        return classify_v4(embedded);
-    }
-    Some(match segments[0] {
-        _ if ip.is_unspecified() => Blocked::Unspecified,
-        _ if ip.is_loopback() => Blocked::Loopback,
-        // The rest of ::/96: deprecated IPv4-compatible addresses.
-        0 if segments[1..6] == [0; 5] => Blocked::Reserved,
-        s if s & 0xfe00 == 0xfc00 => Blocked::Private,
-        s if s & 0xffc0 == 0xfe80 => Blocked::LinkLocal,
-        s if s & 0xffc0 == 0xfec0 => Blocked::Private,
-        s if s & 0xff00 == 0xff00 => Blocked::Multicast,
-        _ => return None,
-    })
-}
-
-/// An IP network from the allow-list (a plain address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 /// The operator's exceptions to the SSRF guard: host names, addresses and networks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct AllowList {
     /// Lowercase, without a trailing dot.
     hosts: Vec<String>,
-    nets: Vec<Cidr>,
+    nets: Vec<AddrRange>,
 }
 
 impl AllowList {
@@ -171,10 +53,10 @@ impl AllowList {
                     .ok()
                     .filter(|p| *p <= max)
                     .ok_or_else(|| err("CIDR prefix length out of range"))?;
-                list.nets.push(Cidr { addr, prefix });
+                list.nets.push(AddrRange::network(addr, prefix));
             } else if let Some(addr) = parse_ip(entry) {
                 let prefix = if addr.is_ipv4() { 32 } else { 128 };
-                list.nets.push(Cidr { addr, prefix });
+                list.nets.push(AddrRange::network(addr, prefix));
             } else {
                 let host = normalize_host(entry);
                 let valid = !host.is_empty()
@@ -188,6 +70,12 @@ impl AllowList {
             }
         }
         Ok(list)
+    }
+
+    /// The addresses and networks, as published to the submit function (host names are left
+    /// out: it judges only IP-literal URLs).
+    pub(crate) fn published(&self) -> String {
+        paywatch_core::ip_ranges::publish_text(&self.nets)
     }
 
     fn allows_host(&self, host: &str) -> bool {
@@ -314,100 +202,6 @@ mod tests {
 
     fn allow(entries: &[&str]) -> AllowList {
         AllowList::parse(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    #[test]
-    fn classifies_blocked_ipv4_ranges() {
-        let cases = [
-            ("0.0.0.0", Blocked::Unspecified),
-            ("0.1.2.3", Blocked::ThisNetwork),
-            ("127.0.0.1", Blocked::Loopback),
-            ("127.255.255.254", Blocked::Loopback),
-            ("10.0.0.1", Blocked::Private),
-            ("10.255.255.255", Blocked::Private),
-            ("172.16.0.1", Blocked::Private),
-            ("172.31.255.255", Blocked::Private),
-            ("192.168.1.1", Blocked::Private),
-            ("100.64.0.1", Blocked::SharedCgnat),
-            ("100.127.255.255", Blocked::SharedCgnat),
-            ("169.254.169.254", Blocked::LinkLocal),
-            ("224.0.0.1", Blocked::Multicast),
-            ("239.255.255.250", Blocked::Multicast),
-            ("255.255.255.255", Blocked::Broadcast),
-            ("240.0.0.1", Blocked::Reserved),
-        ];
-        for (addr, expected) in cases {
-            assert_eq!(classify(ip(addr)), Some(expected), "{addr}");
-        }
-    }
-
-    #[test]
-    fn public_ipv4_neighbours_of_blocked_ranges_pass() {
-        for addr in [
-            "1.1.1.1",
-            "8.8.8.8",
-            "9.255.255.255",
-            "11.0.0.0",
-            "172.15.255.255",
-            "172.32.0.0",
-            "192.167.255.255",
-            "192.169.0.0",
-            "100.63.255.255",
-            "100.128.0.0",
-            "169.253.255.255",
-            "169.255.0.0",
-            "126.255.255.255",
-            "128.0.0.0",
-            "223.255.255.255",
-            "1.0.0.0",
-        ] {
-            assert_eq!(classify(ip(addr)), None, "{addr}");
-        }
-    }
-
-    #[test]
-    fn classifies_blocked_ipv6_ranges() {
-        let cases = [
-            ("::", Blocked::Unspecified),
-            ("::1", Blocked::Loopback),
-            ("::7f00:1", Blocked::Reserved),
-            ("fc00::1", Blocked::Private),
-            ("fd12:3456::1", Blocked::Private),
-            ("fe80::1", Blocked::LinkLocal),
-            ("febf::1", Blocked::LinkLocal),
-            ("fec0::1", Blocked::Private),
-            ("ff02::1", Blocked::Multicast),
-        ];
-        for (addr, expected) in cases {
-            assert_eq!(classify(ip(addr)), Some(expected), "{addr}");
-        }
-        for addr in [
-            "2001:4860:4860::8888",
-            "2606:4700::1111",
-            "fbff::1",
-            "64:ff9b::808:808",
-        ] {
-            assert_eq!(classify(ip(addr)), None, "{addr}");
-        }
-    }
-
-    #[test]
-    fn ipv6_addresses_embedding_ipv4_are_judged_by_the_ipv4_address() {
-        let cases = [
-            ("::ffff:127.0.0.1", Blocked::Loopback),
-            ("::ffff:10.1.2.3", Blocked::Private),
-            ("::ffff:169.254.169.254", Blocked::LinkLocal),
-            ("::ffff:100.64.0.1", Blocked::SharedCgnat),
-            ("::ffff:0.0.0.0", Blocked::Unspecified),
-            ("::ffff:255.255.255.255", Blocked::Broadcast),
-            ("::ffff:224.0.0.1", Blocked::Multicast),
-            ("64:ff9b::127.0.0.1", Blocked::Loopback),
-            ("64:ff9b::192.168.0.1", Blocked::Private),
-        ];
-        for (addr, expected) in cases {
-            assert_eq!(classify(ip(addr)), Some(expected), "{addr}");
-        }
-        assert_eq!(classify(ip("::ffff:8.8.8.8")), None);
     }
 
     #[test]
