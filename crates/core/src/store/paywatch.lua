@@ -461,10 +461,11 @@ end
 -- For a host that is not bracketed: nil for a domain name, false for a host that ends in a
 -- number but is no IPv4 address, else the address.
 local function ipv4_host(host)
+  -- Most hosts are names: decided by the last label alone, before splitting the rest.
+  local last = string.match(host, '[^.]+$')
+  if not string.find(last, '^%d+$') and ipv4_number(last) == nil then return nil end
   local parts = {}
   for part in string.gmatch(host, '[^.]+') do parts[#parts + 1] = part end
-  local last = parts[#parts]
-  if not string.find(last, '^%d+$') and ipv4_number(last) == nil then return nil end
   if #parts > 4 then return false end
   local value = 0
   for i, part in ipairs(parts) do
