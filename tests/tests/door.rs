@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use paywatch_core::ip_ranges::classify;
 use paywatch_core::store::{FieldError, ShardKeys};
 use paywatch_core::targets;
 use paywatch_tests::stack::Stack;
@@ -439,13 +438,7 @@ async fn the_function_and_the_notifiers_agree_on_every_target() {
     for url in urls {
         cases.push(check(
             json!({"webhook_url": url}),
-            targets::webhook_url_problem(url)
-                .map(str::to_owned)
-                .or_else(|| {
-                    targets::webhook_ip_literal(url)
-                        .and_then(classify)
-                        .map(targets::blocked_webhook_problem)
-                }),
+            targets::webhook_url_problem_unlisted(url),
         ));
     }
     for chat in [1_i64, -1_001_234_567_890, 0, targets::MAX_CHAT_ID, i64::MAX] {

@@ -150,6 +150,18 @@ pub fn blocked_webhook_problem(range: crate::ip_ranges::Blocked) -> String {
     )
 }
 
+/// What the submit function says of `url` when the notifiers allow-list no address: its
+/// [`webhook_url_problem`], else the [`blocked_webhook_problem`] of an IP literal in a blocked
+/// range, else nothing (the verdict the notifiers' own checks reach at delivery).
+pub fn webhook_url_problem_unlisted(url: &str) -> Option<String> {
+    if let Some(problem) = webhook_url_problem(url) {
+        return Some(problem.to_owned());
+    }
+    webhook_ip_literal(url)
+        .and_then(crate::ip_ranges::classify)
+        .map(blocked_webhook_problem)
+}
+
 /// Why `chat_id` is not a Telegram chat paywatch sends to, or `None` when it is.
 pub fn telegram_chat_problem(chat_id: i64) -> Option<&'static str> {
     if chat_id == 0 {
