@@ -191,7 +191,7 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<RedisConn> {
     // Generous: pipelines of a thousand submits queue up behind each other on purpose.
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(60)));
-    Ok(endpoint.managed(config).await?)
+    Ok(endpoint.managed(config)?)
 }
 
 /// Submits `orders` (JSON bodies with their ids) through `paywatch_submit`, pipelined per shard

@@ -1,6 +1,7 @@
 //! paywatch on a real Redis Cluster: three masters on free loopback ports, orders submitted
 //! through FCALL with redis-py's cluster client and over HTTP, checked end to end by a worker
-//! connected to the Cluster, with the shards spread over every master.
+//! connected to the Cluster, with the shards spread over every master; the real producer binary
+//! (`serve`, `enqueue`, `admin`) runs on it too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use paywatch_core::PaymentStatus;
 use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, RedisQueue};
-use paywatch_tests::stack::Stack;
-use paywatch_tests::{free_ports, wait_for};
+use paywatch_tests::stack::{API_TOKEN, EVENTS_SECRET, Stack, authorized_client};
+use paywatch_tests::{free_port, free_ports, product_binaries, wait_for};
 use serde_json::json;
 
 /// Shards for three masters: their hash tags land on all three (slots 1264, 5329, 9394, 13459
@@ -174,10 +175,89 @@ async fn orders_run_end_to_end_on_a_three_master_cluster() {
         assert_eq!(code, 202, "{reply}");
     }
 
+    // And through the real producer binary, as operators run it: `enqueue`, `admin`, `serve`.
+    let producer = product_binaries().join("paywatch-producer");
+    let env = [
+        ("REDIS_URL", url.clone()),
+        ("PAYWATCH_PREFIX", stack.prefix.clone()),
+        ("PAYWATCH_SHARDS", SHARDS.to_string()),
+    ];
+    let enqueued = tokio::process::Command::new(&producer)
+        .args([
+            "enqueue",
+            "--order-id",
+            "cl-cli-0",
+            "--provider",
+            "cashless",
+        ])
+        .args(["--payment-id", &stack.bill_paid_after(100)])
+        .env_clear()
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("run paywatch-producer enqueue");
+    assert!(
+        enqueued.status.success(),
+        "enqueue on a Cluster: {}",
+        String::from_utf8_lossy(&enqueued.stderr)
+    );
+    let listed = tokio::process::Command::new(&producer)
+        .args(["admin", "stats"])
+        .env_clear()
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("run paywatch-producer admin");
+    assert!(
+        listed.status.success(),
+        "admin on a Cluster: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let port = free_port();
+    let mut served = tokio::process::Command::new(&producer)
+        .arg("serve")
+        .env_clear()
+        .envs(env.clone())
+        .env("PAYWATCH_PRODUCER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PAYWATCH_API_TOKENS", API_TOKEN)
+        .env("PAYWATCH_EVENTS_SECRET", EVENTS_SECRET)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn paywatch-producer serve");
+    let api = format!("http://127.0.0.1:{port}");
+    wait_for(
+        "the producer binary on a Cluster to be ready",
+        Duration::from_secs(30),
+        || {
+            let exited = served.try_wait().ok().flatten();
+            let ready = format!("{api}/readyz");
+            async move {
+                assert!(
+                    exited.is_none(),
+                    "paywatch-producer serve exited on a Cluster: {exited:?}"
+                );
+                reqwest::get(&ready)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        },
+    )
+    .await;
+    let response = authorized_client()
+        .post(format!("{api}/v1/orders"))
+        .json(&json!({"order_id": "cl-serve-0", "provider": "cashless", "payment_id": stack.bill_paid_after(100)}))
+        .send()
+        .await
+        .expect("POST to the producer binary");
+    assert_eq!(response.status().as_u16(), 202);
+
     let ids = orders
         .iter()
         .map(|(id, _)| id.clone())
-        .chain((0..6).map(|i| format!("cl-http-{i}")));
+        .chain((0..6).map(|i| format!("cl-http-{i}")))
+        .chain(["cl-cli-0".to_owned(), "cl-serve-0".to_owned()]);
     for id in ids {
         let view = stack
             .wait_status(&id, PaymentStatus::Paid, Duration::from_secs(30))

@@ -361,14 +361,11 @@ async fn orders_are_acknowledged_only_once_a_replica_has_them() {
     let producer = Producer::connect_sharded(&primary.url(), &prefix, 1)
         .await
         .expect("producer")
-        .with_durability(
-            &primary.url(),
-            Durability {
-                replicas: 1,
-                local_fsync: false,
-                timeout,
-            },
-        )
+        .with_durability(Durability {
+            replicas: 1,
+            local_fsync: false,
+            timeout,
+        })
         .expect("durability");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

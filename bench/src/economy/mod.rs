@@ -179,7 +179,7 @@ pub async fn run(redis: &str, mut args: EconomyArgs) -> anyhow::Result<String> {
     let client = ProviderClient::new(&ProvidersConfig::sandbox(&base))?;
     let orders = workload::generate(n, args.seed);
     let training = workload::generate(n, args.seed.wrapping_add(1));
-    let conn = paywatch_producer::connect_redis(redis).await?;
+    let conn = paywatch_producer::connect_redis(redis)?;
     let prefix = format!(
         "pwbench-eco:{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

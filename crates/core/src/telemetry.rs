@@ -22,6 +22,9 @@ pub enum TelemetryError {
     /// `LOG_FORMAT` holds something else than `text` or `json`.
     #[error("LOG_FORMAT must be `text` or `json`, not {0:?}")]
     LogFormat(String),
+    /// `RUST_LOG` is not a list of filter directives (`info`, `paywatch_worker=debug,warn`).
+    #[error("RUST_LOG: {0}")]
+    LogFilter(String),
     /// The Prometheus recorder could not be built or installed.
     #[error("metrics recorder: {0}")]
     Recorder(#[from] metrics_exporter_prometheus::BuildError),
@@ -36,13 +39,16 @@ pub enum TelemetryError {
     /// The Redis URL is not one.
     #[error("REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
+    /// `REDIS_URL` cannot be read.
+    #[error(transparent)]
+    Url(#[from] paywatch_queue::UrlError),
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (`info` by default), as text or, with
 /// `LOG_FORMAT=json`, one JSON object per line carrying the fields of the current spans.
 pub fn init_logs() -> Result<(), TelemetryError> {
-    let filter =
-        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let directives = log_filter(std::env::var_os("RUST_LOG"))?;
+    let filter = || tracing_subscriber::EnvFilter::new(&directives);
     let format = std::env::var("LOG_FORMAT").unwrap_or_default();
     // try_init: a second call (tests running several components in one process) is harmless.
     match format.as_str() {
@@ -64,6 +70,25 @@ pub fn init_logs() -> Result<(), TelemetryError> {
         other => return Err(TelemetryError::LogFormat(other.to_string())),
     }
     Ok(())
+}
+
+/// The filter directives `RUST_LOG` holds, checked: `info` when it is unset or empty, an error
+/// naming it when a directive does not parse (a typo would otherwise silently log nothing, or
+/// everything).
+pub fn log_filter(rust_log: Option<std::ffi::OsString>) -> Result<String, TelemetryError> {
+    let Some(value) = rust_log else {
+        return Ok("info".into());
+    };
+    let value = value
+        .into_string()
+        .map_err(|_| TelemetryError::LogFilter("is not valid UTF-8".into()))?;
+    if value.trim().is_empty() {
+        return Ok("info".into());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&value)
+        .map_err(|e| TelemetryError::LogFilter(format!("{e} in {value:?}")))?;
+    Ok(value)
 }
 
 /// Installs the global Prometheus recorder with each histogram's explicit buckets (`buckets`:
@@ -89,22 +114,19 @@ pub fn install_recorder(buckets: &[(&str, &[f64])]) -> Result<PrometheusHandle, 
 #[derive(Clone)]
 struct Ops {
     metrics: PrometheusHandle,
-    redis: redis::aio::ConnectionManager,
+    redis: paywatch_queue::RedisConn,
 }
 
-/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` (200 while Redis at
-/// `redis_url` answers PING within a second, 503 otherwise) until the process ends. Binds at
-/// once (so a taken port fails start-up); must be called inside a Tokio runtime.
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` (200 once this process has
+/// prepared Redis — see [`crate::store::process_prepared`] — and while Redis at `redis_url`
+/// answers PING within a second, 503 otherwise) until the process ends. Binds at once (so a
+/// taken port fails start-up); must be called inside a Tokio runtime.
 pub fn serve_ops(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     redis_url: &str,
 ) -> Result<SocketAddr, TelemetryError> {
-    // A Cluster's seed list: readiness asks the first node.
-    let first = redis_url.split(',').next().unwrap_or(redis_url).trim();
-    let client = redis::Client::open(first)?;
-    let redis = redis::aio::ConnectionManager::new_lazy_with_config(
-        client,
+    let redis = paywatch_queue::RedisEndpoint::open(redis_url)?.managed(
         redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
@@ -126,7 +148,7 @@ pub fn serve_ops(
     Ok(bound)
 }
 
-fn ops_router(metrics: PrometheusHandle, redis: redis::aio::ConnectionManager) -> Router {
+fn ops_router(metrics: PrometheusHandle, redis: paywatch_queue::RedisConn) -> Router {
     Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -142,11 +164,34 @@ async fn render(State(ops): State<Ops>) -> impl IntoResponse {
 }
 
 async fn ready(State(ops): State<Ops>) -> (StatusCode, &'static str) {
+    if !crate::store::process_prepared() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "waiting for redis\n");
+    }
     let mut conn = ops.redis.clone();
     let cmd = redis::cmd("PING");
     let ping = cmd.query_async::<String>(&mut conn);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_is_checked() {
+        let filter = |v: &str| log_filter(Some(v.into()));
+        assert_eq!(log_filter(None).expect("unset"), "info");
+        assert_eq!(filter("").expect("empty"), "info");
+        assert_eq!(
+            filter("paywatch_worker=debug,warn").expect("valid"),
+            "paywatch_worker=debug,warn"
+        );
+        for bad in ["paywatch=loud", "info,x=[", "=debug"] {
+            let e = filter(bad).expect_err(bad).to_string();
+            assert!(e.starts_with("RUST_LOG: "), "{bad}: {e}");
+        }
     }
 }

@@ -41,24 +41,23 @@ pub struct Producer {
 /// The least time between two provider calls for one order that webhooks can cause.
 pub const DEFAULT_WEBHOOK_GAP: Duration = Duration::from_secs(2);
 
-/// One Redis connection (to one server, or to a Cluster when `url` lists its seed nodes,
-/// comma-separated), reconnecting by itself, that gives up on a call quickly so a request during
-/// an outage gets a 503 instead of hanging.
-pub async fn connect_redis(url: &str) -> Result<RedisConn, redis::RedisError> {
-    Ok(connect_endpoint(url).await?.1)
+/// One Redis connection (to one server, a Cluster when `url` lists its seed nodes
+/// comma-separated, or a Sentinel-named primary), opened on first use and reconnecting by
+/// itself, that gives up on a call quickly so a request during an outage gets a 503 instead of
+/// hanging.
+pub fn connect_redis(url: &str) -> Result<RedisConn, StoreError> {
+    Ok(connect_endpoint(url)?.1)
 }
 
 /// [`connect_redis`], also returning the endpoint the connection leads to.
-async fn connect_endpoint(url: &str) -> Result<(RedisEndpoint, RedisConn), redis::RedisError> {
+fn connect_endpoint(url: &str) -> Result<(RedisEndpoint, RedisConn), StoreError> {
     let endpoint = RedisEndpoint::open(url)?;
-    let conn = endpoint
-        .managed(
-            redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(Duration::from_secs(5)))
-                .set_number_of_retries(2),
-        )
-        .await?;
+    let conn = endpoint.managed(
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2),
+    )?;
     Ok((endpoint, conn))
 }
 
@@ -68,15 +67,15 @@ impl Producer {
         Self::connect_sharded(url, prefix, paywatch_core::store::DEFAULT_SHARDS).await
     }
 
-    /// Connects with `shards` shards, loading the function library when needed.
+    /// Connects with `shards` shards, loading the function library when needed; when Redis
+    /// does not answer yet, the library is loaded by the first call that reaches it.
     pub async fn connect_sharded(
         url: &str,
         prefix: &str,
         shards: u32,
     ) -> Result<Self, ProducerError> {
-        let (endpoint, conn) = connect_endpoint(url).await.map_err(StoreError::from)?;
-        let store = OrderStore::new(conn.clone(), prefix, shards);
-        match store.prepare().await {
+        let producer = Self::open(url, prefix, shards)?;
+        match producer.store.prepare().await {
             Ok(()) => {}
             // Redis may come up after us; the first call prepares again (see OrderStore::call).
             Err(e) if e.is_unavailable() => {
@@ -84,30 +83,35 @@ impl Producer {
             }
             Err(e) => return Err(e.into()),
         }
+        Ok(producer)
+    }
+
+    /// A producer for Redis at `url` with `shards` shards that has contacted nothing yet: call
+    /// [`Producer::prepare_when_ready`] (or let the first request prepare) before use.
+    pub fn open(url: &str, prefix: &str, shards: u32) -> Result<Self, ProducerError> {
+        let (endpoint, conn) = connect_endpoint(url)?;
         Ok(Self {
-            store,
+            store: OrderStore::new(conn.clone(), prefix, shards),
             webhook_gap: DEFAULT_WEBHOOK_GAP,
             endpoint,
             conn,
         })
     }
 
+    /// Waits until Redis answers (logging once while it does not), then loads the function
+    /// library and checks the shard count; fails at once on what waiting cannot mend.
+    pub async fn prepare_when_ready(&self) -> Result<(), ProducerError> {
+        Ok(self.store.prepare_when_ready().await?)
+    }
+
     /// Acknowledges orders and webhook promotions only once they are as durable as `durability`
-    /// asks; durable writes open their own connections to `url` (the same Redis).
+    /// asks; durable writes open their own connections to the same Redis (through Sentinel, to
+    /// the primary it names at the time). Refused on a Cluster when durability is asked.
     pub fn with_durability(
         mut self,
-        url: &str,
         durability: paywatch_core::store::Durability,
     ) -> Result<Self, ProducerError> {
-        if url.contains(',') && durability.is_required() {
-            // WAIT must reach the node that took the write; not done for a Cluster yet.
-            return Err(ProducerError::Invalid(FieldError {
-                field: "PAYWATCH_DURABLE_REPLICAS".into(),
-                message: "durable acknowledgements are not supported on a Redis Cluster yet".into(),
-            }));
-        }
-        let client = redis::Client::open(url).map_err(StoreError::from)?;
-        self.store = self.store.with_durability(client, durability);
+        self.store = self.store.with_durability(&self.endpoint, durability)?;
         Ok(self)
     }
 
@@ -166,9 +170,9 @@ impl Producer {
         self.store.shards()
     }
 
-    /// Whether Redis answers.
+    /// Whether Redis is prepared (the function library loaded) and answers now.
     pub async fn ready(&self) -> bool {
-        self.store.ping().await
+        self.store.ready().await
     }
 }
 
@@ -186,7 +190,8 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = ?listener.local_addr(), "producer API listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "producer API listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

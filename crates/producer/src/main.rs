@@ -3,30 +3,39 @@
 use anyhow::Context;
 use std::process::ExitCode;
 
-use clap::Parser;
 use paywatch_producer::config::{Cli, Command};
-use paywatch_producer::{Producer, Submitted, telemetry};
+use paywatch_producer::{Producer, ProducerError, Submitted, telemetry};
 
 /// mimalloc rather than the system allocator, as in `paywatch-worker`: every request allocates
 /// (JSON in and out, the submit call), and glibc's malloc was a large share of the workers' profile.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long `enqueue` and `admin` wait for Redis before giving up.
+const CLI_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let mut cli = Cli::parse();
+    // clap's errors, reworded to name the environment variable at fault.
+    let mut cli: Cli = paywatch_core::cli::parse();
     paywatch_core::telemetry::init_logs()?;
     // Settings that need no Redis are checked before connecting to it.
     let api = match &mut cli.command {
         Command::Serve(args) => Some(args.api()?),
         _ => None,
     };
-    let producer =
-        Producer::connect_sharded(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)
+    // Reading REDIS_URL and the durability settings contacts nothing: Redis may come later.
+    let producer = Producer::open(&cli.redis.redis_url, &cli.redis.prefix, cli.redis.shards)?
+        .with_durability(cli.redis.durability())?;
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A one-shot command waits a while for Redis, not forever: it is run by a person or a
+        // script that wants an answer.
+        tokio::time::timeout(CLI_WAIT, producer.prepare_when_ready())
             .await
-            .context("REDIS_URL")?
-            .with_durability(&cli.redis.redis_url, cli.redis.durability())
-            .context("REDIS_URL")?;
+            .map_err(|_| {
+                anyhow::anyhow!("REDIS_URL: Redis did not answer within {CLI_WAIT:?}")
+            })??;
+    }
     match cli.command {
         Command::Serve(args) => {
             if let Some(addr) = args.metrics_listen {
@@ -45,15 +54,31 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .with_context(|| {
                     format!("PAYWATCH_PRODUCER_LISTEN: cannot listen on {}", args.listen)
                 })?;
-            let router = api.context("API settings")?.router(producer);
-            paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal()).await?;
+            let router = api.context("API settings")?.router(producer.clone());
+            // Serve at once (not ready, 503s) and prepare Redis as soon as it answers; what
+            // waiting cannot mend (no Functions, wrong shard count, no permission) ends the process.
+            let serve =
+                paywatch_producer::serve(listener, router, paywatch_core::shutdown::signal());
+            tokio::pin!(serve);
+            tokio::select! {
+                prepared = producer.prepare_when_ready() => {
+                    prepared?;
+                    serve.await?;
+                }
+                served = &mut serve => served?,
+            }
         }
         Command::Enqueue(args) => {
-            let body = args
-                .to_json()
-                .map_err(|e| anyhow::anyhow!("invalid order: {e}"))?;
-            let body = serde_json::to_vec(&body)?;
-            match producer.submit_json(&body).await {
+            // Refusals read as the other doors word them: `<field>: <message>`.
+            let refused = |verdict: &dyn std::fmt::Display| {
+                eprintln!("error: {verdict}");
+                Ok(ExitCode::FAILURE)
+            };
+            let body = match args.to_json() {
+                Ok(body) => body,
+                Err(verdict) => return refused(&verdict),
+            };
+            match producer.submit_json(body.as_bytes()).await {
                 Ok(Submitted::Created) => {
                     println!("{}: created, first check due now", args.order_id)
                 }
@@ -62,6 +87,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                         "{}: already accepted (status {status}, {phase:?})",
                         args.order_id
                     )
+                }
+                Err(ProducerError::Invalid(verdict)) => return refused(&verdict),
+                Err(ProducerError::Conflict(_)) => {
+                    return refused(&format!("order_id: {}", paywatch_producer::http::CONFLICT));
                 }
                 Err(e) => anyhow::bail!("{e}"),
             }

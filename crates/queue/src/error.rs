@@ -24,6 +24,9 @@ pub enum QueueError {
         /// The job id.
         id: String,
     },
+    /// `REDIS_URL` cannot be read.
+    #[error(transparent)]
+    Url(#[from] crate::conn::UrlError),
     /// Redis answered something the scripts never return.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),

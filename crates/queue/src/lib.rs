@@ -77,7 +77,7 @@ mod shared;
 mod wake;
 
 pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
-pub use conn::{RedisConn, RedisEndpoint};
+pub use conn::{RedisConn, RedisEndpoint, UrlError, is_transient, until_ready};
 pub use depth::QueueDepth;
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
@@ -85,3 +85,4 @@ pub use keys::Keys;
 pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
+pub use settle::DurableSettles;

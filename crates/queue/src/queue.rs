@@ -189,7 +189,7 @@ impl<T> RedisQueue<T> {
             .set_number_of_retries(CONNECT_RETRIES)
             .set_max_delay(MAX_CONNECT_RETRY_DELAY);
         // Lazy on one server: a worker may start before Redis does and must come up when it does.
-        let conn = client.managed(manager_config).await?;
+        let conn = client.managed(manager_config)?;
         Ok(Self::from_shared(Shared::new(client, conn, config)))
     }
 
@@ -495,7 +495,7 @@ impl<T: Serialize> RedisQueue<T> {
             .collect();
         // Which jobs may share a call: one connection to one Redis, or one queue on a Cluster.
         let together = |a: &Shared, b: &Shared| match a.conn {
-            RedisConn::Single(_) => a.origin == b.origin,
+            RedisConn::Single(_) | RedisConn::Sentinel(_) => a.origin == b.origin,
             RedisConn::Cluster(_) => std::ptr::eq(a, b),
         };
         let mut groups: Vec<(&Shared, Vec<usize>)> = Vec::new();

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use paywatch_queue::RedisEndpoint;
 use redis::aio::MultiplexedConnection;
 
 use super::StoreError;
@@ -39,10 +40,10 @@ const POOL: usize = 32;
 /// Dedicated connections for durable writes, and what the server supports.
 #[derive(Clone)]
 pub(crate) struct DurableWrites {
-    client: redis::Client,
+    endpoint: RedisEndpoint,
     pub(crate) durability: Durability,
     idle: Arc<Mutex<Vec<MultiplexedConnection>>>,
-    /// `Some(false)` once we learnt that the server has no `WAITAOF`.
+    /// `Some(false)` once the server answered that it has no `WAITAOF`.
     waitaof: Arc<Mutex<Option<bool>>>,
 }
 
@@ -55,9 +56,9 @@ impl std::fmt::Debug for DurableWrites {
 }
 
 impl DurableWrites {
-    pub(crate) fn new(client: redis::Client, durability: Durability) -> Self {
+    pub(crate) fn new(endpoint: RedisEndpoint, durability: Durability) -> Self {
         Self {
-            client,
+            endpoint,
             durability,
             idle: Arc::new(Mutex::new(Vec::new())),
             waitaof: Arc::new(Mutex::new(None)),
@@ -74,13 +75,25 @@ impl DurableWrites {
         {
             return Ok(conn);
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.durability.timeout + Duration::from_secs(5)));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+        // Through Sentinel this is the primary it names now: a failover is followed by the
+        // next connection taken, and connections to the old primary fail and are not given back.
+        match self
+            .endpoint
+            .exclusive(self.durability.timeout + Duration::from_secs(5))
+            .await
+        {
+            Some(conn) => Ok(conn?),
+            None => Err(StoreError::DurableOnCluster),
+        }
+    }
+
+    /// A new connection, after a pooled one broke: the other idle ones likely did too.
+    pub(crate) async fn take_new(&self) -> Result<MultiplexedConnection, StoreError> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.take().await
     }
 
     /// Hands a connection back after a request that went well.
@@ -112,13 +125,26 @@ impl DurableWrites {
                 });
             }
         }
-        if d.local_fsync && self.has_waitaof(conn).await? {
-            let (local, _replicas): (u32, u32) = redis::cmd("WAITAOF")
+        if d.local_fsync && self.may_have_waitaof() {
+            let reply: redis::RedisResult<(u32, u32)> = redis::cmd("WAITAOF")
                 .arg(1)
                 .arg(0)
                 .arg(timeout_ms)
                 .query_async(conn)
-                .await?;
+                .await;
+            let local = match reply {
+                Ok((local, _replicas)) => local,
+                // Judged by what the server does, not its version string (Valkey says 7.2.4).
+                Err(e)
+                    if e.to_string()
+                        .to_ascii_lowercase()
+                        .contains("unknown command") =>
+                {
+                    self.learn_no_waitaof();
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if local < 1 {
                 return Err(StoreError::NotDurable {
                     what: "local append-only file",
@@ -131,47 +157,20 @@ impl DurableWrites {
         Ok(())
     }
 
-    /// Whether the server has `WAITAOF` (Redis 7.2+); learnt once, warned about once.
-    async fn has_waitaof(&self, conn: &mut MultiplexedConnection) -> Result<bool, StoreError> {
-        if let Some(known) = *self.waitaof.lock().unwrap_or_else(PoisonError::into_inner) {
-            return Ok(known);
-        }
-        let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-        let version = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("0")
-            .trim()
-            .to_owned();
-        let supported = version_at_least(&version, (7, 2));
-        if !supported {
+    /// Whether `WAITAOF` is worth sending: not once the server said it has none.
+    fn may_have_waitaof(&self) -> bool {
+        *self.waitaof.lock().unwrap_or_else(PoisonError::into_inner) != Some(false)
+    }
+
+    /// Records, and warns once, that the server has no `WAITAOF` (before Redis 7.2).
+    fn learn_no_waitaof(&self) {
+        let mut known = self.waitaof.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.is_none() {
             tracing::warn!(
-                %version,
-                "PAYWATCH_DURABLE_FSYNC needs WAITAOF (Redis 7.2+); this Redis has none, so \
-                 acknowledgements wait for replicas only"
+                "PAYWATCH_DURABLE_FSYNC needs WAITAOF (Redis 7.2+, Valkey 7.2+); this server has \
+                 none, so acknowledgements wait for replicas only"
             );
         }
-        *self.waitaof.lock().unwrap_or_else(PoisonError::into_inner) = Some(supported);
-        Ok(supported)
-    }
-}
-
-/// Whether `version` ("7.0.15") is at least `(major, minor)`.
-fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    have >= (major, minor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_compare_by_major_and_minor() {
-        assert!(!version_at_least("7.0.15", (7, 2)));
-        assert!(version_at_least("7.2.0", (7, 2)));
-        assert!(version_at_least("8.0.1", (7, 2)));
-        assert!(!version_at_least("garbage", (7, 2)));
+        *known = Some(false);
     }
 }

@@ -12,11 +12,11 @@ pub const SOURCE: &str = include_str!("paywatch.lua");
 pub const CONTRACT: i64 = 1;
 
 /// The revision of [`SOURCE`]: between two libraries of one contract, the higher revision wins.
-pub const REVISION: i64 = 8;
+pub const REVISION: i64 = 9;
 
 /// CRC-32 of [`SOURCE`], so a change to the library cannot ship without a new [`REVISION`]
 /// (a test compares them).
-pub const SOURCE_CRC32: u32 = 2355004508;
+pub const SOURCE_CRC32: u32 = 1460424974;
 
 /// The loaded library's version, or `None` when none is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub async fn loaded_version<C: ConnectionLike>(conn: &mut C) -> Result<Option<Lo
             revision: v.get(2).copied().unwrap_or(0),
         })),
         Err(e) if is_missing_function(&e) => Ok(None),
+        // Redis 6, KeyDB, Dragonfly: no Functions at all. Judged by what the server can do,
+        // not by its version string (Valkey reports 7.2.4).
+        Err(e) if is_unknown_command(&e) => Err(StoreError::NoFunctions),
         Err(e) => Err(e.into()),
     }
 }
@@ -52,6 +55,13 @@ pub async fn loaded_version<C: ConnectionLike>(conn: &mut C) -> Result<Option<Lo
 /// restart of a Redis that keeps nothing on disk.
 pub fn is_missing_function(e: &redis::RedisError) -> bool {
     e.to_string().contains("Function not found")
+}
+
+/// Whether an error says the server does not know the command at all.
+fn is_unknown_command(e: &redis::RedisError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("unknown command")
 }
 
 /// Makes sure a library this build can use is loaded: loads ours when there is none or an older

@@ -31,6 +31,21 @@ pub enum StoreError {
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// `REDIS_URL` cannot be read.
+    #[error(transparent)]
+    Url(#[from] paywatch_queue::UrlError),
+    /// The server has no Redis Functions (`FCALL`), which paywatch's one door is made of.
+    #[error(
+        "REDIS_URL: this server has no Redis Functions (FCALL): paywatch needs Redis 7.0 or later \
+         (Functions), or Valkey 7.2 or later"
+    )]
+    NoFunctions,
+    /// Durable acknowledgements were asked of a Redis Cluster, where they are not supported yet.
+    #[error(
+        "PAYWATCH_DURABLE_REPLICAS / PAYWATCH_DURABLE_FSYNC: durable acknowledgements are not \
+         supported on a Redis Cluster yet (use one primary with replicas, or Sentinel)"
+    )]
+    DurableOnCluster,
     /// A value could not be encoded.
     #[error("could not encode: {0}")]
     Encode(#[source] serde_json::Error),
@@ -84,18 +99,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the failure is Redis being unreachable (worth a 503 and a retry).
+    /// Whether the failure is Redis being unreachable, loading, or between primaries (worth a
+    /// 503 and a retry; at start-up, worth waiting for).
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::NotDurable { .. } => true,
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-            }
+            Self::Redis(e) => paywatch_queue::is_transient(e),
             _ => false,
         }
+    }
+
+    /// Whether the failure is a connection that broke under the request (a dead pooled
+    /// connection after a failover, say): an idempotent request may be sent again at once.
+    fn is_broken_connection(&self) -> bool {
+        matches!(self, Self::Redis(e) if !e.is_connection_refusal()
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
     }
 
     /// Whether the failure is a write that is not yet durable (see [`StoreError::NotDurable`]).
@@ -247,9 +266,19 @@ pub enum Promotion {
     NotScheduled,
 }
 
+/// Whether any store of this process has prepared Redis (see [`process_prepared`]).
+static PROCESS_PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process has reached Redis and loaded (or found) the function library: until
+/// then its `/readyz` says not ready, however well Redis answers `PING`.
+pub fn process_prepared() -> bool {
+    PROCESS_PREPARED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Orders under one key prefix, spread over a fixed number of shards.
 #[derive(Clone)]
 pub struct OrderStore {
+    prepared: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conn: RedisConn,
     prefix: String,
     shards: u32,
@@ -279,6 +308,7 @@ impl OrderStore {
     /// [`OrderStore::prepare`] before use.
     pub fn new(conn: RedisConn, prefix: impl Into<String>, shards: u32) -> Self {
         Self {
+            prepared: std::sync::Arc::default(),
             conn,
             prefix: prefix.into(),
             shards: shards.clamp(1, MAX_SHARDS),
@@ -296,13 +326,20 @@ impl OrderStore {
     }
 
     /// Acknowledges submissions and webhook promotions only once they are as durable as
-    /// `durability` asks (replicas, disk); durable writes use their own connections from
-    /// `client`, the same server as the store's connection.
-    pub fn with_durability(mut self, client: redis::Client, durability: Durability) -> Self {
+    /// `durability` asks (replicas, disk); durable writes use their own connections to
+    /// `endpoint`, the Redis of the store's connection. Refused on a Cluster.
+    pub fn with_durability(
+        mut self,
+        endpoint: &paywatch_queue::RedisEndpoint,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
+        if durability.is_required() && endpoint.is_cluster() {
+            return Err(StoreError::DurableOnCluster);
+        }
         self.durable = durability
             .is_required()
-            .then(|| DurableWrites::new(client, durability));
-        self
+            .then(|| DurableWrites::new(endpoint.clone(), durability));
+        Ok(self)
     }
 
     /// The configured durability, if any.
@@ -367,14 +404,37 @@ impl OrderStore {
                 _ => {}
             }
         }
+        self.prepared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        PROCESS_PREPARED.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
+    /// [`OrderStore::prepare`], waiting for Redis while it is down, loading its data or between
+    /// primaries (logged once); fails at once on what waiting cannot mend (no Functions, an
+    /// incompatible library, a different shard count, missing permissions).
+    pub async fn prepare_when_ready(&self) -> Result<(), StoreError> {
+        paywatch_queue::until_ready(
+            "loading the paywatch function library",
+            StoreError::is_unavailable,
+            || self.prepare(),
+        )
+        .await
+    }
+
     /// Runs a function call; when Redis lost the library or the shard records (a restart of a
-    /// Redis that keeps nothing on disk), prepares again and retries once.
+    /// Redis that keeps nothing on disk), prepares again and retries once. Every function it
+    /// runs is idempotent, so a call that met a broken connection (a pooled connection that
+    /// died in a failover) is sent once more on a fresh one.
     async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        self.call_on(&mut conn, cmd).await
+        match self.call_on(&mut conn, cmd).await {
+            Err(e) if e.is_broken_connection() => {
+                tracing::debug!(error = %e, "a Redis connection broke under a request; retrying it once");
+                self.call_on(&mut conn, cmd).await
+            }
+            other => other,
+        }
     }
 
     /// [`OrderStore::call`] on a given connection.
@@ -466,7 +526,15 @@ impl OrderStore {
         cmd: &redis::Cmd,
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = durable.take().await?;
-        let reply: Vec<String> = self.call_on(&mut conn, cmd).await?;
+        let reply: Vec<String> = match self.call_on(&mut conn, cmd).await {
+            Err(e) if e.is_broken_connection() => {
+                // A pooled connection that died (a failover): the submit is idempotent, so
+                // send it again on a new connection, to the primary there is now.
+                conn = durable.take_new().await?;
+                self.call_on(&mut conn, cmd).await?
+            }
+            other => other?,
+        };
         if reply.first().map(String::as_str) != Some("created") {
             self.sync_marker(&mut conn, keys).await?;
         }
@@ -606,6 +674,11 @@ impl OrderStore {
         Ok(found)
     }
 
+    /// Whether this store has prepared Redis and Redis answers now.
+    pub async fn ready(&self) -> bool {
+        self.prepared.load(std::sync::atomic::Ordering::Relaxed) && self.ping().await
+    }
+
     /// Whether Redis answers.
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
@@ -613,5 +686,22 @@ impl OrderStore {
             .query_async::<String>(&mut conn)
             .await
             .is_ok()
+    }
+
+    /// Waits until an order's final record ([`OrderStore::finalize`], written on the shared
+    /// connection) is as durable as configured (replicas, disk): what a worker does before it
+    /// announces the order, so a failover cannot lose a transition that was announced. At once
+    /// without durability; [`StoreError::NotDurable`] when it is not durable within the timeout.
+    pub async fn wait_final_durable(&self, id: &OrderId) -> Result<(), StoreError> {
+        let Some(durable) = &self.durable else {
+            return Ok(());
+        };
+        let mut conn = durable.take().await?;
+        // The marker, written after the final record, makes this connection's WAIT cover it.
+        self.sync_marker(&mut conn, &self.keys_for(id.as_str()))
+            .await?;
+        durable.wait(&mut conn).await?;
+        durable.give_back(conn);
+        Ok(())
     }
 }
