@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
-use paywatch_core::{Provider, SecretUrl};
+use paywatch_core::SecretUrl;
 
 /// paywatch-producer: accept orders and enqueue their payment checks.
 #[derive(Debug, Parser)]
@@ -193,55 +193,101 @@ pub struct EnqueueArgs {
     /// The shop's order id.
     #[arg(long)]
     pub order_id: String,
-    /// The provider: cashless, handcash, miraclecash or foxreload.
+    /// The provider: cashless, handcash, miraclecash or foxreload (judged by the submit function,
+    /// as over HTTP).
     #[arg(long)]
-    pub provider: Provider,
+    pub provider: String,
     /// The provider's payment id.
     #[arg(long)]
     pub payment_id: String,
     /// Email address to notify.
     #[arg(long)]
     pub email: Option<String>,
-    /// Telegram chat id to notify.
+    /// Telegram chat id to notify (an integer).
     #[arg(long, allow_hyphen_values = true)]
-    pub telegram_chat_id: Option<i64>,
+    pub telegram_chat_id: Option<String>,
     /// Webhook URL to notify.
     #[arg(long)]
     pub webhook_url: Option<String>,
-    /// Metadata, a JSON object.
-    #[arg(long)]
+    /// Metadata, a JSON object, stored and echoed exactly as written.
+    #[arg(long, allow_hyphen_values = true)]
     pub metadata: Option<String>,
+}
+
+/// Whether `text` is one JSON number as written (RFC 8259), so it can go into a body unchanged.
+fn is_json_number(text: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (mantissa, None),
+    };
+    digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && frac.is_none_or(digits)
+        && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
 }
 
 impl EnqueueArgs {
     /// The order these flags describe, as the JSON body of `POST /v1/orders`; the submit function
-    /// judges it like any other door's.
-    pub fn to_json(&self) -> Result<serde_json::Value, crate::FieldError> {
-        let mut order = serde_json::json!({
-            "order_id": self.order_id,
-            "provider": self.provider,
-            "payment_id": self.payment_id,
-        });
-        let mut notify = serde_json::Map::new();
-        if let Some(email) = &self.email {
-            notify.insert("email".into(), email.as_str().into());
+    /// judges it like any other door's, so the CLI refuses what HTTP refuses, in the same words.
+    ///
+    /// Nothing is judged or re-encoded here: `--provider` goes as a string, `--telegram-chat-id`
+    /// as the number written (or a string, which the function refuses as not an integer), and
+    /// `--metadata` is spliced in as its own text, so `1.50` stays `1.50` and duplicate keys
+    /// reach the function. The one refusal of its own: metadata that is a JSON value with more
+    /// text after it, which would otherwise add fields to the body.
+    pub fn to_json(&self) -> Result<String, crate::FieldError> {
+        let string = |s: &str| serde_json::Value::from(s).to_string();
+        let mut body = String::from("{");
+        if let Some(text) = self.metadata.as_deref() {
+            // First: text that does not close what it opens leaves the body unclosed too, so it
+            // cannot swallow the fields after it; the function then refuses the body.
+            let mut values =
+                serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+            if let Some(Ok(_)) = values.next()
+                && !text[values.byte_offset()..].trim().is_empty()
+            {
+                return Err(crate::FieldError {
+                    field: "metadata".into(),
+                    message: "must be one JSON object, with nothing after it".into(),
+                });
+            }
+            body.push_str(&format!(r#""metadata":{text},"#));
         }
-        if let Some(chat) = self.telegram_chat_id {
-            notify.insert("telegram_chat_id".into(), chat.into());
+        body.push_str(&format!(
+            r#""order_id":{},"provider":{},"payment_id":{}"#,
+            string(&self.order_id),
+            string(&self.provider),
+            string(&self.payment_id)
+        ));
+        let mut notify = Vec::new();
+        if let Some(email) = &self.email {
+            notify.push(format!(r#""email":{}"#, string(email)));
+        }
+        if let Some(chat) = self.telegram_chat_id.as_deref() {
+            // A number goes as written (the function judges its range exactly); anything else as
+            // text, which the function refuses as not an integer, as it would over HTTP.
+            let chat = chat.trim();
+            let value = if is_json_number(chat) {
+                chat.to_owned()
+            } else {
+                string(chat)
+            };
+            notify.push(format!(r#""telegram_chat_id":{value}"#));
         }
         if let Some(url) = &self.webhook_url {
-            notify.insert("webhook_url".into(), url.as_str().into());
+            notify.push(format!(r#""webhook_url":{}"#, string(url)));
         }
         if !notify.is_empty() {
-            order["notify"] = notify.into();
+            body.push_str(&format!(r#","notify":{{{}}}"#, notify.join(",")));
         }
-        if let Some(text) = self.metadata.as_deref() {
-            order["metadata"] = serde_json::from_str(text).map_err(|e| crate::FieldError {
-                field: "metadata".into(),
-                message: format!("is not JSON: {e}"),
-            })?;
-        }
-        Ok(order)
+        body.push('}');
+        Ok(body)
     }
 }
 
@@ -273,7 +319,8 @@ mod tests {
             r#"{"cart":3}"#,
         ]);
         assert_eq!(
-            args.to_json().expect("json"),
+            serde_json::from_str::<serde_json::Value>(&args.to_json().expect("json"))
+                .expect("JSON"),
             serde_json::json!({
                 "order_id": "o-1", "provider": "foxreload", "payment_id": "fr_1",
                 "notify": {"telegram_chat_id": -100}, "metadata": {"cart": 3}
@@ -308,6 +355,40 @@ mod tests {
     }
 
     #[test]
+    fn the_cli_hands_over_the_text_as_written() {
+        let args = enqueue(&[
+            "--order-id",
+            "o-\"1",
+            "--provider",
+            "CASHLESS",
+            "--payment-id",
+            "p",
+            "--telegram-chat-id",
+            "99999999999999999999999",
+            "--metadata",
+            r#"{"a":1,"a":1.50e400}"#,
+        ]);
+        assert_eq!(
+            args.to_json().expect("body"),
+            r#"{"metadata":{"a":1,"a":1.50e400},"order_id":"o-\"1","provider":"CASHLESS","payment_id":"p","notify":{"telegram_chat_id":99999999999999999999999}}"#
+        );
+        for (text, number) in [
+            ("0", true),
+            ("-12", true),
+            ("1.50", true),
+            ("1E+3", true),
+            ("01", false),
+            ("1.", false),
+            ("abc", false),
+            ("", false),
+            ("-", false),
+            ("1e", false),
+        ] {
+            assert_eq!(is_json_number(text), number, "{text}");
+        }
+    }
+
+    #[test]
     fn unreadable_metadata_names_the_field() {
         let args = enqueue(&[
             "--order-id",
@@ -319,7 +400,23 @@ mod tests {
             "--metadata",
             "{nope",
         ]);
-        assert_eq!(args.to_json().expect_err("invalid").field, "metadata");
+        // Not JSON: left to the function, which says so as it does over HTTP.
+        assert!(
+            args.to_json()
+                .expect("body")
+                .starts_with(r#"{"metadata":{nope,"#)
+        );
+        let smuggled = enqueue(&[
+            "--order-id",
+            "o",
+            "--provider",
+            "cashless",
+            "--payment-id",
+            "p",
+            "--metadata",
+            r#"{},"notify":{"email":"x@example.com"}"#,
+        ]);
+        assert_eq!(smuggled.to_json().expect_err("refused").field, "metadata");
     }
 
     #[test]
