@@ -206,7 +206,9 @@ fn notification(target: String, status: PaymentStatus) -> Notification {
         payment_id: PaymentId::new("fx-5521").expect("payment id"),
         raw_status: Some("completed".into()),
         detail: None,
-        metadata: Some(serde_json::json!({"cart": "c-19", "customer": 42})),
+        metadata: Some(
+            paywatch_core::Metadata::from_json(r#"{"cart":"c-19","customer":42}"#).expect("json"),
+        ),
         delivered_codes: vec![CODE.into()],
         occurred_at: Utc::now(),
     }

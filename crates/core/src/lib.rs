@@ -49,7 +49,7 @@ pub use adapters::{
 pub use ids::{IdError, OrderId, PaymentId};
 pub use notification::{Channel, Notification};
 pub use observation::Observation;
-pub use order::{NotifyTargets, OrderSpec};
+pub use order::{Metadata, NotifyTargets, OrderSpec};
 pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
 pub use provider::{Provider, UnknownProvider};
 pub use secret::{Secret, SecretUrl};

@@ -65,9 +65,9 @@ pub struct Notification {
     /// Provider context (cancel reason, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// The shop's metadata, echoed.
+    /// The shop's metadata, echoed exactly as stored (numbers as written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<crate::order::Metadata>,
     /// Codes delivered with the order (FoxReload); secret, never logged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered_codes: Vec<String>,

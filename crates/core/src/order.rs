@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::ids::{OrderId, PaymentId};
 use crate::provider::Provider;
@@ -26,7 +27,109 @@ pub struct OrderSpec {
     pub notify: NotifyTargets,
     /// Opaque data the merchant attached; echoed back in notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Metadata>,
+}
+
+/// The shop's metadata: one JSON object, kept as the text the submit function stored, so every
+/// number comes back exactly as written (`1.50`, `1E3`, `-0`, 25-digit integers, `1e400`), which a
+/// `serde_json::Value` (an `f64` or a 64-bit integer per number) cannot promise.
+///
+/// It only holds what serde_json reads as one JSON value; the function judges the rest (an object,
+/// no duplicate keys, bounded size and depth). Equal when the text is equal, as the function
+/// compares it. `Debug` shows only its length: metadata is the shop's, and may hold anything.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Metadata(Box<RawValue>);
+
+impl Metadata {
+    /// Metadata from its JSON text (one JSON value, kept byte for byte).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text.to_owned()).map(Self)
+    }
+
+    /// Metadata from a value (its numbers as serde_json writes them).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text, indented two spaces per level for people to read. Only white space is
+    /// added, outside strings: every number and string stays as written.
+    pub fn pretty(&self) -> String {
+        let text = self.get().trim();
+        let mut out = String::with_capacity(text.len() * 2);
+        let mut depth = 0usize;
+        let (mut in_string, mut escaped) = (false, false);
+        let mut chars = text.chars().peekable();
+        let newline = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', depth * 2));
+        };
+        while let Some(c) = chars.next() {
+            if in_string {
+                out.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => {
+                    in_string = true;
+                    out.push(c);
+                }
+                '{' | '[' => {
+                    out.push(c);
+                    // Skip white space to see whether the container is empty.
+                    while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                        chars.next();
+                    }
+                    if matches!(chars.peek(), Some('}' | ']')) {
+                        if let Some(close) = chars.next() {
+                            out.push(close);
+                        }
+                    } else {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                    out.push(c);
+                }
+                ',' => {
+                    out.push(c);
+                    newline(&mut out, depth);
+                }
+                ':' => out.push_str(": "),
+                c if c.is_ascii_whitespace() => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Metadata {}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Metadata({} bytes)", self.get().len())
+    }
 }
 
 impl OrderSpec {
@@ -102,7 +205,7 @@ mod tests {
                     "https://hooks.example.com:8443/T00/B00/s3cr3tT0ken?sig=abc".into(),
                 ),
             },
-            metadata: Some(serde_json::json!({"sku": "gift-10"})),
+            metadata: Some(Metadata::from_json(r#"{"sku":"gift-10"}"#).unwrap()),
         }
     }
 
@@ -137,6 +240,28 @@ mod tests {
             r#"{"order_id":"o1","provider":"cashless","payment_id":"b1","amount":3}"#,
         );
         assert!(unknown.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn metadata_keeps_its_numbers_as_written() {
+        let text = r#"{"a":1e400,"b":-1e400,"c":1234567890123456789012345,"d":-0,"e":1.50,"f":1E3,"g":1e-400}"#;
+        let body = format!(
+            r#"{{"order_id":"o","provider":"cashless","payment_id":"p","metadata":{text}}}"#
+        );
+        let order: OrderSpec = serde_json::from_str(&body).expect("reads");
+        assert_eq!(order.metadata.as_ref().map(Metadata::get), Some(text));
+        assert!(order.canonical_json().expect("writes").contains(text));
+    }
+
+    #[test]
+    fn pretty_metadata_only_adds_white_space() {
+        let m = Metadata::from_json(r#"{"a":[1.50,{}],"b":"x, {y}: \"z\"","c":[],"d":-0}"#)
+            .expect("json");
+        assert_eq!(
+            m.pretty(),
+            "{\n  \"a\": [\n    1.50,\n    {}\n  ],\n  \"b\": \"x, {y}: \\\"z\\\"\",\n  \"c\": [],\n  \"d\": -0\n}"
+        );
+        assert!(!format!("{m:?}").contains("1.50"));
     }
 
     #[test]

@@ -43,10 +43,7 @@ impl Fanout {
             ),
             (Channel::Webhook, record.notify.webhook_url.clone()),
         ];
-        let metadata = record
-            .metadata
-            .as_ref()
-            .and_then(|m| serde_json::from_str(m.get()).ok());
+        let metadata = record.metadata.clone();
         targets
             .into_iter()
             .filter_map(|(channel, target)| {

@@ -8,12 +8,10 @@
 
 use std::fmt;
 
+use crate::order::{Metadata, NotifyTargets, OrderSpec};
+use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-
-use crate::order::{NotifyTargets, OrderSpec};
-use crate::{OrderId, PaymentId, PaymentStatus, PollState, Provider};
 
 /// Status changes and errors kept per order (newest last).
 pub const HISTORY_LEN: usize = 20;
@@ -123,12 +121,12 @@ struct Wire(
     Option<i64>,
     Option<String>,
     i64,
-    #[serde(default)] Option<Box<RawValue>>,
+    #[serde(default)] Option<Metadata>,
     #[serde(default)] Option<CheckState>,
 );
 
 /// An order as stored: what was submitted, when, and what the checks found.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "Wire", into = "Wire")]
 pub struct StoredOrder {
     /// Which provider holds the payment.
@@ -139,8 +137,8 @@ pub struct StoredOrder {
     pub notify: NotifyTargets,
     /// When paywatch accepted it (Unix ms, Redis clock).
     pub created_ms: i64,
-    /// The shop's metadata, exactly as canonicalised on submission.
-    pub metadata: Option<Box<RawValue>>,
+    /// The shop's metadata, exactly as canonicalised on submission (numbers as written).
+    pub metadata: Option<Metadata>,
     /// What the checks found (absent before the first).
     pub state: Option<CheckState>,
 }
@@ -177,17 +175,6 @@ impl From<StoredOrder> for Wire {
     }
 }
 
-impl PartialEq for StoredOrder {
-    fn eq(&self, other: &Self) -> bool {
-        self.provider == other.provider
-            && self.payment_id == other.payment_id
-            && self.notify == other.notify
-            && self.created_ms == other.created_ms
-            && self.metadata.as_ref().map(|m| m.get()) == other.metadata.as_ref().map(|m| m.get())
-            && self.state == other.state
-    }
-}
-
 impl fmt::Debug for StoredOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredOrder")
@@ -220,10 +207,7 @@ impl StoredOrder {
             provider: self.provider,
             payment_id: self.payment_id.clone(),
             notify: self.notify.clone(),
-            metadata: self
-                .metadata
-                .as_ref()
-                .and_then(|m| serde_json::from_str(m.get()).ok()),
+            metadata: self.metadata.clone(),
         }
     }
 

@@ -132,9 +132,9 @@ fn facts(n: &Notification) -> Vec<(&'static str, String)> {
 
 /// The shop's metadata as indented JSON, or `None` when there is none.
 fn metadata_text(n: &Notification) -> Option<String> {
-    let value = n.metadata.as_ref().filter(|v| !v.is_null())?;
-    // Serializing a `Value` cannot fail; the compact form is a harmless fallback all the same.
-    Some(serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()))
+    // Indented, with every number as the shop wrote it.
+    let metadata = n.metadata.as_ref().filter(|m| m.get() != "null")?;
+    Some(metadata.pretty())
 }
 
 fn text_body(
@@ -259,7 +259,12 @@ mod tests {
             payment_id: PaymentId::new("fr-9&9").unwrap(),
             raw_status: Some("completed\r\nBcc: evil@example.com".into()),
             detail: None,
-            metadata: Some(serde_json::json!({"note": "<script>alert(1)</script>"})),
+            metadata: Some(
+                paywatch_core::Metadata::from_value(
+                    &serde_json::json!({"note": "<script>alert(1)</script>"}),
+                )
+                .unwrap(),
+            ),
             delivered_codes: vec!["CODE-<A>".into(), "CODE-B".into()],
             occurred_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
         }

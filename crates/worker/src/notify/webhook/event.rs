@@ -48,7 +48,7 @@ struct EventData<'a> {
     payment_id: &'a str,
     raw_status: Option<&'a str>,
     detail: Option<&'a str>,
-    metadata: Option<&'a serde_json::Value>,
+    metadata: Option<&'a paywatch_core::Metadata>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered_codes: Option<&'a [String]>,
 }
@@ -105,7 +105,12 @@ mod tests {
             payment_id: PaymentId::new("fx-9").unwrap(),
             raw_status: Some("completed".into()),
             detail: None,
-            metadata: Some(serde_json::json!({"a": [1, 2], "cart": 7})),
+            metadata: Some(
+                paywatch_core::Metadata::from_json(
+                    r#"{"a":[1,2],"big":1234567890123456789012345,"cart":7,"x":1e400,"y":1.50}"#,
+                )
+                .unwrap(),
+            ),
             delivered_codes: vec!["CODE-1".into(), "CODE-2".into()],
             occurred_at: chrono::Utc
                 .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
@@ -139,7 +144,7 @@ mod tests {
         let text = String::from_utf8(body.clone()).unwrap();
         assert_eq!(
             text,
-            r#"{"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z","data":{"order_id":"order-42","status":"paid","provider":"foxreload","payment_id":"fx-9","raw_status":"completed","detail":null,"metadata":{"a":[1,2],"cart":7},"delivered_codes":["CODE-1","CODE-2"]}}"#
+            r#"{"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z","data":{"order_id":"order-42","status":"paid","provider":"foxreload","payment_id":"fx-9","raw_status":"completed","detail":null,"metadata":{"a":[1,2],"big":1234567890123456789012345,"cart":7,"x":1e400,"y":1.50},"delivered_codes":["CODE-1","CODE-2"]}}"#
         );
         assert_eq!(
             event_body(&notification(PaymentStatus::Paid)).unwrap(),
