@@ -166,7 +166,24 @@ fn edge_host() -> impl Strategy<Value = String> {
     prop_oneof![
         v4.clone().prop_map(|a| Ipv4Addr::from(a).to_string()),
         v4.clone().prop_map(|a| a.to_string()),
-        v4.prop_map(|a| format!("[::ffff:{}]", Ipv4Addr::from(a))),
+        v4.clone()
+            .prop_map(|a| format!("[::ffff:{}]", Ipv4Addr::from(a))),
+        // Carried in other IPv6 prefixes: local-use NAT64, 6to4, Teredo (inverted); with any
+        // bits where the prefix leaves room.
+        (v4, 0..3usize, any::<u64>()).prop_map(|(a, prefix, noise)| {
+            let a = u128::from(a);
+            let noise = u128::from(noise);
+            let ip = match prefix {
+                0 => (0x0064_ff9b_0001u128 << 80) | ((noise & 0xffff_ffff_ffff) << 32) | a,
+                1 => (0x2002u128 << 112) | (a << 80) | (noise & 0xffff_ffff_ffff_ffff_ffff),
+                _ => {
+                    (0x2001_0000u128 << 96)
+                        | ((noise << 32) & !(0xffff_ffffu128 << 96))
+                        | (!a & 0xffff_ffff)
+                }
+            };
+            format!("[{}]", Ipv6Addr::from(ip))
+        }),
         prop::sample::select(V6_EDGES.to_vec()).prop_map(|a| format!("[{}]", Ipv6Addr::from(a))),
     ]
 }
@@ -269,4 +286,42 @@ fn before_any_notifier_has_published_blocked_literals_are_left_to_the_notifier()
     }
     // Host syntax is the function's own to judge, published or not.
     assert!(message(shard.submit(&mut conn, &order("http://shop.123/"))).is_some());
+}
+
+/// 6to4, Teredo and local-use NAT64 addresses deliver to the IPv4 address they carry: the door
+/// and the notifiers both judge them by it (before, both let `[2002:7f00:1::]` through).
+#[test]
+fn ipv6_addresses_carrying_ipv4_are_judged_by_it_at_the_door() {
+    let shard = PreparedShard::with_webhook_allow("webhook-hosts-embedded", String::new());
+    let mut conn = connection();
+    for (url, range) in [
+        ("http://[2002:7f00:1::]/h", Some("loopback")),
+        ("http://[2002:a00:1:ffff::1]/h", Some("private-network")),
+        ("http://[2002:a9fe:a9fe::]/h", Some("link-local")),
+        (
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/h",
+            Some("loopback"),
+        ),
+        (
+            "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/h",
+            Some("private-network"),
+        ),
+        ("http://[64:ff9b:1::7f00:1]/h", Some("loopback")),
+        ("http://[64:ff9b:1::10.1.2.3]/h", Some("private-network")),
+        ("http://[2002:808:808::1]/h", None),
+        ("http://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/h", None),
+        ("http://[64:ff9b:1::8.8.8.8]/h", None),
+    ] {
+        let function = message(shard.submit(&mut conn, &order(url)));
+        assert_eq!(function, notifier_verdict(url), "{url}");
+        match range {
+            Some(range) => assert!(
+                function
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&format!("({range})"))),
+                "{url}: {function:?}"
+            ),
+            None => assert_eq!(function, None, "{url}"),
+        }
+    }
 }

@@ -47,9 +47,7 @@ impl fmt::Display for Blocked {
 
 /// Whether `ip` is in a range webhooks may not reach by default, and which.
 ///
-/// IPv6 addresses that embed an IPv4 destination (IPv4-mapped `::ffff:0:0/96`, and the NAT64
-/// well-known prefix `64:ff9b::/96`, which a NAT64 gateway translates to that IPv4 address) are
-/// judged by the embedded address.
+/// IPv6 addresses that carry an IPv4 destination ([`embedded_ipv4`]) are judged by it.
 pub fn classify(ip: IpAddr) -> Option<Blocked> {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -75,16 +73,40 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Blocked> {
     })
 }
 
+/// The IPv4 address an IPv6 address delivers to, when it carries one:
+///
+/// - IPv4-mapped `::ffff:0:0/96`: the last 32 bits;
+/// - NAT64, the well-known `64:ff9b::/96` and the local-use `64:ff9b:1::/48` (RFC 8215): the last
+///   32 bits, which a NAT64 gateway translates to;
+/// - 6to4 `2002::/16`: bits 16-47, where a 6to4 relay sends the packet;
+/// - Teredo `2001::/32`: the client's address, the last 32 bits inverted (RFC 4380).
+///
+/// The submit function (`paywatch.lua`'s `embedded_v4`) reads them the same way.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(ip);
+    // Truncations keep exactly the 32 bits each prefix puts the address in.
+    let last = bits as u32;
+    let segments = ip.segments();
+    if ip.to_ipv4_mapped().is_some()
+        || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || segments[..3] == [0x64, 0xff9b, 1]
+    {
+        return Some(Ipv4Addr::from(last));
+    }
+    if segments[0] == 0x2002 {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    if segments[..2] == [0x2001, 0] {
+        return Some(Ipv4Addr::from(!last));
+    }
+    None
+}
+
 fn classify_v6(ip: Ipv6Addr) -> Option<Blocked> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    if let Some(v4) = embedded_ipv4(ip) {
         return classify_v4(v4);
     }
     let segments = ip.segments();
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., hi, lo] = segments;
-        let embedded = Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-        return classify_v4(embedded);
-    }
     Some(match segments[0] {
         _ if ip.is_unspecified() => Blocked::Unspecified,
         _ if ip.is_loopback() => Blocked::Loopback,
@@ -257,11 +279,37 @@ mod tests {
             ("::ffff:224.0.0.1", Blocked::Multicast),
             ("64:ff9b::127.0.0.1", Blocked::Loopback),
             ("64:ff9b::192.168.0.1", Blocked::Private),
+            // Local-use NAT64 (64:ff9b:1::/48), 6to4 (2002::/16), Teredo (2001::/32).
+            ("64:ff9b:1::7f00:1", Blocked::Loopback),
+            ("64:ff9b:1:ffff::a9fe:a9fe", Blocked::LinkLocal),
+            ("2002:7f00:1::", Blocked::Loopback),
+            ("2002:a00:1:ffff::1", Blocked::Private),
+            ("2002:a9fe:a9fe::", Blocked::LinkLocal),
+            // Teredo's client 127.0.0.1, inverted: 0x80ff_fffe.
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", Blocked::Loopback),
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", Blocked::Private),
         ];
         for (addr, expected) in cases {
             assert_eq!(classify(ip(addr)), Some(expected), "{addr}");
         }
         assert_eq!(classify(ip("::ffff:8.8.8.8")), None);
+        for public in [
+            "64:ff9b:1::808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001:db8::1",
+            "2001:4860:4860::8888",
+        ] {
+            assert_eq!(classify(ip(public)), None, "{public}");
+        }
+        assert_eq!(
+            embedded_ipv4("2002:c000:201::".parse().expect("6to4")),
+            Some(Ipv4Addr::new(192, 0, 2, 1))
+        );
+        assert_eq!(
+            embedded_ipv4("2001:0:1:2:3:4:3fff:fdfe".parse().expect("teredo")),
+            Some(Ipv4Addr::new(192, 0, 2, 1))
+        );
     }
 
     #[test]

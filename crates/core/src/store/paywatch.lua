@@ -26,7 +26,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 8        -- bumped on every change of this file (library.rs checks it)
+local REVISION = 9        -- bumped on every change of this file (library.rs checks it)
 
 local MAX_BODY = 65536
 local MAX_ID = 128
@@ -790,14 +790,34 @@ local V6_LOOPBACK = '00000000000000000000000000000001'
 local V6_MAPPED = '00000000000000000000ffff'
 local V6_NAT64 = '0064ff9b0000000000000000'
 local V6_COMPATIBLE = '000000000000000000000000'
+local V6_NAT64_LOCAL = '0064ff9b0001'
+local V6_6TO4 = '2002'
+local V6_TEREDO = '20010000'
 
--- The same for an IPv6 address (32 hex digits); IPv4-mapped and NAT64 (64:ff9b::/96)
--- addresses are judged by the IPv4 address they carry.
-local function blocked_v6(h)
+-- The IPv4 address (8 hex digits) an IPv6 address carries to its destination, or nil:
+-- IPv4-mapped ::ffff:0:0/96, NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48 (the last 32
+-- bits), 6to4 2002::/16 (bits 16-47: the relay sends it there) and Teredo 2001::/32 (the client,
+-- the last 32 bits inverted). As ip_ranges.rs `embedded_ipv4` reads them.
+local function embedded_v4(h)
   local head = string.sub(h, 1, 24)
-  if head == V6_MAPPED or head == V6_NAT64 then
-    return blocked_v4(string.sub(h, 25))
+  if head == V6_MAPPED or head == V6_NAT64 or string.sub(h, 1, 12) == V6_NAT64_LOCAL then
+    return string.sub(h, 25)
   end
+  if string.sub(h, 1, 4) == V6_6TO4 then return string.sub(h, 5, 12) end
+  if string.sub(h, 1, 8) == V6_TEREDO then
+    return (string.gsub(string.sub(h, 25), '%x', function(c)
+      return string.format('%x', 15 - tonumber(c, 16))
+    end))
+  end
+  return nil
+end
+
+-- The same for an IPv6 address (32 hex digits); one that carries an IPv4 address (see
+-- embedded_v4) is judged by it.
+local function blocked_v6(h)
+  local v4 = embedded_v4(h)
+  if v4 then return blocked_v4(v4) end
+  local head = string.sub(h, 1, 24)
   if h == V6_ZERO then return 'unspecified' end
   if h == V6_LOOPBACK then return 'loopback' end
   if head == V6_COMPATIBLE then return 'reserved' end
@@ -864,6 +884,15 @@ end
 -- Functions
 ---------------------------------------------------------------------------------------------
 
+-- The functions that touch a shard take exactly that one key: a second key could name another
+-- slot, which the function would never touch and a Cluster would refuse for the wrong reason.
+local function one_key(keys)
+  if #keys ~= 1 then
+    fail('shard', 'takes exactly one key, the shard key <prefix>:{check-payment.<shard>}, not ' ..
+      #keys)
+  end
+end
+
 -- Runs `f`, turning paywatch's field errors into error replies (and nothing written).
 local function guarded(f)
   return function(keys, args)
@@ -877,6 +906,7 @@ end
 -- FCALL paywatch_submit 1 <prefix>:{check-payment.<shard>} <order JSON>
 -- -> {'created', 'pending', 'watching'} | {'exists', <status>, <phase>}
 local function submit(keys, args)
+  one_key(keys)
   local body = args[1]
   if type(body) ~= 'string' then fail('body', 'is required (the order JSON)') end
   if #args > 1 then fail('body', 'takes exactly one argument, the order JSON') end
@@ -909,6 +939,7 @@ end
 -- A final order is notified once its check job is gone: workers complete the job only after
 -- enqueueing its notifications.
 local function get(keys, args)
+  one_key(keys)
   local base = keys[1]
   local id = args[1]
   if type(id) ~= 'string' then fail('order_id', 'is required') end
@@ -933,6 +964,7 @@ end
 -- The caller that knows the order's payment names it; otherwise it is read from the record,
 -- which costs a parse of the whole record (its check history included).
 local function finalize(keys, args)
+  one_key(keys)
   local base, id, rec, index = keys[1], args[1], args[2], args[3]
   if type(id) ~= 'string' or type(rec) ~= 'string' then fail('body', 'expects an order id and a record') end
   shard_of(base)
@@ -958,6 +990,7 @@ end
 -- and a check that is due or running absorbs them all. Returns the order id and what happened
 -- ('moved', 'due', 'running', 'none') or nil when no order watches the payment.
 local function check_now(keys, args)
+  one_key(keys)
   local base, provider, payment = keys[1], args[1], args[2]
   if type(provider) ~= 'string' or type(payment) ~= 'string' then
     fail('body', 'expects a provider and a payment id')
