@@ -78,13 +78,15 @@ impl ApiAuth {
         })
     }
 
-    /// Whether the request carries one of the tokens.
+    /// Whether the request carries one of the tokens: exactly one `Authorization` header, scheme
+    /// `Bearer` in any case (RFC 9110 §11.1: schemes are case-insensitive).
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(presented) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        // Two headers are ambiguous (which one did a proxy check?): refused, never "first wins".
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Some(presented) = value.to_str().ok().and_then(bearer_token) else {
             return false;
         };
         // Compare against every token, always, so timing tells nothing.
@@ -107,6 +109,13 @@ impl ApiAuth {
         self.events_signature(order_id)
             .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(signature.as_bytes())))
     }
+}
+
+/// The token of `Bearer <token>` (the scheme in any case, one or more spaces after it).
+fn bearer_token(credentials: &str) -> Option<&str> {
+    let (scheme, token) = credentials.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The 401 every unauthenticated request gets.
@@ -164,6 +173,34 @@ mod tests {
             HeaderValue::from_static("Basic eDp5"),
         );
         assert!(!auth.allows(&basic));
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_one_header_only() {
+        let auth = ApiAuth::new([A.to_string()], None).expect("valid");
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_str(&format!("{scheme} {A}")).expect("header");
+            headers.insert(header::AUTHORIZATION, value);
+            assert!(auth.allows(&headers), "{scheme}");
+        }
+        // Two Authorization headers, even both valid: ambiguous, refused.
+        for second in [A, B] {
+            let mut headers = bearer(A);
+            let value = HeaderValue::from_str(&format!("Bearer {second}")).expect("header");
+            headers.append(header::AUTHORIZATION, value);
+            assert!(!auth.allows(&headers), "{second}");
+        }
+        for not_bearer in [
+            format!("Bearerx {A}"),
+            format!("Bearer{A}"),
+            "Bearer ".into(),
+        ] {
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_str(&not_bearer).expect("header");
+            headers.insert(header::AUTHORIZATION, value);
+            assert!(!auth.allows(&headers), "{not_bearer}");
+        }
     }
 
     #[test]

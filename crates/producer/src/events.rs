@@ -24,7 +24,7 @@ use paywatch_core::store::Phase;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::{Api, error, internal, links, order_view};
+use crate::http::{Api, OrderJson, error, internal, links, order_view};
 
 /// How often a stream reads its order.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -120,7 +120,7 @@ struct Cursor {
     api: Api,
     id: OrderId,
     /// The view to send next, if any.
-    pending: Option<Value>,
+    pending: Option<OrderJson>,
     last: Value,
     sent: u64,
     done: bool,
@@ -130,7 +130,7 @@ struct Cursor {
 fn updates(
     api: Api,
     id: OrderId,
-    first: Value,
+    first: OrderJson,
     phase: Phase,
     slot: Slot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {

@@ -93,6 +93,32 @@ pub fn router(
         .merge(webhooks)
         // The page is public; everything it shows comes from /v1/admin/* with the token.
         .merge(crate::board::routes())
+        .fallback(not_found)
+        // A belt, not the fix: no handler should panic, but if one does the client still gets
+        // JSON, the panic is counted, and the connection is not simply dropped.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// Any path no route serves (`GET /v1`, a typo): a JSON 404 like every other refusal.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+        None,
+    )
+}
+
+/// What a request whose handler panicked gets: a JSON 500, counted and logged (the panic's own
+/// message is logged, never sent: it may quote data).
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(not a string)");
+    tracing::error!(panic = message, "an API handler panicked");
+    ::metrics::counter!(crate::metrics::HANDLER_PANICS_TOTAL).increment(1);
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
 }
 
 /// The API path of an order, its id percent-encoded.
@@ -152,6 +178,17 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// What the function said of an order id taken with another body (`paywatch.lua`'s words).
+pub const CONFLICT: &str = "an order with this id already exists with a different body";
+
+/// The fields of an accepted order its answer repeats.
+#[derive(serde::Deserialize)]
+struct Accepted {
+    order_id: String,
+    provider: String,
+    payment_id: String,
+}
+
 /// `POST /v1/orders`: submit an order (through the `paywatch_submit` Redis Function).
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
     request_body(content = crate::openapi::OrderRequest, content_type = "application/json"),
@@ -188,18 +225,26 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
                 Some(&f.field),
             );
         }
-        Err(ProducerError::Conflict(id)) => {
+        Err(ProducerError::Conflict(_)) => {
+            // The Redis door's words, as every refusal: `<field>: <message>`.
             return error(
                 StatusCode::CONFLICT,
-                format!("order {id} already exists with a different body"),
+                format!("order_id: {CONFLICT}"),
                 Some("order_id"),
             );
         }
         Err(e) => return internal(&e),
     };
-    // The function accepted it, so it is a valid order.
-    let order: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let order_id = order["order_id"].as_str().unwrap_or_default();
+    // The function accepted it, so these three fields are there; metadata (any number, even one
+    // no f64 holds) is skipped unread.
+    let order: Accepted = match serde_json::from_slice(&body) {
+        Ok(order) => order,
+        Err(e) => {
+            tracing::error!(error = %e, "an accepted order could not be read back");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
+        }
+    };
+    let order_id = order.order_id.as_str();
     let (code, status, phase, created) = match submitted {
         Submitted::Created => (
             StatusCode::ACCEPTED,
@@ -213,8 +258,8 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
         code,
         Json(json!({
             "order_id": order_id,
-            "provider": order["provider"],
-            "payment_id": order["payment_id"],
+            "provider": order.provider,
+            "payment_id": order.payment_id,
             "status": status,
             "phase": phase,
             "created": created,
@@ -254,11 +299,107 @@ pub async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> 
     }
 }
 
+/// An order's view as JSON: its fields, and the shop's metadata exactly as stored.
+///
+/// A [`Value`] holds every number as an `f64` or a 64-bit integer, so `1.50`, `1E3` or a 25-digit
+/// integer would come back changed and `1e400` not at all; the metadata is therefore kept apart,
+/// as its stored text, and written in place of the `metadata` field. Everything else reads and
+/// writes through the [`Value`] it dereferences to (`view["status"]`, `view["links"] = …`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderJson {
+    fields: Value,
+    metadata: Option<paywatch_core::Metadata>,
+}
+
+impl OrderJson {
+    /// The shop's metadata, as stored.
+    pub fn metadata(&self) -> Option<&paywatch_core::Metadata> {
+        self.metadata.as_ref()
+    }
+}
+
+impl From<Value> for OrderJson {
+    /// A view without metadata (a `metadata` field in `fields` is left out when written).
+    fn from(fields: Value) -> Self {
+        Self {
+            fields,
+            metadata: None,
+        }
+    }
+}
+
+impl std::ops::Deref for OrderJson {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.fields
+    }
+}
+
+impl std::ops::DerefMut for OrderJson {
+    fn deref_mut(&mut self) -> &mut Value {
+        &mut self.fields
+    }
+}
+
+impl serde::Serialize for OrderJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let empty = serde_json::Map::new();
+        let fields = self.fields.as_object().unwrap_or(&empty);
+        let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
+        let mut written = false;
+        for (key, value) in fields {
+            if key == "metadata" {
+                continue;
+            }
+            // In key order, as the other fields are.
+            if !written && key.as_str() > "metadata" {
+                map.serialize_entry("metadata", &self.metadata)?;
+                written = true;
+            }
+            map.serialize_entry(key, value)?;
+        }
+        if !written {
+            map.serialize_entry("metadata", &self.metadata)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OrderJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let raw =
+            std::collections::BTreeMap::<String, Box<serde_json::value::RawValue>>::deserialize(
+                deserializer,
+            )?;
+        let mut fields = serde_json::Map::new();
+        let mut metadata = None;
+        for (key, value) in raw {
+            if key == "metadata" {
+                if value.get() != "null" {
+                    metadata = Some(
+                        paywatch_core::Metadata::from_json(value.get())
+                            .map_err(D::Error::custom)?,
+                    );
+                }
+            } else {
+                let value = serde_json::from_str(value.get()).map_err(D::Error::custom)?;
+                fields.insert(key, value);
+            }
+        }
+        Ok(Self {
+            fields: Value::Object(fields),
+            metadata,
+        })
+    }
+}
+
 /// The public view of an order: no credentials, no delivered codes, webhook URL redacted.
-pub fn order_view(view: &OrderView) -> Value {
+pub fn order_view(view: &OrderView) -> OrderJson {
     let record = &view.record;
     let state = record.state.as_ref();
-    json!({
+    let fields = json!({
         "order_id": view.order_id,
         "provider": record.provider,
         "payment_id": record.payment_id,
@@ -279,11 +420,14 @@ pub fn order_view(view: &OrderView) -> Value {
             "telegram_chat_id": record.notify.telegram_chat_id,
             "webhook_url": record.notify.webhook_url.as_deref().map(paywatch_core::secret::redact_url),
         },
-        "metadata": record.metadata,
         // Newest first, as a timeline is read.
         "history": state.map(|s| s.history.iter().rev().collect::<Vec<_>>()).unwrap_or_default(),
         "links": {"self": order_path(view.order_id.as_str())},
-    })
+    });
+    OrderJson {
+        fields,
+        metadata: record.metadata.clone(),
+    }
 }
 
 /// `GET /healthz`: the process is up.
@@ -304,5 +448,70 @@ pub async fn ready(State(api): State<Api>) -> Response {
         Json(json!({"status": "ready"})).into_response()
     } else {
         error(StatusCode::SERVICE_UNAVAILABLE, "redis unreachable", None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// One plain HTTP/1.1 GET over a socket: the raw answer.
+    async fn get_raw(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    async fn boom() -> Response {
+        panic!("a panic quoting data: s3cret")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_and_an_unknown_path_answer_json() {
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .fallback(not_found)
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for (path, status, body) in [
+            ("/boom", "500", r#"{"error":"internal error"}"#),
+            ("/v1", "404", r#"{"error":"no such endpoint: /v1"}"#),
+        ] {
+            let answer = get_raw(addr, path).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{answer}"
+            );
+            assert!(
+                answer.contains("content-type: application/json"),
+                "{answer}"
+            );
+            assert!(answer.ends_with(body), "{answer}");
+            assert!(!answer.contains("s3cret"), "{answer}");
+        }
+    }
+
+    #[test]
+    fn an_order_view_writes_metadata_as_stored() {
+        let text = r#"{"a":1e400,"b":1234567890123456789012345,"c":-0,"d":1.50,"e":1E3}"#;
+        let json: OrderJson = serde_json::from_str(&format!(
+            r#"{{"order_id":"o","metadata":{text},"status":"paid"}}"#
+        ))
+        .expect("reads");
+        assert_eq!(json["status"], "paid");
+        assert_eq!(json.metadata().map(|m| m.get()), Some(text));
+        assert_eq!(
+            serde_json::to_string(&json).expect("writes"),
+            format!(r#"{{"metadata":{text},"order_id":"o","status":"paid"}}"#)
+        );
     }
 }

@@ -10,6 +10,9 @@ pub const ORDERS_SUBMITTED_TOTAL: &str = "paywatch_orders_submitted_total";
 /// Counter: provider webhooks received, by `provider` and `outcome`.
 pub const PROVIDER_WEBHOOKS_TOTAL: &str = "paywatch_provider_webhooks_total";
 
+/// Counter: API requests whose handler panicked (each answered with a JSON 500).
+pub const HANDLER_PANICS_TOTAL: &str = "paywatch_producer_handler_panics_total";
+
 /// Every histogram bucket list a producer process uses (its queue handles').
 pub fn all_buckets() -> Vec<(&'static str, &'static [f64])> {
     paywatch_queue::metrics::BUCKETS.to_vec()
@@ -21,6 +24,10 @@ pub fn describe() {
     describe_counter!(
         ORDERS_SUBMITTED_TOTAL,
         "Orders submitted, by provider and outcome (created, existing)"
+    );
+    describe_counter!(
+        HANDLER_PANICS_TOTAL,
+        "API requests whose handler panicked (each answered with a JSON 500)"
     );
     describe_counter!(
         PROVIDER_WEBHOOKS_TOTAL,

@@ -476,11 +476,16 @@ async fn all(action: Action, q: &Known) -> Result<u64, AdminError> {
     Ok(done)
 }
 
-/// Unix milliseconds as RFC 3339 (UTC, milliseconds).
+/// Unix milliseconds as RFC 3339 (UTC, milliseconds); a value no date holds (it came from Redis)
+/// is shown as the number it is rather than as 1970.
 pub fn rfc3339_ms(ms: u64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    i64::try_from(ms)
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map_or_else(
+            || format!("{ms} ms after 1970 (out of range)"),
+            |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

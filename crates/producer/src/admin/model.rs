@@ -219,7 +219,7 @@ pub struct TimelineEntry {
 pub struct OrderReport {
     /// The order as `GET /v1/orders/{order_id}` shows it.
     #[schema(value_type = crate::openapi::OrderView)]
-    pub order: Value,
+    pub order: crate::http::OrderJson,
     /// The check queue (shard) its check job lives in.
     pub check_queue: String,
     /// Its check's dead letter, when paywatch stopped watching it.
