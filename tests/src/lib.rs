@@ -7,6 +7,7 @@
 //! start a private [`RedisServer`] on a free port instead, so they never touch a server they did
 //! not start.
 
+pub mod bins;
 pub mod chaos;
 pub mod property;
 pub mod shard;

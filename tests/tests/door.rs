@@ -926,3 +926,280 @@ async fn the_function_knows_exactly_the_providers_the_workers_poll() {
     );
     stack.finish().await;
 }
+
+/// One CLI refusal case: the flags after the order's three, and the body HTTP would get for the
+/// same order, written out here in the CLI's layout (metadata first) so the byte offsets of a
+/// syntax verdict agree too.
+struct CliCase {
+    flags: Vec<String>,
+    field: &'static str,
+}
+
+fn cli_case(flags: &[&str], field: &'static str) -> CliCase {
+    CliCase {
+        flags: flags.iter().map(|s| s.to_string()).collect(),
+        field,
+    }
+}
+
+/// The body of `enqueue` with `flags`, built by hand: strings JSON-quoted, the chat id as written
+/// when it is a number, metadata as written.
+fn cli_body(flags: &[String]) -> String {
+    let value = |name: &str| {
+        flags
+            .iter()
+            .position(|f| f == name)
+            .map(|i| flags[i + 1].clone())
+    };
+    let quoted = |s: String| Value::String(s).to_string();
+    let mut body = String::from("{");
+    if let Some(metadata) = value("--metadata") {
+        body.push_str(&format!(r#""metadata":{metadata},"#));
+    }
+    body.push_str(&format!(
+        r#""order_id":{},"provider":{},"payment_id":{}"#,
+        quoted(value("--order-id").expect("order id")),
+        quoted(value("--provider").expect("provider")),
+        quoted(value("--payment-id").expect("payment id")),
+    ));
+    let mut notify = Vec::new();
+    if let Some(email) = value("--email") {
+        notify.push(format!(r#""email":{}"#, quoted(email)));
+    }
+    if let Some(chat) = value("--telegram-chat-id") {
+        let number = serde_json::from_str::<Value>(&chat).is_ok_and(|v| v.is_number())
+            && !chat.starts_with(['0', '+'])
+            || chat == "0";
+        notify.push(format!(
+            r#""telegram_chat_id":{}"#,
+            if number { chat } else { quoted(chat) }
+        ));
+    }
+    if let Some(url) = value("--webhook-url") {
+        notify.push(format!(r#""webhook_url":{}"#, quoted(url)));
+    }
+    if !notify.is_empty() {
+        body.push_str(&format!(r#","notify":{{{}}}"#, notify.join(",")));
+    }
+    body.push('}');
+    body
+}
+
+/// `paywatch-producer enqueue` (the real binary) judges like HTTP and FCALL: the same field and
+/// words for every refusal, nothing written, and an order it stores is the order HTTP stores
+/// (`1.50` stays `1.50`, so the same order sent over HTTP is "already accepted", not a conflict).
+#[tokio::test]
+async fn the_cli_judges_like_http_and_fcall() {
+    paywatch_tests::bins::dir();
+    let stack = Stack::start("door-cli").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));
+    let blob = format!(r#"{{"blob":"{}"}}"#, "x".repeat(17_000));
+    let cases = [
+        cli_case(&["--provider", "CASHLESS"], "provider"),
+        cli_case(&["--provider", "paypal"], "provider"),
+        cli_case(&["--provider", " cashless"], "provider"),
+        cli_case(&["--provider", ""], "provider"),
+        cli_case(&["--order-id", ""], "order_id"),
+        cli_case(&["--order-id", "a b"], "order_id"),
+        cli_case(&["--order-id", ".."], "order_id"),
+        cli_case(&["--payment-id", ""], "payment_id"),
+        cli_case(&["--email", "a@b.com,c@d.com"], "notify.email"),
+        cli_case(&["--email", "nope"], "notify.email"),
+        cli_case(&["--telegram-chat-id", "0"], "notify.telegram_chat_id"),
+        cli_case(
+            &["--telegram-chat-id", "9007199254740992"],
+            "notify.telegram_chat_id",
+        ),
+        cli_case(
+            &["--telegram-chat-id", "-99999999999999999999999"],
+            "notify.telegram_chat_id",
+        ),
+        cli_case(&["--telegram-chat-id", "1.5"], "notify.telegram_chat_id"),
+        cli_case(&["--telegram-chat-id", "1e3"], "notify.telegram_chat_id"),
+        cli_case(&["--telegram-chat-id", "abc"], "notify.telegram_chat_id"),
+        cli_case(
+            &["--webhook-url", "ftp://example.com/h"],
+            "notify.webhook_url",
+        ),
+        cli_case(
+            &["--webhook-url", "http://user:pass@example.com/h"],
+            "notify.webhook_url",
+        ),
+        cli_case(&["--metadata", r#"{"a":1,"a":2}"#], "metadata.a"),
+        cli_case(&["--metadata", "[1]"], "metadata"),
+        cli_case(&["--metadata", r#""x""#], "metadata"),
+        cli_case(&["--metadata", &blob], "metadata"),
+        cli_case(&["--metadata", r#"{"n":01}"#], "body"),
+        cli_case(&["--metadata", r#"{"s":"\ud800"}"#], "body"),
+        cli_case(&["--metadata", "{nope"], "body"),
+        cli_case(&["--metadata", r#"{"a":1"#], "body"),
+        cli_case(&["--metadata", &deep], "body"),
+    ];
+    for case in cases {
+        let mut flags: Vec<String> = ["--order-id", "cli-1", "--provider", "cashless"]
+            .iter()
+            .chain(&["--payment-id", "bill-1"])
+            .map(|s| s.to_string())
+            .collect();
+        // A case's flag replaces the default of the same name.
+        for pair in case.flags.chunks(2) {
+            match flags.iter().position(|f| *f == pair[0]) {
+                Some(i) => flags[i + 1] = pair[1].clone(),
+                None => flags.extend(pair.iter().cloned()),
+            }
+        }
+        let shown: String = flags.join(" ").chars().take(100).collect();
+        let body = cli_body(&flags);
+        let (code, reply) = post(&stack, Some("application/json"), body.clone().into_bytes()).await;
+        assert!(code == 400 || code == 422, "HTTP {shown}: {code} {reply}");
+        assert_eq!(reply["field"], json!(case.field), "HTTP {shown}: {reply}");
+        let words = reply["error"].as_str().expect("error").to_owned();
+        let err = fcall(&mut conn, &keys.base, body.as_bytes())
+            .await
+            .expect_err("FCALL refuses it too");
+        let verdict = FieldError::from_reply(&err).unwrap_or_else(|| panic!("{shown}: {err}"));
+        assert_eq!(verdict.to_string(), words, "FCALL {shown}");
+        let args: Vec<&str> = std::iter::once("enqueue")
+            .chain(flags.iter().map(String::as_str))
+            .collect();
+        let (exit, stdout, stderr) =
+            paywatch_tests::bins::producer(&stack.redis, &stack.prefix, &args).await;
+        assert_eq!(exit, Some(1), "CLI {shown}: {stdout}{stderr}");
+        assert_eq!(stderr.trim_end(), format!("error: {words}"), "CLI {shown}");
+    }
+    let (jobs, due): (i64, i64) = redis::pipe()
+        .cmd("HLEN")
+        .arg(format!("{}:jobs", keys.base))
+        .cmd("ZCARD")
+        .arg(format!("{}:due", keys.base))
+        .query_async(&mut conn)
+        .await
+        .expect("counts");
+    assert_eq!((jobs, due), (0, 0), "nothing written");
+
+    // Accepted: the metadata as written, so HTTP sees the same order.
+    let enqueue = |metadata: &'static str| {
+        let redis = stack.redis.clone();
+        let prefix = stack.prefix.clone();
+        async move {
+            paywatch_tests::bins::producer(
+                &redis,
+                &prefix,
+                &[
+                    "enqueue",
+                    "--order-id",
+                    "cli-ok",
+                    "--provider",
+                    "cashless",
+                    "--payment-id",
+                    "bill-ok",
+                    "--telegram-chat-id",
+                    "-100123",
+                    "--metadata",
+                    metadata,
+                ],
+            )
+            .await
+        }
+    };
+    let (exit, stdout, stderr) = enqueue(r#"{"z":1.50,"big":1234567890123456789012345}"#).await;
+    assert_eq!(exit, Some(0), "{stdout}{stderr}");
+    // The same order in HTTP's usual layout, keys in another order.
+    let same = r#"{"order_id":"cli-ok","provider":"cashless","payment_id":"bill-ok","notify":{"telegram_chat_id":-100123},"metadata":{"z":1.50,"big":1234567890123456789012345}}"#;
+    let (code, reply) = post(&stack, Some("application/json"), same.into()).await;
+    assert_eq!(
+        (code, reply["created"].clone()),
+        (200, json!(false)),
+        "{reply}"
+    );
+    // Another body under that id: a conflict, in the same words through every door.
+    let (exit, _, stderr) = enqueue(r#"{"z":1.5,"big":1234567890123456789012345}"#).await;
+    let other = r#"{"order_id":"cli-ok","provider":"cashless","payment_id":"bill-ok","metadata":{"z":1.5}}"#;
+    let (code, reply) = post(&stack, Some("application/json"), other.into()).await;
+    assert_eq!(code, 409, "{reply}");
+    let words = "order_id: an order with this id already exists with a different body";
+    assert_eq!(reply, json!({"error": words, "field": "order_id"}));
+    assert_eq!(exit, Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end(), format!("error: {words}"));
+    let err = fcall(&mut conn, &keys.base, other.as_bytes())
+        .await
+        .expect_err("conflict");
+    let verdict = FieldError::from_reply(&err).expect("verdict");
+    assert_eq!(verdict.to_string(), words);
+    stack.finish().await;
+}
+
+/// The submit function takes exactly one key, the shard's; a second (or none) is refused in the
+/// door's words, and nothing is written.
+#[tokio::test]
+async fn the_submit_function_takes_exactly_one_key() {
+    let stack = Stack::start("door-keys").await;
+    let keys = ShardKeys::new(&stack.prefix, 0);
+    let mut conn = connect(&stack).await;
+    let body = r#"{"order_id":"k-1","provider":"cashless","payment_id":"p"}"#;
+    for extra in [vec![keys.base.clone(), "other".into()], vec![]] {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("paywatch_submit")
+            .arg(extra.len())
+            .arg(&extra)
+            .arg(body);
+        let err = cmd
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .expect_err("refused");
+        let verdict = FieldError::from_reply(&err).unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(verdict.field, "shard", "{err}");
+        assert!(
+            verdict.message.starts_with("takes exactly one key"),
+            "{err}"
+        );
+    }
+    assert!(stack.order("k-1").await.is_none(), "nothing written");
+    fcall(&mut conn, &keys.base, body.as_bytes())
+        .await
+        .expect("one key is the contract");
+    stack.finish().await;
+}
+
+/// `Bearer` in any case gets in (RFC 9110 §11.1); two `Authorization` headers never do (which
+/// one would a proxy have checked?); unknown paths answer JSON like every other refusal.
+#[tokio::test]
+async fn bearer_is_case_insensitive_one_header_only_and_unknown_paths_answer_json() {
+    let stack = Stack::start("door-bearer").await;
+    let plain = reqwest::Client::new();
+    let token = paywatch_tests::stack::API_TOKEN;
+    for (i, scheme) in ["bearer", "BEARER", "Bearer", "bEaReR"].iter().enumerate() {
+        let response = plain
+            .post(format!("{}/v1/orders", stack.api))
+            .header("authorization", format!("{scheme} {token}"))
+            .json(&json!({"order_id": format!("b-{i}"), "provider": "cashless", "payment_id": "p"}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 202, "{scheme}");
+    }
+    for second in [token, "wrong-token-0123456789abcdef"] {
+        let response = plain
+            .get(format!("{}/v1/orders/b-0", stack.api))
+            .header("authorization", format!("Bearer {token}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status().as_u16(), 401, "two headers");
+    }
+    for path in ["/v1", "/v1/", "/nope", "/v1/order"] {
+        let response = stack
+            .http
+            .get(format!("{}{path}", stack.api))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    stack.finish().await;
+}
