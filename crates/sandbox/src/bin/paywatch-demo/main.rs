@@ -48,6 +48,13 @@ enum Command {
     /// The local stack in the foreground until Ctrl-C (`just up`): sandbox, producer, check
     /// workers, a notifier and Prometheus, every URL printed.
     Stack(stack::StackArgs),
+    /// The sandbox's SMTP server alone, to try notify-email locally: accepts every message on
+    /// --listen and prints each as a JSON line, until Ctrl-C.
+    Smtp {
+        /// Where it listens; point the notifier's SMTP_URL at smtp://ADDR.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: std::net::SocketAddr,
+    },
     /// Run the scenario against a running sandbox and producer.
     Run {
         /// The sandbox's base URL.
@@ -591,6 +598,35 @@ async fn run(
     Ok(())
 }
 
+/// `paywatch-demo smtp`: the SMTP sink in the foreground, each accepted message printed.
+async fn smtp(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let sink = paywatch_sandbox::smtp::SmtpSink::start(Default::default(), listen)
+        .await
+        .with_context(|| format!("--listen: cannot listen on {listen}"))?;
+    eprintln!(
+        "SMTP server on {}: run the notifier with SMTP_URL={} (Ctrl-C stops it)",
+        sink.addr(),
+        sink.url()
+    );
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // One listener for the whole run, so a Ctrl-C between two ticks is not missed.
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let messages = sink.messages();
+        for mail in messages.iter().skip(shown) {
+            println!("{}", serde_json::to_string(mail)?);
+        }
+        std::io::stdout().flush()?;
+        shown = messages.len();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ports { n } => {
@@ -607,6 +643,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(demo::demo_run(Duration::from_secs(timeout_s)))
         }
         Command::Stack(args) => tokio::runtime::Runtime::new()?.block_on(stack::stack(args)),
+        Command::Smtp { listen } => tokio::runtime::Runtime::new()?.block_on(smtp(listen)),
         Command::Run {
             sandbox,
             api,
