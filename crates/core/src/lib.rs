@@ -12,6 +12,7 @@
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`schedule`]: adaptive polling, a [`schedule::Plan`] learned from when payments settle.
+//! - [`cli`]: reading a binary's flags and environment; errors name the variable.
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
 //! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
 //!   the one door every language submits through.
@@ -24,6 +25,7 @@
 //!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
 pub mod adapters;
+pub mod cli;
 pub mod durations;
 pub mod ids;
 pub mod ip_ranges;

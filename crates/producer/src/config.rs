@@ -29,8 +29,9 @@ pub struct RedisArgs {
         hide_env_values = true
     )]
     pub redis_url: SecretUrl,
-    /// Key prefix of this deployment.
-    #[arg(long, env = "PAYWATCH_PREFIX", default_value = paywatch_core::queues::DEFAULT_PREFIX, global = true)]
+    /// Key prefix of this deployment (not empty).
+    #[arg(long, env = "PAYWATCH_PREFIX", default_value = paywatch_core::queues::DEFAULT_PREFIX, global = true,
+        value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub prefix: String,
     /// Shards the orders are spread over (the same for every producer and worker of a
     /// deployment; fixed once orders exist).

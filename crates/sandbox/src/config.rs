@@ -30,11 +30,13 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Checks the values a caller could get wrong (a negative or non-finite time scale, a bad URL).
+    /// Checks the values a caller could get wrong (a time scale that is not a positive number,
+    /// a bad URL).
     pub fn validate(&self) -> Result<(), SandboxError> {
-        if !self.time_scale.is_finite() || self.time_scale < 0.0 {
+        // 0 would make every timeline instant (a payment settles before it was ever pending).
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
             return Err(SandboxError::InvalidConfig(format!(
-                "time_scale must be a finite number >= 0, got {}",
+                "time_scale must be a positive number, got {}",
                 self.time_scale
             )));
         }

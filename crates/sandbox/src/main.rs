@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use paywatch_sandbox::{Credentials, RateLimit, Sandbox, SandboxConfig};
-use tracing_subscriber::EnvFilter;
+use paywatch_sandbox::{Credentials, RateLimit, Sandbox, SandboxConfig, SandboxError};
 
 /// Fake Cashless, HandCash, MiracleCash, FoxReload and Telegram APIs for local runs.
 #[derive(Parser)]
@@ -17,7 +16,7 @@ struct Args {
     /// Base URL provider webhooks are POSTed to (`{target}/webhooks/{provider}`).
     #[arg(long, env = "SANDBOX_WEBHOOK_TARGET")]
     webhook_target: Option<String>,
-    /// Timeline speed: 1.0 is real time, 0.1 runs ten times faster.
+    /// Timeline speed: 1.0 is real time, 0.1 runs ten times faster (a positive number).
     #[arg(long, env = "SANDBOX_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
     /// Each provider key's request limit, e.g. `100/min` or `100/6s` (429 with Retry-After past it).
@@ -108,14 +107,39 @@ impl From<CredentialArgs> for Credentials {
     }
 }
 
+impl Args {
+    /// Checks what the sandbox itself would refuse, naming the variable (the library's own
+    /// errors name its fields).
+    fn check(&self) -> anyhow::Result<()> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            anyhow::bail!(
+                "SANDBOX_TIME_SCALE: must be a positive number (1.0 is real time, 0.1 ten times \
+                 faster)"
+            );
+        }
+        if let Some(target) = &self.webhook_target {
+            let usable = reqwest::Url::parse(target).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some()
+                    && !url.cannot_be_a_base()
+            });
+            if !usable {
+                anyhow::bail!(
+                    "SANDBOX_WEBHOOK_TARGET: must be an http:// or https:// URL with a host (the \
+                     producer's base URL, like http://127.0.0.1:8080)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
+    // clap's errors, reworded to name the environment variable at fault.
+    let args: Args = paywatch_core::cli::parse();
+    paywatch_core::telemetry::init_logs()?;
+    args.check()?;
     let config = SandboxConfig {
         credentials: args.credentials.into(),
         webhook_target: args.webhook_target,
@@ -125,7 +149,10 @@ async fn main() -> anyhow::Result<()> {
     let webhooks = config.webhook_target.as_deref().map(redact_userinfo);
     let sandbox = Sandbox::start(config, args.listen)
         .await
-        .context("starting the sandbox")?;
+        .map_err(|e| match e {
+            SandboxError::Bind { .. } => anyhow::Error::new(e).context("SANDBOX_LISTEN"),
+            other => anyhow::Error::new(other).context("starting the sandbox"),
+        })?;
     tracing::info!(
         base_url = %sandbox.base_url(),
         webhook_target = webhooks.as_deref().unwrap_or("none"),

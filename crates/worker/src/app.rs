@@ -10,7 +10,7 @@ use apalis::prelude::*;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use paywatch_core::store::{OrderStore, StoredOrder, check_queue};
-use paywatch_core::{Channel, Notification, ProviderClient, queues};
+use paywatch_core::{Channel, Notification, queues};
 use paywatch_queue::{QueueConfig, QueueError, RedisQueue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,34 +58,39 @@ fn stopper(stop: watch::Receiver<bool>) -> Stopper {
 }
 
 impl App {
-    /// Connects and wires everything; fails on bad configuration, naming the variable.
+    /// Checks the configuration, connects and wires everything, in three steps: (1) every
+    /// setting is checked and everything that needs no Redis is built, so a bad setting
+    /// (named by its variable) is refused before anything connects; (2) connect; (3) publish
+    /// to Redis (the function library, the shard count, the webhook allow-list), last, once
+    /// nothing but serving is left.
     pub async fn build(config: WorkerConfig) -> anyhow::Result<Self> {
-        config.validate()?;
+        // (1) Check: nothing below needs Redis.
+        let checked = config.check()?;
+
+        // (2) Connect.
         let base: RedisQueue<StoredOrder> =
-            RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config, 0)).await?;
+            RedisQueue::connect(&config.redis_url, Self::check_queue_config(&config, 0))
+                .await
+                .context("REDIS_URL")?;
         // The queues' connection, shared: one socket (or one per Cluster node) per process.
         let conn = base.connection();
+        let notify_context = checked.notify_context(conn.clone(), &config.prefix)?;
         let mut store = OrderStore::new(conn.clone(), &config.prefix, config.shards);
-        if config.queues.iter().any(|q| q == queues::NOTIFY_WEBHOOK) {
+        if let Some(published) = checked.webhook_allow {
             // Submissions are judged by the allow-list this notifier delivers under.
-            store = store.with_webhook_allow(
-                crate::notify::webhook::published_allow_list(&config.channels.webhook_allow_hosts)
-                    .context("PAYWATCH_WEBHOOK_ALLOW_HOSTS")?,
-            );
+            store = store.with_webhook_allow(published);
         }
-        store.prepare().await?;
-        let providers = config.providers_config()?;
         let gate = Gate::new(
             conn.clone(),
             &config.prefix,
-            &providers,
+            &checked.providers_config,
             &config.rate_limits(),
             config.rate_young_share,
-            config.breaker(providers.request_timeout),
+            config.breaker(checked.providers_config.request_timeout),
         );
-        let policies = config.poll_policies()?;
+        let policies = checked.policies;
         let check_context = CheckContext {
-            providers: ProviderClient::new(&providers)?,
+            providers: checked.providers,
             gate,
             schedules: Schedules::new(config.schedule_config(), &config.prefix, &policies),
             policies,
@@ -95,7 +100,9 @@ impl App {
             conn: conn.clone(),
             prefix: config.prefix.clone(),
         };
-        let notify_context = config.notify_context(conn.clone())?;
+
+        // (3) Publish, last: a process that stopped above has written nothing.
+        check_context.store.prepare_when_ready().await?;
         Ok(Self {
             config,
             conn,

@@ -8,7 +8,10 @@ use clap::Parser;
 use paywatch_core::adapters::{CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig};
 use paywatch_core::durations::parse_duration;
 use paywatch_core::schedule::Budget;
-use paywatch_core::{PollPolicies, ProvidersConfig, Secret, SecretUrl, queues};
+use paywatch_core::{
+    ClientBuildError, PollPolicies, PollPolicy, Provider, ProviderClient, ProvidersConfig, Secret,
+    SecretUrl, queues, targets,
+};
 use url::Url;
 
 use crate::breaker::BreakerConfig;
@@ -16,19 +19,26 @@ use crate::budget::RateLimits;
 use crate::notify::deliver::NotifyContext;
 use crate::notify::email::{EmailConfig, EmailConfigError, EmailSender};
 use crate::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};
-use crate::notify::webhook::{WebhookConfig, WebhookSender};
+use crate::notify::webhook::{WebhookConfig, WebhookConfigError, WebhookSender};
 use crate::ops::OpsTargets;
 use crate::schedules::{PollMode, ScheduleConfig};
 
 /// The sandbox's default bot token, used with `--sandbox-url` when none is configured.
 const SANDBOX_TELEGRAM_TOKEN: &str = "123456:sandbox-bot-token";
 
-/// paywatch-worker: poll payment providers and fan out notifications.
-///
-/// Every credential is a [`Secret`] or [`SecretUrl`], so the derived `Debug` (and any log line
-/// that formats the config, or the [`App`](crate::app::App) holding it) shows `[redacted]`.
+/// The worker's settings, from its flags and environment.
+// Every credential is a `Secret` or `SecretUrl`, so the derived `Debug` (and any log line that
+// formats the config, or the `App` holding it) shows `[redacted]`. The about text is what
+// `--help` opens with, for operators; this comment is for developers.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "paywatch-worker: checks payments with their providers until they settle, and \
+             delivers the notifications (email, Telegram, webhooks, ops digests).",
+    long_about = None,
+    after_help = "Every flag can also be set by the environment variable shown beside it; \
+                  docs/configuration.md describes them all."
+)]
 pub struct WorkerConfig {
     /// Redis URL.
     #[arg(
@@ -38,8 +48,9 @@ pub struct WorkerConfig {
         hide_env_values = true
     )]
     pub redis_url: SecretUrl,
-    /// Key prefix of this deployment.
-    #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX)]
+    /// Key prefix of this deployment (not empty).
+    #[arg(long, env = "PAYWATCH_PREFIX", default_value = queues::DEFAULT_PREFIX,
+        value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub prefix: String,
     /// Shards the orders are spread over (the same for every producer and worker of a
     /// deployment; fixed once orders exist).
@@ -58,8 +69,9 @@ pub struct WorkerConfig {
     /// core, 1 runs each on a single thread and saves the hand-offs between threads.
     #[arg(long, env = "PAYWATCH_THREADS", value_parser = threads)]
     pub threads: Option<NonZeroUsize>,
-    /// This worker's name in logs.
-    #[arg(long, env = "PAYWATCH_WORKER_NAME")]
+    /// This worker's name in logs (default: the host name and the process id).
+    #[arg(long, env = "PAYWATCH_WORKER_NAME",
+        value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: Option<String>,
     /// How long a job may run before its lease expires and another worker re-runs it
     /// (leases are extended while the job is running).
@@ -222,7 +234,34 @@ pub struct ProviderArgs {
     pub foxreload_api_key: Option<Secret>,
 }
 
+/// `PAYWATCH_POLICIES`: an object of providers' policies. Names serde would skip (a provider
+/// that does not exist, a misspelt field) are refused: a typo must not leave the default policy
+/// silently in force.
 fn policies(text: &str) -> Result<PollPolicies, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not valid poll policies JSON: {e}"))?;
+    let fields = serde_json::to_value(PollPolicy::cashless())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+        .unwrap_or_default();
+    for (name, policy) in &object {
+        // Exactly as serde reads the names: lowercase.
+        if !Provider::ALL.iter().any(|p| p.as_str() == name) {
+            return Err(format!(
+                "unknown provider {name:?}; known: {}",
+                Provider::names()
+            ));
+        }
+        let Some(policy) = policy.as_object() else {
+            return Err(format!("{name}: must be an object of policy fields"));
+        };
+        if let Some(field) = policy.keys().find(|k| !fields.contains(k)) {
+            return Err(format!(
+                "{name}: unknown field {field:?}; known: {}",
+                fields.join(", ")
+            ));
+        }
+    }
     serde_json::from_str(text).map_err(|e| format!("not valid poll policies JSON: {e}"))
 }
 
@@ -289,8 +328,121 @@ impl WorkerConfig {
         builder.enable_all().build()
     }
 
-    /// Checks the configuration; the error names the variable at fault.
+    /// Checks the configuration; the error names the variable at fault. [`check`](Self::check)
+    /// does this and builds what the checks need.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map(drop)
+    }
+
+    /// Checks every setting and builds everything that needs no Redis: the first step of
+    /// start-up, so that a bad setting is refused before the process connects (and so before
+    /// it writes anything). The error names the variable at fault.
+    pub fn check(&self) -> Result<Checked, ConfigError> {
+        self.check_settings()?;
+        let providers_config = self.providers_config()?;
+        let providers = ProviderClient::new(&providers_config).map_err(provider_error)?;
+        let policies = self.poll_policies()?;
+        let c = &self.channels;
+        let webhook_allow = if self.queues.iter().any(|q| q == queues::NOTIFY_WEBHOOK) {
+            // Submissions are judged by the allow-list this notifier delivers under.
+            Some(
+                crate::notify::webhook::published_allow_list(&c.webhook_allow_hosts)
+                    .map_err(webhook_error)?,
+            )
+        } else {
+            None
+        };
+        let email = match (&c.smtp_url, &c.email_from) {
+            (Some(smtp_url), Some(from)) => Some(
+                EmailSender::new(EmailConfig {
+                    smtp_url: smtp_url.expose().to_owned(),
+                    from: from.clone(),
+                    reply_to: c.email_reply_to.clone(),
+                    timeout: Duration::from_secs(30),
+                })
+                .map_err(|e| {
+                    let variable = match &e {
+                        EmailConfigError::InvalidMailbox { field, .. } if *field == "reply_to" => {
+                            "PAYWATCH_EMAIL_REPLY_TO"
+                        }
+                        EmailConfigError::InvalidMailbox { .. } => "PAYWATCH_EMAIL_FROM",
+                        _ => "SMTP_URL",
+                    };
+                    bad(variable, e.to_string())
+                })?,
+            ),
+            _ => None,
+        };
+        let telegram = match self.telegram_token() {
+            Some(token) => {
+                let mut config = TelegramConfig::new(token);
+                if let Some(base) = c.telegram_api_base.clone().or_else(|| {
+                    self.sandbox_url
+                        .as_ref()
+                        .and_then(|s| s.join("telegram").ok())
+                }) {
+                    config.api_base = base;
+                }
+                config.per_chat_interval = c.telegram_chat_interval;
+                config.per_bot_per_second = c.telegram_per_second;
+                config.check().map_err(telegram_error)?;
+                Some(config)
+            }
+            None => None,
+        };
+        let webhook = match &c.webhook_secret {
+            Some(secret) => {
+                let mut config = WebhookConfig::new(secret.clone());
+                config.extra_secrets = c.webhook_extra_secrets.clone();
+                config.allow_hosts = c.webhook_allow_hosts.clone();
+                config.schedule_scale = c.webhook_schedule_scale;
+                Some(WebhookSender::new(config).map_err(webhook_error)?)
+            }
+            None => None,
+        };
+        // The ops webhook is judged as the door judges a shop's, under this notifier's
+        // allow-list (validate_settings required a sender whenever the URL is set).
+        if let (Some(url), Some(sender)) = (&c.ops_webhook_url, &webhook)
+            && let Some(problem) = sender.url_problem(url)
+        {
+            return Err(bad("PAYWATCH_OPS_WEBHOOK_URL", problem));
+        }
+        Ok(Checked {
+            providers,
+            providers_config,
+            policies,
+            webhook_allow,
+            email,
+            telegram,
+            webhook,
+        })
+    }
+
+    /// The checks of single settings and of settings that go together.
+    fn check_settings(&self) -> Result<(), ConfigError> {
+        // Parsed (never connected to) here: a malformed URL is a setting to fix, not an outage
+        // to wait out. Its errors never repeat the URL.
+        paywatch_queue::RedisEndpoint::open(self.redis_url.expose()).map_err(|e| {
+            let text = e.to_string();
+            bad(
+                "REDIS_URL",
+                text.strip_prefix("REDIS_URL: ").unwrap_or(&text).to_owned(),
+            )
+        })?;
+        if let Some(url) = &self.sandbox_url {
+            let usable = matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && !url.cannot_be_a_base()
+                && url.username().is_empty()
+                && url.password().is_none();
+            if !usable {
+                return Err(bad(
+                    "PAYWATCH_SANDBOX_URL",
+                    "must be an http(s) URL with a host and no credentials, like \
+                     http://127.0.0.1:8090",
+                ));
+            }
+        }
         if self.queues.is_empty() {
             return Err(bad("PAYWATCH_QUEUES", "names no queue"));
         }
@@ -338,6 +490,23 @@ impl WorkerConfig {
                 "notify-ops needs an ops destination: PAYWATCH_OPS_EMAIL, PAYWATCH_OPS_TELEGRAM_CHAT_ID or PAYWATCH_OPS_WEBHOOK_URL",
             ));
         }
+        // The door's rules for a shop's targets apply to the operators' too.
+        if let Some(problem) = c.ops_email.as_deref().and_then(targets::email_problem) {
+            return Err(bad("PAYWATCH_OPS_EMAIL", problem));
+        }
+        if let Some(problem) = c
+            .ops_telegram_chat_id
+            .and_then(targets::telegram_chat_problem)
+        {
+            return Err(bad("PAYWATCH_OPS_TELEGRAM_CHAT_ID", problem));
+        }
+        if let Some(problem) = c
+            .ops_webhook_url
+            .as_deref()
+            .and_then(targets::webhook_url_problem)
+        {
+            return Err(bad("PAYWATCH_OPS_WEBHOOK_URL", problem));
+        }
         if c.ops_interval < Duration::from_secs(1) {
             return Err(bad("PAYWATCH_OPS_INTERVAL", "must be at least 1s"));
         }
@@ -383,8 +552,6 @@ impl WorkerConfig {
         if self.poll_max_interval < Duration::from_secs(1) {
             return Err(bad("PAYWATCH_POLL_MAX_INTERVAL", "must be at least 1s"));
         }
-        self.poll_policies()?;
-        self.providers_config()?;
         Ok(())
     }
 
@@ -496,90 +663,126 @@ impl WorkerConfig {
         }
     }
 
-    /// The senders of every channel that has settings (each validated; errors name the variable).
+    /// This worker's name: the configured one, or `<host name>-<pid>`. The host name is the
+    /// system's (shells do not export `HOSTNAME` to the programs they start).
+    pub fn worker_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let host = hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// What [`WorkerConfig::check`] built: every part of a worker that needs no Redis, checked.
+#[derive(Debug)]
+pub struct Checked {
+    /// The provider clients.
+    pub providers: ProviderClient,
+    /// The providers' endpoints and credentials (request budgets are per credential).
+    pub providers_config: ProvidersConfig,
+    /// The poll policies, time-scaled.
+    pub policies: PollPolicies,
+    /// The allow-list to publish for the submit function, when this process serves
+    /// notify-webhook.
+    pub webhook_allow: Option<String>,
+    email: Option<EmailSender>,
+    telegram: Option<TelegramConfig>,
+    webhook: Option<WebhookSender>,
+}
+
+impl Checked {
+    /// The senders of every channel that has settings; Telegram's pace through Redis on `conn`
+    /// under `prefix`. Their settings were checked already: only building an HTTP client can
+    /// still fail.
     pub fn notify_context(
         &self,
         conn: paywatch_queue::RedisConn,
+        prefix: &str,
     ) -> Result<NotifyContext, ConfigError> {
-        let c = &self.channels;
-        let email = match (&c.smtp_url, &c.email_from) {
-            (Some(smtp_url), Some(from)) => Some(
-                EmailSender::new(EmailConfig {
-                    smtp_url: smtp_url.expose().to_owned(),
-                    from: from.clone(),
-                    reply_to: c.email_reply_to.clone(),
-                    timeout: Duration::from_secs(30),
-                })
-                .map_err(|e| {
-                    let variable = match &e {
-                        EmailConfigError::InvalidMailbox { field, .. } if *field == "reply_to" => {
-                            "PAYWATCH_EMAIL_REPLY_TO"
-                        }
-                        EmailConfigError::InvalidMailbox { .. } => "PAYWATCH_EMAIL_FROM",
-                        _ => "SMTP_URL",
-                    };
-                    bad(variable, e.to_string())
-                })?,
+        let telegram = match &self.telegram {
+            Some(config) => Some(
+                TelegramSender::new(config.clone(), conn, format!("{prefix}:telegram"))
+                    .map_err(telegram_error)?,
             ),
-            _ => None,
-        };
-        let telegram = match self.telegram_token() {
-            Some(token) => {
-                let mut config = TelegramConfig::new(token);
-                if let Some(base) = c.telegram_api_base.clone().or_else(|| {
-                    self.sandbox_url
-                        .as_ref()
-                        .and_then(|s| s.join("telegram").ok())
-                }) {
-                    config.api_base = base;
-                }
-                config.per_chat_interval = c.telegram_chat_interval;
-                config.per_bot_per_second = c.telegram_per_second;
-                Some(
-                    TelegramSender::new(config, conn, format!("{}:telegram", self.prefix))
-                        .map_err(|e| {
-                            let variable = match &e {
-                                TelegramConfigError::InvalidApiBase(_) => "TELEGRAM_API_BASE",
-                                TelegramConfigError::InvalidChatInterval(_) => {
-                                    "PAYWATCH_TELEGRAM_CHAT_INTERVAL"
-                                }
-                                TelegramConfigError::InvalidBotRate(_) => {
-                                    "PAYWATCH_TELEGRAM_PER_SECOND"
-                                }
-                                _ => "TELEGRAM_BOT_TOKEN",
-                            };
-                            bad(variable, e.to_string())
-                        })?,
-                )
-            }
-            None => None,
-        };
-        let webhook = match &c.webhook_secret {
-            Some(secret) => {
-                let mut config = WebhookConfig::new(secret.clone());
-                config.extra_secrets = c.webhook_extra_secrets.clone();
-                config.allow_hosts = c.webhook_allow_hosts.clone();
-                config.schedule_scale = c.webhook_schedule_scale;
-                Some(
-                    WebhookSender::new(config)
-                        .map_err(|e| bad("PAYWATCH_WEBHOOK_SECRET", e.to_string()))?,
-                )
-            }
             None => None,
         };
         Ok(NotifyContext {
-            email,
+            email: self.email.clone(),
             telegram,
-            webhook,
+            webhook: self.webhook.clone(),
         })
     }
+}
 
-    /// This worker's name: the configured one, or host-pid.
-    pub fn worker_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
-            format!("{host}-{}", std::process::id())
-        })
+/// A Telegram setting's error, named by its variable.
+fn telegram_error(e: TelegramConfigError) -> ConfigError {
+    let variable = match &e {
+        TelegramConfigError::InvalidApiBase(_) => "TELEGRAM_API_BASE",
+        TelegramConfigError::InvalidChatInterval(_) => "PAYWATCH_TELEGRAM_CHAT_INTERVAL",
+        TelegramConfigError::InvalidBotRate(_) => "PAYWATCH_TELEGRAM_PER_SECOND",
+        TelegramConfigError::EmptyKeyPrefix => "PAYWATCH_PREFIX",
+        _ => "TELEGRAM_BOT_TOKEN",
+    };
+    bad(variable, e.to_string())
+}
+
+/// A webhook setting's error, named by its variable.
+fn webhook_error(e: WebhookConfigError) -> ConfigError {
+    let variable = match &e {
+        WebhookConfigError::SecretPrefix { field }
+        | WebhookConfigError::SecretBase64 { field }
+        | WebhookConfigError::SecretTooShort { field, .. }
+            if field.starts_with("extra_secrets") =>
+        {
+            "PAYWATCH_WEBHOOK_EXTRA_SECRETS"
+        }
+        WebhookConfigError::AllowHost { .. } => "PAYWATCH_WEBHOOK_ALLOW_HOSTS",
+        WebhookConfigError::ScheduleScale(_) => "PAYWATCH_WEBHOOK_SCHEDULE_SCALE",
+        _ => "PAYWATCH_WEBHOOK_SECRET",
+    };
+    bad(variable, e.to_string())
+}
+
+/// A provider client's error, named by the variable of the setting at fault.
+fn provider_error(e: ClientBuildError) -> ConfigError {
+    let variable = match &e {
+        ClientBuildError::BadBaseUrl { provider, .. } => match provider {
+            Provider::Cashless => "CASHLESS_BASE_URL",
+            Provider::HandCash => "HANDCASH_BASE_URL",
+            Provider::MiracleCash => "MIRACLECASH_BASE_URL",
+            Provider::FoxReload => "FOXRELOAD_BASE_URL",
+        },
+        ClientBuildError::EmptyCredential { provider, field }
+        | ClientBuildError::InvalidCredential { provider, field } => {
+            credential_variable(*provider, field)
+        }
+        _ => "PAYWATCH_SANDBOX_URL",
+    };
+    // BadBaseUrl's text starts with its variable already.
+    let text = e.to_string();
+    let text = text
+        .strip_prefix(variable)
+        .and_then(|t| t.strip_prefix(": "))
+        .unwrap_or(&text);
+    bad(variable, text)
+}
+
+/// The variable of a provider's credential field.
+fn credential_variable(provider: Provider, field: &str) -> &'static str {
+    match (provider, field) {
+        (Provider::Cashless, "api_secret") => "CASHLESS_API_SECRET",
+        // One header carries both.
+        (Provider::Cashless, "api_key/api_secret") => "CASHLESS_API_KEY or CASHLESS_API_SECRET",
+        (Provider::Cashless, _) => "CASHLESS_API_KEY",
+        (Provider::HandCash, "app_secret") => "HANDCASH_APP_SECRET",
+        (Provider::HandCash, _) => "HANDCASH_APP_ID",
+        (Provider::MiracleCash, "client_id") => "MIRACLECASH_CLIENT_ID",
+        (Provider::MiracleCash, _) => "MIRACLECASH_API_KEY",
+        (Provider::FoxReload, _) => "FOXRELOAD_API_KEY",
     }
 }
 

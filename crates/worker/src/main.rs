@@ -1,6 +1,5 @@
 //! `paywatch-worker`: load config, init telemetry, run until SIGTERM/ctrl-c, drain.
 
-use clap::Parser;
 use paywatch_worker::app::App;
 use paywatch_worker::config::WorkerConfig;
 use paywatch_worker::telemetry;
@@ -11,7 +10,8 @@ use paywatch_worker::telemetry;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let config = WorkerConfig::parse();
+    // clap's errors, reworded to name the environment variable at fault.
+    let config: WorkerConfig = paywatch_core::cli::parse();
     config.runtime()?.block_on(async {
         telemetry::init(&config)?;
         let app = App::build(config).await?;

@@ -3,14 +3,13 @@
 //! channel accepted a message and before the job is acknowledged, so the test can `kill -9` it
 //! exactly there).
 
-use clap::Parser;
 use paywatch_worker::app::App;
 use paywatch_worker::config::WorkerConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let scenario = fail::FailScenario::setup();
-    let config = WorkerConfig::parse();
+    let config: WorkerConfig = paywatch_core::cli::parse();
     paywatch_worker::telemetry::init(&config)?;
     let app = App::build(config).await?;
     app.run_until(paywatch_core::shutdown::signal()).await?;

@@ -66,6 +66,42 @@ impl TelegramConfig {
             per_bot_per_second: DEFAULT_PER_BOT_PER_SECOND,
         }
     }
+
+    /// Checks everything that needs no Redis (the token's shape, the API base, the limits), so
+    /// a process can refuse a bad setting before it connects; returns the `sendMessage` URL
+    /// and the bot's id.
+    pub fn check(&self) -> Result<(Url, String), TelegramConfigError> {
+        let bot_id = bot_id(&self.bot_token)
+            .ok_or(TelegramConfigError::MalformedToken)?
+            .to_owned();
+        let api_base = &self.api_base;
+        let base_ok = matches!(api_base.scheme(), "http" | "https")
+            && api_base.host_str().is_some()
+            && api_base.username().is_empty()
+            && api_base.password().is_none()
+            && api_base.query().is_none()
+            && api_base.fragment().is_none();
+        if !base_ok {
+            return Err(TelegramConfigError::InvalidApiBase(redacted_base(api_base)));
+        }
+        // String building rather than `Url::join`, which would drop a base path such as
+        // `/telegram`; the token's characters were checked above, so nothing needs escaping.
+        let send_url = Url::parse(&format!(
+            "{}/bot{}/sendMessage",
+            api_base.as_str().trim_end_matches('/'),
+            self.bot_token.expose()
+        ))
+        .map_err(|_| TelegramConfigError::InvalidApiBase(redacted_base(api_base)))?;
+        let interval = self.per_chat_interval;
+        if interval < Duration::from_millis(1) || interval > MAX_PER_CHAT_INTERVAL {
+            return Err(TelegramConfigError::InvalidChatInterval(interval));
+        }
+        let rate = self.per_bot_per_second;
+        if rate == 0 || rate > MAX_PER_BOT_PER_SECOND {
+            return Err(TelegramConfigError::InvalidBotRate(rate));
+        }
+        Ok((send_url, bot_id))
+    }
 }
 
 /// [`DEFAULT_API_BASE`] as a URL.
@@ -129,37 +165,9 @@ impl TelegramSender {
         if key_prefix.is_empty() {
             return Err(TelegramConfigError::EmptyKeyPrefix);
         }
-        let bot_id = bot_id(&config.bot_token)
-            .ok_or(TelegramConfigError::MalformedToken)?
-            .to_owned();
-        let api_base = config.api_base;
-        let base_ok = matches!(api_base.scheme(), "http" | "https")
-            && api_base.host_str().is_some()
-            && api_base.username().is_empty()
-            && api_base.password().is_none()
-            && api_base.query().is_none()
-            && api_base.fragment().is_none();
-        if !base_ok {
-            return Err(TelegramConfigError::InvalidApiBase(redacted_base(
-                &api_base,
-            )));
-        }
-        // String building rather than `Url::join`, which would drop a base path such as
-        // `/telegram`; the token's characters were checked above, so nothing needs escaping.
-        let send_url = Url::parse(&format!(
-            "{}/bot{}/sendMessage",
-            api_base.as_str().trim_end_matches('/'),
-            config.bot_token.expose()
-        ))
-        .map_err(|_| TelegramConfigError::InvalidApiBase(redacted_base(&api_base)))?;
+        let (send_url, bot_id) = config.check()?;
         let interval = config.per_chat_interval;
-        if interval < Duration::from_millis(1) || interval > MAX_PER_CHAT_INTERVAL {
-            return Err(TelegramConfigError::InvalidChatInterval(interval));
-        }
         let rate = config.per_bot_per_second;
-        if rate == 0 || rate > MAX_PER_BOT_PER_SECOND {
-            return Err(TelegramConfigError::InvalidBotRate(rate));
-        }
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             // The Bot API never redirects; following one would hand the token to another URL.
@@ -170,7 +178,7 @@ impl TelegramSender {
             http,
             send_url,
             token: config.bot_token,
-            api_base,
+            api_base: config.api_base,
             pacer: Pacer::new(redis, &key_prefix, &bot_id, interval, rate),
         })
     }

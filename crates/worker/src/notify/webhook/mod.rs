@@ -253,6 +253,18 @@ impl WebhookSender {
         self.post(&target, webhook_id, body, &redact).await
     }
 
+    /// Why this sender would refuse to post to `url` before resolving any name, in the door's
+    /// words ([`paywatch_core::targets`]): a malformed URL, or an IP-literal host in a blocked
+    /// range that the allow-list does not cover. `None` when it would try.
+    pub fn url_problem(&self, url: &str) -> Option<String> {
+        if let Some(problem) = paywatch_core::targets::webhook_url_problem(url) {
+            return Some(problem.to_owned());
+        }
+        let ip = paywatch_core::targets::webhook_ip_literal(url)?;
+        self.inner.allow.check(&ip.to_string(), [ip]).err()?;
+        paywatch_core::ip_ranges::classify(ip).map(paywatch_core::targets::blocked_webhook_problem)
+    }
+
     async fn post(
         &self,
         target: &Target,
