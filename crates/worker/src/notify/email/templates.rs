@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 
-use chrono::SecondsFormat;
 use paywatch_core::{Notification, PaymentStatus};
 
 /// One rendered email.
@@ -123,10 +122,8 @@ fn facts(n: &Notification) -> Vec<(&'static str, String)> {
     if let Some(detail) = n.detail.as_deref().filter(|d| !d.trim().is_empty()) {
         rows.push(("Detail", one_line(detail)));
     }
-    rows.push((
-        "Occurred at",
-        n.occurred_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    ));
+    // No time: a transition recorded again after a Redis failover must render the same email
+    // (the message's own Date header says when it was sent).
     rows
 }
 
@@ -280,7 +277,10 @@ mod tests {
         assert!(r.html.contains("fr-9&amp;9"));
         assert!(!r.html.contains("<script>"), "{}", r.html);
         assert!(r.html.contains("&lt;script&gt;"));
-        assert!(r.text.contains("2025-01-02T03:04:05Z"));
+        // No time in the content: the same transition recorded later renders the same email.
+        let mut later = notification(PaymentStatus::Paid);
+        later.occurred_at += chrono::Duration::seconds(61);
+        assert_eq!(render(&later), Some(r));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The event a webhook carries and its stable id.
 //!
-//! Both are pure functions of the [`Notification`], so every retry of one event sends the same
-//! `webhook-id` and byte-identical body (only `webhook-timestamp` and the signature change),
-//! which is what lets receivers deduplicate.
+//! Both are pure functions of what identifies the transition (order, status, the provider's
+//! answer, the shop's metadata), never of when it was recorded or sent: every retry of one event,
+//! and every re-recording of the same transition (after a Redis failover lost the first record),
+//! sends the same `webhook-id` and a byte-identical body (only `webhook-timestamp` and the
+//! signature change), which is what lets receivers deduplicate.
 
-use chrono::SecondsFormat;
 use paywatch_core::{Notification, PaymentStatus, Provider};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -34,7 +35,6 @@ pub fn webhook_id(n: &Notification) -> String {
 struct Event<'a> {
     #[serde(rename = "type")]
     kind: String,
-    timestamp: String,
     data: EventData<'a>,
 }
 
@@ -56,14 +56,14 @@ struct EventData<'a> {
 /// The JSON body for `n`:
 ///
 /// ```json
-/// {"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z",
+/// {"type":"payment.paid",
 ///  "data":{"order_id":"…","status":"paid","provider":"foxreload","payment_id":"…",
 ///          "raw_status":"completed","detail":null,"metadata":{…},"delivered_codes":["…"]}}
 /// ```
 ///
-/// `timestamp` is when the status was observed (`occurred_at`), not the send time, so the body
-/// is identical on every retry; `metadata` is echoed as stored in the job, which is the same
-/// bytes on every retry.
+/// No time: when the status was recorded differs when a failover makes the fleet record it again,
+/// and the body behind one `webhook-id` must not (the attempt's time is the `webhook-timestamp`
+/// header). `metadata` is echoed as stored in the job, which is the same bytes on every retry.
 ///
 /// `delivered_codes` (the FoxReload codes the customer bought) are included for `paid` only —
 /// always, possibly empty, for a stable shape. That is deliberate: the webhook goes to the
@@ -72,7 +72,6 @@ struct EventData<'a> {
 pub fn event_body(n: &Notification) -> Result<Vec<u8>, serde_json::Error> {
     let event = Event {
         kind: format!("payment.{}", n.status),
-        timestamp: n.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         data: EventData {
             order_id: n.order_id.as_str(),
             status: n.status,
@@ -144,12 +143,21 @@ mod tests {
         let text = String::from_utf8(body.clone()).unwrap();
         assert_eq!(
             text,
-            r#"{"type":"payment.paid","timestamp":"2024-05-01T12:00:00.000Z","data":{"order_id":"order-42","status":"paid","provider":"foxreload","payment_id":"fx-9","raw_status":"completed","detail":null,"metadata":{"a":[1,2],"big":1234567890123456789012345,"cart":7,"x":1e400,"y":1.50},"delivered_codes":["CODE-1","CODE-2"]}}"#
+            r#"{"type":"payment.paid","data":{"order_id":"order-42","status":"paid","provider":"foxreload","payment_id":"fx-9","raw_status":"completed","detail":null,"metadata":{"a":[1,2],"big":1234567890123456789012345,"cart":7,"x":1e400,"y":1.50},"delivered_codes":["CODE-1","CODE-2"]}}"#
         );
         assert_eq!(
             event_body(&notification(PaymentStatus::Paid)).unwrap(),
             body
         );
+    }
+
+    #[test]
+    fn a_transition_recorded_again_later_has_the_same_id_and_body() {
+        let first = notification(PaymentStatus::Paid);
+        let mut again = first.clone();
+        again.occurred_at += chrono::Duration::milliseconds(1234);
+        assert_eq!(webhook_id(&again), webhook_id(&first));
+        assert_eq!(event_body(&again).unwrap(), event_body(&first).unwrap());
     }
 
     #[test]
