@@ -36,6 +36,9 @@ pub struct QueueConfig {
     /// so an operator can tell which worker holds a job, and a dead worker's jobs can be told
     /// from a live one's.
     pub holder: Option<String>,
+    /// Settles wait for replicas (and disk) before a run counts as settled (`None`: the
+    /// primary's acknowledgement is enough).
+    pub durable_settles: Option<crate::DurableSettles>,
 }
 
 impl QueueConfig {
@@ -52,6 +55,7 @@ impl QueueConfig {
             settle_batch: 512,
             keep_completed: None,
             holder: None,
+            durable_settles: None,
         }
     }
 
@@ -103,6 +107,13 @@ impl QueueConfig {
             Some(holder) => format!("{holder}/{random:016x}"),
             None => format!("{random:016x}"),
         }
+    }
+
+    /// Makes every settle durable (replicas, disk) before its handler returns and before the
+    /// next fetch; a `durability` that asks for nothing turns it off.
+    pub fn with_durable_settles(mut self, durability: crate::DurableSettles) -> Self {
+        self.durable_settles = durability.is_required().then_some(durability);
+        self
     }
 
     /// Sets the longest idle sleep between fetches.

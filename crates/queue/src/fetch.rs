@@ -77,6 +77,11 @@ pub(crate) async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>)
             wait = Some(error_backoff.next_delay());
             continue;
         }
+        // Durable settles: what this process finished must be on the replicas before it takes
+        // more work (the flush answers once the settler's wait for them is over).
+        if config.durable_settles.is_some() {
+            shared.flush().await;
+        }
         let token = config.lease_token();
         requesting.store(true, Ordering::SeqCst);
         let result = fetch(&shared, &token).await;

@@ -34,6 +34,9 @@ pub struct Keys {
     pub done: String,
     /// HASH job id → 1: jobs asked to run again right after their current run.
     pub promoted: String,
+    /// A counter bumped before `WAIT` when settles are durable, so the wait covers the settles
+    /// written on the shared connection.
+    pub sync: String,
 }
 
 impl Keys {
@@ -55,11 +58,12 @@ impl Keys {
             seq: key("seq"),
             done: key("done"),
             promoted: key("promoted"),
+            sync: key("sync"),
         }
     }
 
     /// Every key, for cleanup and inspection tools.
-    pub fn all(&self) -> [&str; 13] {
+    pub fn all(&self) -> [&str; 14] {
         [
             &self.jobs,
             &self.due,
@@ -74,6 +78,7 @@ impl Keys {
             &self.seq,
             &self.done,
             &self.promoted,
+            &self.sync,
         ]
     }
 }

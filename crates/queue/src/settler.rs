@@ -2,16 +2,22 @@
 //!
 //! Settles from all workers of a process go through one channel and are written in batches (one
 //! script call for up to `settle_batch` jobs), so acks cost a fraction of a round trip each. A
-//! handler's future resolves only once its settle is durable in Redis. The same task runs lease
+//! handler's future resolves only once its settle is written to Redis. The same task runs lease
 //! upkeep (`lease.rs`), so an extension never races a settle of the same job.
+//!
+//! With durable settles ([`DurableSettles`]) a batch also waits, after it is written, until the
+//! replicas (and the primary's disk) have it: only then do its handlers hear back, and only then
+//! does a flush (what every fetch waits for in that mode) answer. A primary that dies after a
+//! settle was acknowledged has it on a replica that can be promoted.
 
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
-use crate::settle::{SettleOp, SettleRequest};
+use crate::settle::{DurableSettles, SettleOp, SettleRequest};
 use crate::shared::Shared;
 use crate::{lease, scripts};
 
@@ -19,8 +25,15 @@ use crate::{lease, scripts};
 /// is what a handler (and the job's next run) waits for.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
-/// A settle waiting to be written, with whoever waits for its result.
-type Pending = (String, String, SettleOp, Option<oneshot::Sender<bool>>);
+/// A settle waiting to be written, with whoever waits for its result, and (once written)
+/// whether it applied.
+type Pending = (
+    String,
+    String,
+    SettleOp,
+    Option<oneshot::Sender<bool>>,
+    bool,
+);
 
 /// The background task: batches settles, extends leases. Holds only a weak reference so it ends
 /// when the last queue handle is dropped (the channel closes).
@@ -35,6 +48,7 @@ pub(crate) async fn run_settler(
     let mut extend = tokio::time::interval(lease::extend_interval(lease));
     extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(batch_max);
+    let mut durable = Durable::default();
     loop {
         tokio::select! {
             first = rx.recv() => {
@@ -44,7 +58,7 @@ pub(crate) async fn run_settler(
                 let mut next = Some(first);
                 while let Some(req) = next.take() {
                     match req {
-                        SettleRequest::Settle { id, token, op, reply } => batch.push((id, token, op, reply)),
+                        SettleRequest::Settle { id, token, op, reply } => batch.push((id, token, op, reply, false)),
                         SettleRequest::Flush { reply, extend_leases: extend } => {
                             extend_leases |= extend;
                             flushes.push(reply);
@@ -58,6 +72,10 @@ pub(crate) async fn run_settler(
                 let Some(shared) = weak.upgrade() else { return };
                 if !batch.is_empty() {
                     write_batch(&shared, &mut batch).await;
+                    if let Some(settles) = shared.config.durable_settles {
+                        durable.wait(&shared, settles).await;
+                    }
+                    reply(&shared, &mut batch);
                 }
                 // After the settles: a job settled above is no longer held, so it is neither extended
                 // nor reported as a lost lease.
@@ -75,7 +93,8 @@ pub(crate) async fn run_settler(
 }
 
 /// Writes one batch, retrying with backoff while Redis is unreachable: a settle is never dropped.
-async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
+/// Leaves each settle's result next to it for [`reply`].
+async fn write_batch(shared: &Shared, batch: &mut [Pending]) {
     let keys = &shared.keys;
     let mut backoff = Backoff::new(FIRST_RETRY_DELAY);
     let codes: Vec<i64> = loop {
@@ -98,7 +117,7 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
                     .keep_completed
                     .map_or(0, |d| d.as_millis() as u64),
             );
-        for (id, token, op, _) in batch.iter() {
+        for (id, token, op, _, _) in batch.iter() {
             let (a, b): (u64, &str) = match op {
                 SettleOp::Complete | SettleOp::Release => (0, ""),
                 SettleOp::Reschedule { after_ms, payload } => {
@@ -125,13 +144,20 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
             Err(_) => tokio::time::sleep(backoff.next_delay()).await,
         }
     };
-    let queue = shared.config.name.clone();
+    // Settled (or found stale): no longer this process's to extend, whatever the wait below.
     let mut held = shared.held();
-    for ((id, token, op, reply), code) in batch.drain(..).zip(codes) {
-        if held.get(&id) == Some(&token) {
-            held.remove(&id);
+    for ((id, token, _, _, applied), code) in batch.iter_mut().zip(codes) {
+        if held.get(id.as_str()) == Some(&*token) {
+            held.remove(id.as_str());
         }
-        let applied = code == 1;
+        *applied = code == 1;
+    }
+}
+
+/// Tells each settle's waiter whether it applied, once it is as durable as the queue asks.
+fn reply(shared: &Shared, batch: &mut Vec<Pending>) {
+    let queue = shared.config.name.clone();
+    for (id, _, op, reply, applied) in batch.drain(..) {
         if applied {
             crate::metrics::settled(&queue, op.name());
         } else {
@@ -142,5 +168,121 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Pending>) {
         if let Some(reply) = reply {
             let _ = reply.send(applied);
         }
+    }
+}
+
+/// The settler's side of durable settles: its own connection for `WAIT` (which blocks the
+/// connection it runs on and counts that connection's writes) and what the server supports.
+#[derive(Default)]
+struct Durable {
+    conn: Option<MultiplexedConnection>,
+    /// Whether the server has `WAITAOF`, once asked (`COMMAND INFO`, not the version string).
+    waitaof: Option<bool>,
+    /// Whether the last wait fell short, so a long replica outage is logged once.
+    behind: bool,
+}
+
+impl Durable {
+    /// Waits until everything written to Redis so far is on the replicas (and the primary's
+    /// disk) as `settles` asks, however long that takes: a settle that is not durable must not
+    /// count as done. Held leases are extended meanwhile, so the jobs still running keep them.
+    async fn wait(&mut self, shared: &Shared, settles: DurableSettles) {
+        let mut backoff = Backoff::new(FIRST_RETRY_DELAY);
+        let mut extended = Instant::now();
+        let every = lease::extend_interval(shared.config.lease);
+        loop {
+            let error = match self.once(shared, settles).await {
+                Ok(None) => {
+                    if std::mem::take(&mut self.behind) {
+                        tracing::info!(queue = %shared.config.name, "settles are durable again");
+                    }
+                    return;
+                }
+                // WAIT already waited its timeout: ask again at once.
+                Ok(Some(short)) => short,
+                Err(e) => {
+                    // The connection is suspect: a fresh one next time, after a pause.
+                    self.conn = None;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    e.to_string()
+                }
+            };
+            if !std::mem::replace(&mut self.behind, true) {
+                tracing::warn!(queue = %shared.config.name, problem = %error, "settles are not durable yet; this queue's workers wait (and fetch nothing) until they are");
+            }
+            if extended.elapsed() >= every {
+                lease::extend_held(shared).await;
+                extended = Instant::now();
+            }
+        }
+    }
+
+    /// One attempt: a marker write and `WAIT` (and `WAITAOF`) on the settler's own connection,
+    /// sent together so they share one socket: `WAIT` covers the marker, and the marker comes
+    /// after every settle already written on the shared connection. `Some(problem)` when the
+    /// server answered but fewer than asked acknowledged in time.
+    async fn once(
+        &mut self,
+        shared: &Shared,
+        settles: DurableSettles,
+    ) -> redis::RedisResult<Option<String>> {
+        let timeout_ms = u64::try_from(settles.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let opened = shared
+                    .client
+                    .exclusive(settles.timeout + Duration::from_secs(5))
+                    .await
+                    .ok_or_else(|| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::InvalidClientConfig,
+                            "durable settles need one primary (a single server or Sentinel), not a Cluster",
+                        ))
+                    })??;
+                self.conn.insert(opened)
+            }
+        };
+        if settles.local_fsync && self.waitaof.is_none() {
+            let info: Vec<Option<redis::Value>> = redis::cmd("COMMAND")
+                .arg("INFO")
+                .arg("WAITAOF")
+                .query_async(conn)
+                .await?;
+            let has = info.first().is_some_and(Option::is_some);
+            if !has {
+                tracing::warn!(queue = %shared.config.name, "PAYWATCH_DURABLE_FSYNC needs WAITAOF, which this Redis lacks: settles wait for replicas only");
+            }
+            self.waitaof = Some(has);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(&shared.keys.sync).ignore();
+        pipe.cmd("WAIT").arg(settles.replicas).arg(timeout_ms);
+        let fsync = settles.local_fsync && self.waitaof == Some(true);
+        if fsync {
+            pipe.cmd("WAITAOF").arg(1).arg(0).arg(timeout_ms);
+        } else {
+            // Keeps the reply's shape: "the disk" counts as acknowledged.
+            pipe.cmd("ECHO").arg(1);
+        }
+        let (replicas, local): (u32, redis::Value) = pipe.query_async(conn).await?;
+        if replicas < settles.replicas {
+            return Ok(Some(format!(
+                "{replicas} of {} replicas acknowledged within {:?}",
+                settles.replicas, settles.timeout
+            )));
+        }
+        if fsync {
+            let local: (u32, u32) = redis::from_redis_value(local)?;
+            if local.0 < 1 {
+                return Ok(Some(format!(
+                    "the primary's append-only file did not have them within {:?}",
+                    settles.timeout
+                )));
+            }
+        }
+        Ok(None)
     }
 }

@@ -80,6 +80,14 @@ impl App {
             // Submissions are judged by the allow-list this notifier delivers under.
             store = store.with_webhook_allow(published);
         }
+        if config.durability().is_required() {
+            // Durable mode: a final status is on the replicas before it is announced.
+            let endpoint = paywatch_queue::RedisEndpoint::open(config.redis_url.expose())
+                .context("REDIS_URL")?;
+            store = store
+                .with_durability(&endpoint, config.durability())
+                .context("PAYWATCH_DURABLE_REPLICAS")?;
+        }
         let gate = Gate::new(
             conn.clone(),
             &config.prefix,
@@ -154,10 +162,12 @@ impl App {
         }
         for channel in [Channel::Email, Channel::Telegram, Channel::Webhook] {
             if self.serves(channel.queue()) {
+                // Durable mode: a delivery's ack is on the replicas before the next fetch.
                 let config = deliver::queue_config(channel, &self.config.prefix)
                     .with_lease(self.config.lease)
                     .with_batch_size(concurrency)
-                    .with_holder(&name);
+                    .with_holder(&name)
+                    .with_durable_settles(self.config.durable_settles());
                 let queue: RedisQueue<Notification> = self.base.sibling(config);
                 pools.pool(
                     vec![queue],

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use paywatch_core::store::{CheckState, OrderStore, StoredOrder};
+use paywatch_core::store::{CheckState, OrderStore, StoreError, StoredOrder};
 use paywatch_core::{
     CheckError, GiveUpReason, HistoryEntry, Observation, OrderId, PaymentStatus, PollDecision,
     PollPolicies, PollState, Provider, ProviderClient,
@@ -202,6 +202,9 @@ async fn finish(
     state.remember(entry);
     record.state = Some(state);
     let holds = ctx.store.finalize(order_id, &record).await?;
+    // Durable mode: nothing announces the transition until the replicas have it, so a failover
+    // cannot promote a replica that lacks a transition whose notifications went out.
+    wait_durable(ctx, order_id).await?;
     let won = holds.state.as_ref().and_then(|s| s.final_at) == Some(now);
     let provider = record.provider;
     if won {
@@ -237,6 +240,25 @@ async fn finish(
     let ((), sent) = tokio::join!(history, ctx.fanout.send(order_id, &holds));
     sent?;
     Ok(Next::Done)
+}
+
+/// Waits until the order's final record is as durable as configured (at once without durable
+/// mode), asking again after each timeout. The job keeps its lease meanwhile (the queue extends
+/// it), and the run that recorded the status stays the one that announces it.
+async fn wait_durable(ctx: &CheckContext, order_id: &OrderId) -> Result<(), StoreError> {
+    let mut warned = false;
+    loop {
+        match ctx.store.wait_final_durable(order_id).await {
+            Ok(()) => return Ok(()),
+            // WAIT already waited its timeout: ask again at once.
+            Err(e) if e.is_not_durable() => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(order = %order_id, error = %e, "final status recorded but not yet on the replicas; its notifications wait until it is");
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn report_rejected_credentials(ctx: &CheckContext, provider: Provider, error: &str) {

@@ -123,6 +123,19 @@ pub struct WorkerConfig {
     /// The longest pause of an open circuit.
     #[arg(long, env = "PAYWATCH_BREAKER_MAX_PAUSE", default_value = "5m", value_parser = duration)]
     pub breaker_max_pause: Duration,
+    /// Durable mode: a final status is announced (its notifications enqueued) only once this
+    /// many replicas have it (Redis `WAIT`), and a notifier fetches its next job only once this
+    /// many have its last acknowledgements; 0 does not wait. See docs/durability.md.
+    #[arg(long, env = "PAYWATCH_DURABLE_REPLICAS", default_value_t = 0)]
+    pub durable_replicas: u32,
+    /// Durable mode: also wait until the primary's append-only file has them (`WAITAOF`, where
+    /// the server has it; replicas only, with a warning, where not).
+    #[arg(long, env = "PAYWATCH_DURABLE_FSYNC", default_value_t = false)]
+    pub durable_fsync: bool,
+    /// How long one wait for replicas (or the disk) blocks before it is asked again; work that
+    /// waits is not dropped, it waits on.
+    #[arg(long, env = "PAYWATCH_DURABLE_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub durable_timeout: Duration,
     /// Where the Prometheus metrics endpoint listens (none when unset).
     #[arg(long, env = "PAYWATCH_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -552,7 +565,40 @@ impl WorkerConfig {
         if self.poll_max_interval < Duration::from_secs(1) {
             return Err(bad("PAYWATCH_POLL_MAX_INTERVAL", "must be at least 1s"));
         }
+        if self.durability().is_required() {
+            if self.durable_timeout < Duration::from_millis(1) {
+                return Err(bad("PAYWATCH_DURABLE_TIMEOUT", "must be at least 1ms"));
+            }
+            // WAIT counts the writes of one primary; a Cluster's writes spread over several.
+            if paywatch_queue::RedisEndpoint::open(self.redis_url.expose())
+                .is_ok_and(|e| e.is_cluster())
+            {
+                return Err(bad(
+                    "PAYWATCH_DURABLE_REPLICAS",
+                    "durable mode is not supported on a Redis Cluster yet",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Durable mode's settings (PAYWATCH_DURABLE_*): what a final status and a notifier's
+    /// acknowledgements wait for.
+    pub fn durability(&self) -> paywatch_core::store::Durability {
+        paywatch_core::store::Durability {
+            replicas: self.durable_replicas,
+            local_fsync: self.durable_fsync,
+            timeout: self.durable_timeout,
+        }
+    }
+
+    /// The same settings for a queue's settles.
+    pub fn durable_settles(&self) -> paywatch_queue::DurableSettles {
+        paywatch_queue::DurableSettles {
+            replicas: self.durable_replicas,
+            local_fsync: self.durable_fsync,
+            timeout: self.durable_timeout,
+        }
     }
 
     /// The request budgets: the configured ones over the defaults.
