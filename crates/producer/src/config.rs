@@ -5,9 +5,14 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 use paywatch_core::SecretUrl;
 
-/// paywatch-producer: accept orders and enqueue their payment checks.
+/// The producer's command line.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "paywatch-producer: accepts orders (HTTP API, or one with `enqueue`) and provider \
+             webhooks, and enqueues their payment checks; `admin` holds the operator's tools.",
+    long_about = None
+)]
 pub struct Cli {
     /// Connection shared by every command.
     #[command(flatten)]

@@ -8,7 +8,12 @@ use paywatch_sandbox::{Credentials, RateLimit, Sandbox, SandboxConfig, SandboxEr
 
 /// Fake Cashless, HandCash, MiracleCash, FoxReload and Telegram APIs for local runs.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "paywatch-sandbox: fake Cashless, HandCash, MiracleCash, FoxReload and Telegram Bot \
+             APIs for local runs, tests and benchmarks, scripted through /_admin.",
+    long_about = None
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:8090")]

@@ -21,8 +21,14 @@ mod demo;
 mod fleet;
 mod stack;
 
+/// paywatch-demo's command line.
+// An explicit about: without one clap shows the package's description, which is the sandbox's.
 #[derive(Debug, Parser)]
-#[command(about)]
+#[command(
+    about = "paywatch-demo: runs paywatch locally (the sandbox, a producer and workers) to show \
+             it working: the scripted demo, the stack kept running, or the SMTP sink alone.",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
