@@ -80,7 +80,10 @@ fn notification(status: PaymentStatus, target: &str) -> Notification {
         payment_id: PaymentId::new("fox-77").expect("valid payment id"),
         raw_status: Some("completed".to_owned()),
         detail: None,
-        metadata: Some(json!({ "customer": "<b>Ann & Bob</b>" })),
+        metadata: Some(
+            paywatch_core::Metadata::from_value(&json!({ "customer": "<b>Ann & Bob</b>" }))
+                .expect("json"),
+        ),
         delivered_codes: if status == PaymentStatus::Paid {
             vec!["FOX-AAAA-1111".to_owned(), "FOX-BBBB-2222".to_owned()]
         } else {
