@@ -30,7 +30,9 @@ impl Fanout {
     /// The notifications a terminal order calls for: one per configured channel. An
     /// `unresolved` order has none for the shop's customers (it goes to the ops channel).
     /// Everything in them comes from the final record, which never changes once written, so a
-    /// re-run builds byte-identical notifications.
+    /// re-run builds byte-identical notifications. A record written again after a failover lost
+    /// the first has another `final_at` (`occurred_at` here), which no message shows: what the
+    /// channels send stays byte-identical.
     pub fn notifications(order_id: &OrderId, record: &StoredOrder) -> Vec<Notification> {
         let Some(state) = record.state.as_ref().filter(|s| s.status.is_terminal()) else {
             return Vec::new();
