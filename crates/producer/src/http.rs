@@ -471,8 +471,77 @@ mod tests {
         panic!("a panic quoting data: s3cret")
     }
 
+    /// Counts `paywatch_producer_handler_panics_total`; every other metric goes nowhere.
+    #[derive(Debug, Default)]
+    struct PanicCount(std::sync::atomic::AtomicU64);
+
+    impl ::metrics::CounterFn for PanicCount {
+        fn increment(&self, value: u64) {
+            self.0
+                .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[derive(Debug)]
+    struct Recorder(std::sync::Arc<PanicCount>);
+
+    impl ::metrics::Recorder for Recorder {
+        fn describe_counter(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Counter {
+            if key.name() == crate::metrics::HANDLER_PANICS_TOTAL {
+                ::metrics::Counter::from_arc(self.0.clone())
+            } else {
+                ::metrics::Counter::noop()
+            }
+        }
+        fn register_gauge(
+            &self,
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Gauge {
+            ::metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Histogram {
+            ::metrics::Histogram::noop()
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_and_an_unknown_path_answer_json() {
+        // The one test of this crate that installs a recorder: the process's, for the server task.
+        let panics = std::sync::Arc::new(PanicCount::default());
+        ::metrics::set_global_recorder(Recorder(panics.clone())).expect("the only recorder");
         let app = Router::new()
             .route("/boom", get(boom))
             .fallback(not_found)
@@ -498,6 +567,11 @@ mod tests {
             assert!(answer.ends_with(body), "{answer}");
             assert!(!answer.contains("s3cret"), "{answer}");
         }
+        assert_eq!(
+            panics.0.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "the panic is counted, the 404 is not"
+        );
     }
 
     #[test]
