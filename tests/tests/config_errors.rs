@@ -205,8 +205,8 @@ fn rows() -> Vec<Row> {
             bad(run, "LOG_FORMAT", "xml"),
         ]);
     }
-    // Durable acknowledgements: serve and enqueue.
-    for run in [Serve, Enqueue] {
+    // Durable acknowledgements: serve, enqueue and the worker.
+    for run in [Serve, Enqueue, Worker] {
         rows.extend([
             bad(run, "PAYWATCH_DURABLE_REPLICAS", "-1"),
             bad(run, "PAYWATCH_DURABLE_FSYNC", "maybe"),

@@ -892,6 +892,65 @@ mod tests {
             .expect("sandbox ok");
     }
 
+    #[test]
+    fn ops_destinations_follow_the_door_and_the_allow_list() {
+        let check = |extra: &[&str]| {
+            let mut args = vec![
+                "--queues",
+                "notify-ops",
+                "--webhook-secret",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ];
+            args.extend_from_slice(extra);
+            parse(&args).check().map(drop).map_err(|e| e.variable)
+        };
+        let url = "--ops-webhook-url";
+        assert_eq!(check(&[url, "https://ops.example/hook"]), Ok(()));
+        assert_eq!(
+            check(&[url, "http://10.0.0.1/hook"]),
+            Err("PAYWATCH_OPS_WEBHOOK_URL")
+        );
+        // The allow-list that lets the notifier deliver there lets the setting through.
+        assert_eq!(
+            check(&[
+                url,
+                "http://10.0.0.1/hook",
+                "--webhook-allow-hosts",
+                "10.0.0.0/8"
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[url, "https://a:b@ops.example/"]),
+            Err("PAYWATCH_OPS_WEBHOOK_URL")
+        );
+        let chat = [url, "https://ops.example/hook", "--ops-telegram-chat-id"];
+        let token = ["--telegram-bot-token", "123:tg-token"];
+        assert_eq!(
+            check(&[&chat[..], &["0"], &token[..]].concat()),
+            Err("PAYWATCH_OPS_TELEGRAM_CHAT_ID")
+        );
+        assert_eq!(check(&[&chat[..], &["-100"], &token[..]].concat()), Ok(()));
+    }
+
+    #[test]
+    fn policies_name_only_providers_and_fields() {
+        let policies = |json: &str| {
+            WorkerConfig::try_parse_from(["paywatch-worker", "--policies", json])
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let full = r#"{"first_delay":"1s","multiplier":1.5,"max_delay":"30s","fast_window":"10m"}"#;
+        assert_eq!(policies(&format!(r#"{{"cashless":{full}}}"#)), Ok(()));
+        let e = policies(&format!(r#"{{"paypal":{full}}}"#)).expect_err("unknown provider");
+        assert!(e.contains("unknown provider \"paypal\""), "{e}");
+        let e = policies(&format!(r#"{{"Cashless":{full}}}"#)).expect_err("serde's spelling");
+        assert!(e.contains("unknown provider"), "{e}");
+        let e = policies(r#"{"cashless":{"first_delay":"1s","multiplier":1.5,"max_delay":"30s","fast_window":"10m","dedline":"1h"}}"#)
+            .expect_err("misspelt field");
+        assert!(e.contains("unknown field \"dedline\""), "{e}");
+    }
+
     /// Every credential flag with a recognizable value.
     const SECRETS: &[(&str, &str)] = &[
         (
