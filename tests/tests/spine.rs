@@ -324,6 +324,11 @@ async fn order_creation_is_idempotent_and_conflicts_are_refused() {
     let body = order("same", "cashless", "bill-1");
     let (code, first) = stack.submit(&body).await;
     assert_eq!((code, first["created"].clone()), (202, json!(true)));
+    // Without durable acknowledgements only the primary had it, and the receipt says so.
+    assert_eq!(
+        first["receipt"],
+        json!({"replicas_acknowledged": null, "primary_fsynced": null})
+    );
     let (code, again) = stack.submit(&body).await;
     assert_eq!((code, again["created"].clone()), (200, json!(false)));
     let mut other = body.clone();

@@ -1,6 +1,7 @@
 //! The real binaries on the topologies operators run, in the order they happen to start:
-//! a fleet started before its Redis, and a Sentinel-watched primary that is `kill -9`'d and
-//! replaced while the fleet runs (nothing restarted by hand).
+//! a fleet started before its Redis or while it loads a large data set, a Sentinel-watched
+//! primary (with passwords) that is `kill -9`'d and replaced while the fleet runs (nothing
+//! restarted by hand), and a Redis that speaks only TLS.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -68,8 +69,9 @@ fn redis_on(port: u16, extra: &[&str]) -> Proc {
     )
 }
 
-/// A sentinel on `port` watching the primary on `primary` as `pw`, quick to fail over.
-fn sentinel_on(port: u16, primary: u16) -> Proc {
+/// A sentinel on `port` watching the primary on `primary` as `pw` (whose password is
+/// `password`), quick to fail over.
+fn sentinel_on(port: u16, primary: u16, password: &str) -> Proc {
     let dir = std::env::temp_dir().join(format!("paywatch-sentinel-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("sentinel dir");
@@ -79,6 +81,7 @@ fn sentinel_on(port: u16, primary: u16) -> Proc {
         format!(
             "port {port}\nbind 127.0.0.1\ndir {}\n\
              sentinel monitor pw 127.0.0.1 {primary} 1\n\
+             sentinel auth-pass pw {password}\n\
              sentinel down-after-milliseconds pw 1000\n\
              sentinel failover-timeout pw 5000\n",
             dir.display()
@@ -91,8 +94,15 @@ fn sentinel_on(port: u16, primary: u16) -> Proc {
     )
 }
 
+/// The data nodes' password in the Sentinel test: the fleet must authenticate after a failover.
+const PASSWORD: &str = "s3cret-data-node";
+
 async fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    query_as(&format!("redis://127.0.0.1:{port}"), cmd).await
+}
+
+async fn query_as<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(url).ok()?;
     let mut conn = client.get_multiplexed_async_connection().await.ok()?;
     cmd.query_async(&mut conn).await.ok()
 }
@@ -276,10 +286,15 @@ async fn a_fleet_started_before_redis_waits_and_serves_once_it_comes() {
 #[tokio::test]
 async fn a_sentinel_failover_is_followed_without_a_restart() {
     let [primary_port_0, replica_port, sentinel_port] = free_ports();
-    let mut primary = redis_on(primary_port_0, &[]);
+    let auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD];
+    let mut primary = redis_on(primary_port_0, &auth);
     let replica_of = primary_port_0.to_string();
-    let _replica = redis_on(replica_port, &["--replicaof", "127.0.0.1", &replica_of]);
-    let _sentinel = sentinel_on(sentinel_port, primary_port_0);
+    let _replica = redis_on(
+        replica_port,
+        &[&auth[..], &["--replicaof", "127.0.0.1", &replica_of]].concat(),
+    );
+    let _sentinel = sentinel_on(sentinel_port, primary_port_0, PASSWORD);
+    let node = |port: u16| format!("redis://:{PASSWORD}@127.0.0.1:{port}");
     // The sentinel must know the replica before it can promote it.
     wait_for(
         "the sentinel to see the replica",
@@ -298,7 +313,7 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
     )
     .await;
 
-    let url = format!("redis+sentinel://127.0.0.1:{sentinel_port}/pw");
+    let url = format!("redis+sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/pw");
     let mut fleet = Fleet::start("sentinel", &url).await;
     wait_for("the producer to be ready", Duration::from_secs(30), || {
         let ready = fleet.readyz();
@@ -312,8 +327,10 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
         "the replica to catch up",
         Duration::from_secs(10),
         || async {
-            let p: String = query(primary_port_0, redis::cmd("INFO").arg("replication")).await?;
-            let r: String = query(replica_port, redis::cmd("INFO").arg("replication")).await?;
+            let p: String =
+                query_as(&node(primary_port_0), redis::cmd("INFO").arg("replication")).await?;
+            let r: String =
+                query_as(&node(replica_port), redis::cmd("INFO").arg("replication")).await?;
             let offset = |info: &str, key: &str| {
                 info.lines()
                     .find_map(|l| l.strip_prefix(key))
@@ -349,8 +366,8 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
         .await
         .expect("GET");
     assert_eq!(first.status().as_u16(), 200);
-    let library: Vec<redis::Value> = query(
-        replica_port,
+    let library: Vec<redis::Value> = query_as(
+        &node(replica_port),
         redis::cmd("FUNCTION")
             .arg("LIST")
             .arg("LIBRARYNAME")
@@ -362,4 +379,204 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
         !library.is_empty(),
         "the new primary has no paywatch library"
     );
+}
+
+#[tokio::test]
+async fn processes_started_while_redis_loads_its_data_wait_for_it() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("paywatch-loading-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Loading is slowed down on purpose (`key-load-delay`, µs per key), so the fleet is sure
+    // to meet it; `DEBUG` (to fill the data set) is allowed from loopback only.
+    let durable = |dir: &std::path::Path, extra: &[&str]| {
+        let mut command = Command::new("redis-server");
+        command
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(dir)
+            .args(extra);
+        command
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    {
+        let _redis = Proc::spawn("redis-server", &mut durable(&dir, &[]));
+        // A data set to load: 50,000 keys, written to the AOF.
+        wait_for("redis to answer", Duration::from_secs(10), || async {
+            query::<String>(port, &mut redis::cmd("PING")).await
+        })
+        .await;
+        let _: Option<String> = query(
+            port,
+            redis::cmd("DEBUG")
+                .arg("POPULATE")
+                .arg(50_000)
+                .arg("bulk")
+                .arg(64),
+        )
+        .await;
+        let _: Option<String> = query(port, &mut redis::cmd("BGREWRITEAOF")).await;
+        wait_for("the AOF rewrite", Duration::from_secs(60), || async {
+            let info: String = query(port, redis::cmd("INFO").arg("persistence")).await?;
+            (info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0"))
+                .then_some(())
+        })
+        .await;
+    }
+    // Built before Redis starts loading, so the fleet starts while it loads.
+    product_binaries();
+    let _redis = Proc::spawn(
+        "redis-server (loading)",
+        // Slow (20 µs a key), and answering clients (with LOADING) every KiB loaded rather than
+        // every 2 MiB, so the fleet does meet a loading Redis.
+        &mut durable(
+            &dir,
+            &[
+                "--key-load-delay",
+                "20",
+                "--loading-process-events-interval-bytes",
+                "1024",
+            ],
+        ),
+    );
+    // Started while Redis is LOADING (or not yet listening): nobody exits, nobody is ready
+    // before the data is there.
+    let mut fleet = Fleet::start("loading", &url).await;
+    let mut seen_loading = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        fleet.assert_running();
+        let loading = query::<String>(port, redis::cmd("INFO").arg("persistence"))
+            .await
+            .is_some_and(|i| i.contains("loading:1"));
+        let ready = fleet.readyz().await;
+        if loading {
+            seen_loading = true;
+            assert_ne!(ready, Some(200), "ready while Redis is loading");
+        }
+        if ready == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fleet never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen_loading,
+        "the fleet never met Redis loading: the test proves nothing"
+    );
+    assert_eq!(fleet.submit(&fleet.order("loaded-0")).await, Some(202));
+    fleet
+        .wait_notified("loaded-0", Duration::from_secs(30))
+        .await;
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn rediss_urls_speak_tls_verified_against_the_system_trust_store() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("paywatch-tls-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=paywatch test CA",
+    ];
+    openssl(
+        &[
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ][..],
+            &ca,
+        ]
+        .concat(),
+    );
+    let csr = [
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    openssl(&[&["req", "-newkey", "rsa:2048", "-nodes"][..], &csr].concat());
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let _redis = Proc::spawn(
+        "redis-server (TLS only)",
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args([
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+            ])
+            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(&dir),
+    );
+    let producer = product_binaries().join("paywatch-producer");
+    let ca_file = dir.join("ca.pem");
+    let prefix = unique_prefix("tls");
+    let enqueued = wait_for("an order over TLS", Duration::from_secs(60), || {
+        let run = tokio::process::Command::new(&producer)
+            .args(["enqueue", "--order-id", "tls-0", "--provider", "cashless"])
+            .args(["--payment-id", "p-tls-0"])
+            .env_clear()
+            .env("REDIS_URL", format!("rediss://127.0.0.1:{port}"))
+            .env("PAYWATCH_PREFIX", &prefix)
+            .env("SSL_CERT_FILE", &ca_file)
+            .output();
+        async move { run.await.ok().filter(|out| out.status.success()) }
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&enqueued.stdout).contains("tls-0"),
+        "{}",
+        String::from_utf8_lossy(&enqueued.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

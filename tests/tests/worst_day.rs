@@ -416,6 +416,12 @@ async fn orders_are_acknowledged_only_once_a_replica_has_them() {
     // A live replica: 202, and the replica has the order by the time the client hears so.
     let (status, body) = submit("d-1").await;
     assert_eq!(status, 202, "{body}");
+    // The answer says what was confirmed: one replica, no fsync asked for.
+    assert_eq!(
+        body["receipt"],
+        json!({"replicas_acknowledged": 1, "primary_fsynced": null}),
+        "{body}"
+    );
     assert!(
         on_replica("d-1").await.is_some(),
         "acknowledged but not on the replica"

@@ -19,7 +19,7 @@ pub mod webhooks;
 
 use std::time::Duration;
 
-pub use paywatch_core::store::{FieldError, Phase, SubmitError, Submitted};
+pub use paywatch_core::store::{FieldError, Phase, Receipt, SubmitError, Submitted};
 use paywatch_core::store::{OrderSpec, OrderStore, OrderView, Promotion, StoreError};
 use paywatch_core::{OrderId, PaymentId, Provider};
 use paywatch_queue::{QueueConfig, RedisConn, RedisEndpoint, RedisQueue};
@@ -123,9 +123,18 @@ impl Producer {
 
     /// Accepts an order given as the JSON of `POST /v1/orders`, as the client sent it.
     pub async fn submit_json(&self, body: &[u8]) -> Result<Submitted, ProducerError> {
-        let submitted = self.store.submit_json(body).await?;
+        Ok(self.submit_json_with_receipt(body).await?.0)
+    }
+
+    /// [`Producer::submit_json`], with what Redis confirmed before the answer (replicas that
+    /// acknowledged it, the primary's disk).
+    pub async fn submit_json_with_receipt(
+        &self,
+        body: &[u8],
+    ) -> Result<(Submitted, Receipt), ProducerError> {
+        let (submitted, receipt) = self.store.submit_json_with_receipt(body).await?;
         count(submitted);
-        Ok(submitted)
+        Ok((submitted, receipt))
     }
 
     /// Accepts an order: validates it, records it and makes its first check due now, once per

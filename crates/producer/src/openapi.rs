@@ -124,6 +124,20 @@ pub struct SubmitReply {
     pub created: bool,
     /// Where to find it.
     pub links: Links,
+    /// What Redis confirmed before this answer.
+    pub receipt: ReceiptView,
+}
+
+/// What Redis confirmed about an accepted order before the answer was sent (see
+/// docs/durability.md): log it to know the guarantee each order got.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReceiptView {
+    /// Replicas that acknowledged the write (`WAIT`); null when the producer asks none
+    /// (`PAYWATCH_DURABLE_REPLICAS=0`): only the primary had it.
+    pub replicas_acknowledged: Option<u32>,
+    /// Whether the primary's append-only file had it on disk (`WAITAOF`); null when not asked
+    /// (`PAYWATCH_DURABLE_FSYNC` off) or the server has no `WAITAOF`.
+    pub primary_fsynced: Option<bool>,
 }
 
 /// Why paywatch stopped watching an order.

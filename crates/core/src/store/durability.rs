@@ -34,6 +34,17 @@ impl Durability {
     }
 }
 
+/// What Redis confirmed about an acknowledged write: the receipt a shop can log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Receipt {
+    /// Replicas that acknowledged the write (`WAIT`); `None` when none were asked for
+    /// (`PAYWATCH_DURABLE_REPLICAS=0`): then only the primary had it when it was acknowledged.
+    pub replicas_acknowledged: Option<u32>,
+    /// Whether the primary's append-only file had it on disk (`WAITAOF`); `None` when not asked
+    /// for (`PAYWATCH_DURABLE_FSYNC` off) or when the server has no `WAITAOF`.
+    pub primary_fsynced: Option<bool>,
+}
+
 /// Idle dedicated connections kept for reuse.
 const POOL: usize = 32;
 
@@ -105,7 +116,11 @@ impl DurableWrites {
     }
 
     /// Waits until the writes made so far on `conn` are as durable as configured.
-    pub(crate) async fn wait(&self, conn: &mut MultiplexedConnection) -> Result<(), StoreError> {
+    pub(crate) async fn wait(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Receipt, StoreError> {
+        let mut receipt = Receipt::default();
         let d = self.durability;
         let timeout_ms = u64::try_from(d.timeout.as_millis())
             .unwrap_or(u64::MAX)
@@ -124,6 +139,7 @@ impl DurableWrites {
                     within: d.timeout,
                 });
             }
+            receipt.replicas_acknowledged = Some(acked);
         }
         if d.local_fsync && self.may_have_waitaof() {
             let reply: redis::RedisResult<(u32, u32)> = redis::cmd("WAITAOF")
@@ -141,7 +157,7 @@ impl DurableWrites {
                         .contains("unknown command") =>
                 {
                     self.learn_no_waitaof();
-                    return Ok(());
+                    return Ok(receipt);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -153,8 +169,9 @@ impl DurableWrites {
                     within: d.timeout,
                 });
             }
+            receipt.primary_fsynced = Some(true);
         }
-        Ok(())
+        Ok(receipt)
     }
 
     /// Whether `WAITAOF` is worth sending: not once the server said it has none.

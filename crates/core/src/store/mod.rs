@@ -18,8 +18,8 @@ pub mod record;
 use chrono::{DateTime, Utc};
 use paywatch_queue::RedisConn;
 
-pub use self::durability::Durability;
 use self::durability::DurableWrites;
+pub use self::durability::{Durability, Receipt};
 pub use self::keys::{DEFAULT_SHARDS, MAX_SHARDS, ShardKeys, check_queue, shard_of};
 pub use self::record::{CheckState, HISTORY_LEN, HistoryEntry, StoredOrder};
 pub use crate::order::OrderSpec;
@@ -463,6 +463,15 @@ impl OrderStore {
 
     /// Submits an order given as the JSON of `POST /v1/orders`, exactly as a client sent it.
     pub async fn submit_json(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
+        Ok(self.submit_json_with_receipt(body).await?.0)
+    }
+
+    /// [`OrderStore::submit_json`], also saying what Redis confirmed before the answer (replicas,
+    /// the primary's disk): the receipt of a durable acknowledgement.
+    pub async fn submit_json_with_receipt(
+        &self,
+        body: &[u8],
+    ) -> Result<(Submitted, Receipt), SubmitError> {
         // The order id, read leniently: only to pick the shard and name a conflict; the function
         // is the judge of the body (an unreadable one gets the same verdict on any shard).
         let order_id = || {
@@ -479,11 +488,11 @@ impl OrderStore {
         };
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("paywatch_submit").arg(1).arg(&keys.base).arg(body);
-        let reply: Result<Vec<String>, StoreError> = match &self.durable {
-            None => self.call(&cmd).await,
+        let reply: Result<(Vec<String>, Receipt), StoreError> = match &self.durable {
+            None => self.call(&cmd).await.map(|r| (r, Receipt::default())),
             Some(durable) => self.call_durably(durable, &keys, &cmd).await,
         };
-        let reply = match reply {
+        let (reply, receipt) = match reply {
             Ok(r) => r,
             Err(StoreError::Redis(e)) => {
                 return Err(match FieldError::from_reply(&e) {
@@ -500,9 +509,9 @@ impl OrderStore {
                 reason: format!("submit replied {reply:?}: {reason}"),
             })
         };
-        match reply.first().map(String::as_str) {
-            Some("created") => Ok(Submitted::Created),
-            Some("exists") => Ok(Submitted::Existing {
+        let submitted = match reply.first().map(String::as_str) {
+            Some("created") => Submitted::Created,
+            Some("exists") => Submitted::Existing {
                 status: reply
                     .get(1)
                     .and_then(|s| s.parse().ok())
@@ -511,9 +520,10 @@ impl OrderStore {
                     .get(2)
                     .and_then(|s| Phase::parse(s))
                     .ok_or_else(|| corrupt("phase"))?,
-            }),
-            _ => Err(corrupt("outcome")),
-        }
+            },
+            _ => return Err(corrupt("outcome")),
+        };
+        Ok((submitted, receipt))
     }
 
     /// Runs a submit on a dedicated connection and waits until it is durable. An order that
@@ -524,7 +534,7 @@ impl OrderStore {
         durable: &DurableWrites,
         keys: &ShardKeys,
         cmd: &redis::Cmd,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(Vec<String>, Receipt), StoreError> {
         let mut conn = durable.take().await?;
         let reply: Vec<String> = match self.call_on(&mut conn, cmd).await {
             Err(e) if e.is_broken_connection() => {
@@ -538,9 +548,9 @@ impl OrderStore {
         if reply.first().map(String::as_str) != Some("created") {
             self.sync_marker(&mut conn, keys).await?;
         }
-        durable.wait(&mut conn).await?;
+        let receipt = durable.wait(&mut conn).await?;
         durable.give_back(conn);
-        Ok(reply)
+        Ok((reply, receipt))
     }
 
     /// A write in the shard's slot, so that `WAIT` on `conn` covers every earlier write.
