@@ -24,7 +24,7 @@ pub fn payload(kind: QueueKind, id: &str, raw: &str) -> (&'static str, Value) {
     {
         return ("json", order_record(id, &record));
     }
-    match serde_json::from_str::<Value>(raw) {
+    match readable(raw) {
         Ok(mut value) => {
             redact_value(&mut value);
             ("json", value)
@@ -37,7 +37,7 @@ pub fn payload(kind: QueueKind, id: &str, raw: &str) -> (&'static str, Value) {
 pub fn order_id(kind: QueueKind, id: &str, raw: &str) -> Option<String> {
     match kind {
         QueueKind::Check => Some(id.to_owned()),
-        QueueKind::Notify => serde_json::from_str::<Value>(raw)
+        QueueKind::Notify => readable(raw)
             .ok()?
             .get("order_id")?
             .as_str()
@@ -52,7 +52,7 @@ fn order_record(id: &str, record: &StoredOrder) -> Value {
     let metadata = record
         .metadata
         .as_ref()
-        .and_then(|m| serde_json::from_str::<Value>(m.get()).ok());
+        .and_then(|m| readable(m.get()).ok());
     json!({
         "order_id": id,
         "provider": record.provider,
@@ -73,6 +73,45 @@ fn order_record(id: &str, record: &StoredOrder) -> Value {
             .map(|_| REDACTED),
         "history": state.map(|s| s.history.as_slice()).unwrap_or_default(),
     })
+}
+
+/// A JSON document as a [`Value`] an operator can read, whatever numbers it holds.
+///
+/// Payloads echo the shop's metadata exactly as written, and some numbers there have no `f64`
+/// (`1e400`) or would be rewritten by one (`1.50`, 25-digit integers): such a number is shown as
+/// a string of its text, so the payload is still read (and redacted) as JSON rather than shown
+/// as stored text, secrets and all.
+fn readable(raw: &str) -> Result<Value, serde_json::Error> {
+    use serde_json::value::RawValue;
+    let text = raw.trim();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let members: std::collections::BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(text)?;
+            members
+                .into_iter()
+                .map(|(key, value)| Ok((key, readable(value.get())?)))
+                .collect::<Result<Map<String, Value>, _>>()
+                .map(Value::Object)
+        }
+        Some(b'[') => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(text)?;
+            items
+                .iter()
+                .map(|item| readable(item.get()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            // Checked as JSON first: only a number as written is shown as its text.
+            serde_json::from_str::<&RawValue>(text)?;
+            Ok(match serde_json::from_str::<Value>(text) {
+                Ok(number) if number.to_string() == text => number,
+                _ => Value::String(text.to_owned()),
+            })
+        }
+        _ => serde_json::from_str(text),
+    }
 }
 
 /// Redacts secrets anywhere in a JSON document, by key.
@@ -143,6 +182,32 @@ mod tests {
         assert_eq!(shown["order_id"], json!("o-9"));
         assert_eq!(shown["delivered_codes"], json!(REDACTED));
         assert_eq!(shown["metadata"], json!({"cart": 1}));
+    }
+
+    #[test]
+    fn payloads_with_numbers_no_f64_holds_are_still_read_and_redacted() {
+        let raw = r#"{"order_id":"o-2","status":"paid","channel":"webhook","target":"https://shop.example/hooks/tok-5656","delivered_codes":["CODE-5678"],"metadata":{"a":1e400,"b":1.50,"c":7,"d":[-0,1234567890123456789012345]}}"#;
+        let (format, shown) = payload(QueueKind::Notify, "o-2:paid:webhook", raw);
+        assert_eq!(format, "json", "{shown}");
+        let text = shown.to_string();
+        assert!(
+            !text.contains("CODE-5678") && !text.contains("tok-5656"),
+            "{text}"
+        );
+        assert_eq!(
+            shown["metadata"],
+            json!({"a": "1e400", "b": "1.50", "c": 7, "d": ["-0", "1234567890123456789012345"]})
+        );
+        assert_eq!(
+            order_id(QueueKind::Notify, "o-2:paid:webhook", raw).as_deref(),
+            Some("o-2")
+        );
+        let record = r#"["cashless","b-1",null,null,null,1700000000000,{"x":-1e400}]"#;
+        let (format, shown) = payload(QueueKind::Check, "o-3", record);
+        assert_eq!(format, "json", "{shown}");
+        assert_eq!(shown["metadata"], json!({"x": "-1e400"}));
+        // Not JSON at all is still text.
+        assert_eq!(payload(QueueKind::Notify, "x", "1e400 x").0, "text");
     }
 
     #[test]
