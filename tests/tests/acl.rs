@@ -1,5 +1,6 @@
 //! Least privilege on a shared Redis: the users of deploy/redis/acl.conf, applied exactly as
-//! docs/operations.md says (`grep -v '^#' … | envsubst | redis-cli`), on every supported server.
+//! docs/operations.md says (`grep -v '^#' … | envsubst | redis-cli`), on every supported server
+//! and on every node of a Redis Cluster.
 //! The shop's user submits and reads through the functions and can do nothing else; the real
 //! `paywatch-producer` and `paywatch-worker` binaries run end to end with their own users, and
 //! Redis logs not one refused command of theirs (`ACL LOG`).
@@ -7,6 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use paywatch_core::store::{ShardKeys, shard_of};
 use paywatch_sandbox::{NewPayment, Provider as SandboxProvider, Sandbox, SandboxConfig};
 use paywatch_tests::stack::{API_TOKEN, WEBHOOK_SECRET, WebhookReceiver, authorized_client};
 use paywatch_tests::{
@@ -297,19 +299,38 @@ async fn least_privilege(kind: ServerKind) {
     }
 
     // The producer starts first on an empty Redis: it loads the library with its own user.
-    let api_port = free_port();
-    let api = format!("http://127.0.0.1:{api_port}");
     let producer_url = user_url(&server, "paywatch-producer");
-    let _producer = spawn(
+    let (_producer, api) = start_producer(&producer_url, 1).await;
+    shop_user(&server).await;
+    let mut shop = connect(&user_url(&server, "paywatch-shop")).await;
+    let fleet = Fleet {
+        api,
+        producer_url,
+        worker_url: user_url(&server, "paywatch-worker"),
+        shards: 1,
+        admins: vec![server.url()],
+        version: binary.version.clone(),
+    };
+    fleet.end_to_end(&mut shop).await;
+}
+
+/// Starts `paywatch-producer serve` with `redis` and waits until it serves; returns the process
+/// (killed when dropped) and the API's base URL.
+async fn start_producer(redis: &str, shards: u32) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let producer = spawn(
         "paywatch-producer",
         &[
             "serve",
             "--listen",
-            &format!("127.0.0.1:{api_port}"),
+            &format!("127.0.0.1:{port}"),
             "--api-tokens",
             API_TOKEN,
+            "--shards",
+            &shards.to_string(),
         ],
-        &producer_url,
+        redis,
     );
     let http = authorized_client();
     wait_for("the producer to serve", Duration::from_secs(30), || {
@@ -317,128 +338,150 @@ async fn least_privilege(kind: ServerKind) {
         async move { request.await.ok().filter(|r| r.status() == 404) }
     })
     .await;
+    (producer, api)
+}
 
-    shop_user(&server).await;
-    let _: () = redis::cmd("ACL")
-        .arg("LOG")
-        .arg("RESET")
-        .query_async(&mut admin)
-        .await
-        .expect("ACL LOG RESET");
+/// paywatch's processes, each with its own user.
+struct Fleet {
+    /// The running producer's API.
+    api: String,
+    producer_url: String,
+    worker_url: String,
+    shards: u32,
+    /// Admin URLs of every node, for `ACL LOG`.
+    admins: Vec<String>,
+    version: String,
+}
 
-    // A check worker and a webhook notifier, each the real binary with the worker's user.
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            webhook_target: Some(api.clone()),
-            ..SandboxConfig::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("sandbox");
-    let receiver = WebhookReceiver::start().await;
-    let worker_url = user_url(&server, "paywatch-worker");
-    let sandbox_url = sandbox.base_url();
-    let _worker = spawn(
-        "paywatch-worker",
-        &[
-            "--queues",
-            "check-payment,notify-webhook",
-            "--sandbox-url",
-            &sandbox_url,
-            "--time-scale",
-            "0.01",
-            "--webhook-secret",
-            WEBHOOK_SECRET,
-            "--webhook-allow-hosts",
-            "127.0.0.1",
-            "--webhook-schedule-scale",
-            "0.001",
-        ],
-        &worker_url,
-    );
-    let bill = |ms| {
-        sandbox
-            .state()
-            .create_payment(
-                NewPayment::new(SandboxProvider::Cashless)
-                    .step(0, "NOT_PAID")
-                    .step(ms, "FULLY_PAID"),
-            )
-            .expect("sandbox payment")
-            .id
-    };
-    // One order through the shop's FCALL door, one through the producer's HTTP API.
-    let mut shop = connect(&user_url(&server, "paywatch-shop")).await;
-    let by_fcall = json!({"order_id": "acl-fcall", "provider": "cashless", "payment_id": bill(300),
-        "notify": {"webhook_url": receiver.url}});
-    let created: Vec<String> = redis::cmd("FCALL")
-        .arg("paywatch_submit")
-        .arg(1)
-        .arg(SHARD)
-        .arg(by_fcall.to_string())
-        .query_async(&mut shop)
-        .await
-        .expect("the shop submits");
-    assert_eq!(created[0], "created");
-    let response = http
-        .post(format!("{api}/v1/orders"))
-        .json(
-            &json!({"order_id": "acl-http", "provider": "cashless", "payment_id": bill(300),
-            "notify": {"webhook_url": receiver.url}}),
-        )
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 202);
-    for id in ["acl-fcall", "acl-http"] {
-        wait_for(
-            &format!("{id} to be paid"),
-            Duration::from_secs(60),
-            || async {
-                let view: Value = http
-                    .get(format!("{api}/v1/orders/{id}"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (view["status"] == "paid").then_some(())
+impl Fleet {
+    /// A check worker and a webhook notifier (the real binary, the worker's user) check one
+    /// order the shop submitted through `FCALL` and one that came over HTTP until both are paid
+    /// and notified; `paywatch-producer admin` works with the producer's user; and no node
+    /// logged a refused command.
+    async fn end_to_end<C: redis::aio::ConnectionLike>(&self, shop: &mut C) {
+        let api = &self.api;
+        for admin in &self.admins {
+            let _: () = redis::cmd("ACL")
+                .arg("LOG")
+                .arg("RESET")
+                .query_async(&mut connect(admin).await)
+                .await
+                .expect("ACL LOG RESET");
+        }
+        let sandbox = Sandbox::start(
+            SandboxConfig {
+                webhook_target: Some(api.clone()),
+                ..SandboxConfig::default()
             },
+            "127.0.0.1:0".parse().expect("addr"),
         )
-        .await;
-    }
-    wait_for("both webhooks", Duration::from_secs(30), || async {
-        let got = receiver.received();
-        let ids: Vec<bool> = ["acl-fcall", "acl-http"]
-            .iter()
-            .map(|id| got.iter().any(|(_, body)| body.contains(id)))
-            .collect();
-        (ids == [true, true]).then_some(())
-    })
-    .await;
-    // The operator's CLI with the producer's user.
-    let stats = tokio::process::Command::new(product_binaries().join("paywatch-producer"))
-        .args(["admin", "--json", "stats"])
-        .env("REDIS_URL", &producer_url)
-        .output()
         .await
-        .expect("run paywatch-producer admin");
-    assert!(
-        stats.status.success(),
-        "admin stats: {}",
-        String::from_utf8_lossy(&stats.stderr)
-    );
-
-    let refused = acl_log(&server.url()).await;
-    assert!(
-        refused.is_empty(),
-        "{}: Redis refused commands of paywatch's own processes:\n{}",
-        binary.version,
-        refused.join("\n")
-    );
-    let _ = sandbox.shutdown().await;
+        .expect("sandbox");
+        let receiver = WebhookReceiver::start().await;
+        let sandbox_url = sandbox.base_url();
+        let shards = self.shards.to_string();
+        let _worker = spawn(
+            "paywatch-worker",
+            &[
+                "--queues",
+                "check-payment,notify-webhook",
+                "--shards",
+                &shards,
+                "--sandbox-url",
+                &sandbox_url,
+                "--time-scale",
+                "0.01",
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+                "--webhook-allow-hosts",
+                "127.0.0.1",
+                "--webhook-schedule-scale",
+                "0.001",
+            ],
+            &self.worker_url,
+        );
+        let bill = |ms| {
+            sandbox
+                .state()
+                .create_payment(
+                    NewPayment::new(SandboxProvider::Cashless)
+                        .step(0, "NOT_PAID")
+                        .step(ms, "FULLY_PAID"),
+                )
+                .expect("sandbox payment")
+                .id
+        };
+        let by_fcall = json!({"order_id": "acl-fcall", "provider": "cashless",
+            "payment_id": bill(300), "notify": {"webhook_url": receiver.url}});
+        let key = ShardKeys::new("paywatch", shard_of("acl-fcall", self.shards)).base;
+        let created: Vec<String> = redis::cmd("FCALL")
+            .arg("paywatch_submit")
+            .arg(1)
+            .arg(key)
+            .arg(by_fcall.to_string())
+            .query_async(shop)
+            .await
+            .expect("the shop submits");
+        assert_eq!(created[0], "created");
+        let http = authorized_client();
+        let response = http
+            .post(format!("{api}/v1/orders"))
+            .json(&json!({"order_id": "acl-http", "provider": "cashless",
+                "payment_id": bill(300), "notify": {"webhook_url": receiver.url}}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 202);
+        for id in ["acl-fcall", "acl-http"] {
+            wait_for(
+                &format!("{id} to be paid"),
+                Duration::from_secs(30),
+                || async {
+                    let view: Value = http
+                        .get(format!("{api}/v1/orders/{id}"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    (view["status"] == "paid").then_some(())
+                },
+            )
+            .await;
+        }
+        wait_for("both webhooks", Duration::from_secs(30), || async {
+            let got = receiver.received();
+            let ids: Vec<bool> = ["acl-fcall", "acl-http"]
+                .iter()
+                .map(|id| got.iter().any(|(_, body)| body.contains(id)))
+                .collect();
+            (ids == [true, true]).then_some(())
+        })
+        .await;
+        let stats = tokio::process::Command::new(product_binaries().join("paywatch-producer"))
+            .args(["admin", "--json", "stats", "--shards", &shards])
+            .env("REDIS_URL", &self.producer_url)
+            .output()
+            .await
+            .expect("run paywatch-producer admin");
+        assert!(
+            stats.status.success(),
+            "admin stats: {}",
+            String::from_utf8_lossy(&stats.stderr)
+        );
+        let mut refused = Vec::new();
+        for admin in &self.admins {
+            refused.extend(acl_log(admin).await);
+        }
+        assert!(
+            refused.is_empty(),
+            "{}: Redis refused commands of paywatch's own processes:\n{}",
+            self.version,
+            refused.join("\n")
+        );
+        let _ = sandbox.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,4 +492,80 @@ async fn least_privilege_users_on_redis_7() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_privilege_users_on_valkey_8() {
     least_privilege(ServerKind::Valkey8).await;
+}
+
+/// A three-master Redis Cluster whose nodes each got the users: the shop submits with a Cluster
+/// client, the producer and the worker take a seed list of user URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_users_on_a_cluster() {
+    let Some(binary) = server_binary(ServerKind::Redis7) else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let bus = free_port().to_string();
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            &bus,
+        ];
+        nodes.push(RedisServer::start_of(&binary, false, &args).await);
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    for node in &nodes {
+        wait_for("the Cluster to be ok", Duration::from_secs(20), || async {
+            let mut conn = redis::Client::open(node.url())
+                .ok()?
+                .get_multiplexed_async_connection()
+                .await
+                .ok()?;
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            info.contains("cluster_state:ok").then_some(())
+        })
+        .await;
+        for reply in apply_acl_conf(node) {
+            assert!(
+                reply == "OK" || reply.contains("Unknown command"),
+                "{reply}"
+            );
+        }
+    }
+    let seeds = |user: &str| -> Vec<String> { nodes.iter().map(|n| user_url(n, user)).collect() };
+    let producer_url = seeds("paywatch-producer").join(",");
+    let (_producer, api) = start_producer(&producer_url, 4).await;
+    let mut shop = redis::cluster::ClusterClient::new(seeds("paywatch-shop"))
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("the shop connects to the Cluster");
+    let fleet = Fleet {
+        api,
+        producer_url,
+        worker_url: seeds("paywatch-worker").join(","),
+        shards: 4,
+        admins: nodes.iter().map(|n| n.url()).collect(),
+        version: format!("a Cluster of {}", binary.version),
+    };
+    fleet.end_to_end(&mut shop).await;
 }
