@@ -4,8 +4,9 @@
 //! one, move clients over, remove the old one). Tokens are compared in constant time, every one of
 //! them, so the time taken says nothing about which prefix matched. A browser cannot send an
 //! `Authorization` header with `EventSource` and must never hold the shop's API token, so the
-//! events stream also accepts a per-order signature (HMAC-SHA256 of the order id under
-//! `PAYWATCH_EVENTS_SECRET`) that the shop's backend hands to its front end.
+//! events stream also accepts a per-order link (HMAC-SHA256 of the order id and the link's expiry
+//! under `PAYWATCH_EVENTS_SECRET`) that the shop's backend hands to its front end; see
+//! [`crate::events`] for what such a link may see and for how long.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -35,6 +36,7 @@ pub struct AuthConfigError {
 pub struct ApiAuth {
     tokens: Vec<Secret>,
     events_secret: Option<Secret>,
+    link_rules: crate::events::LinkRules,
 }
 
 fn check(variable: &'static str, value: &str) -> Result<(), AuthConfigError> {
@@ -75,7 +77,19 @@ impl ApiAuth {
         Ok(Self {
             tokens: tokens.into_iter().map(Secret::new).collect(),
             events_secret: events_secret.map(Secret::new),
+            link_rules: crate::events::LinkRules::default(),
         })
+    }
+
+    /// The same credentials, with signed events links following `rules`.
+    pub fn with_link_rules(mut self, rules: crate::events::LinkRules) -> Self {
+        self.link_rules = rules;
+        self
+    }
+
+    /// How signed events links behave.
+    pub fn link_rules(&self) -> crate::events::LinkRules {
+        self.link_rules
     }
 
     /// Whether the request carries one of the tokens: exactly one `Authorization` header, scheme
@@ -95,18 +109,21 @@ impl ApiAuth {
         })
     }
 
-    /// The signature that lets a browser follow one order's events, when a secret is set.
-    pub fn events_signature(&self, order_id: &str) -> Option<String> {
+    /// The signature that lets a browser follow one order's events until `exp` (Unix seconds),
+    /// when a secret is set. The expiry is inside it, so a link's `exp` cannot be moved.
+    pub fn events_signature(&self, order_id: &str, exp: u64) -> Option<String> {
         let secret = self.events_secret.as_ref()?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).ok()?;
-        mac.update(b"paywatch events v1\0");
+        mac.update(b"paywatch events v2\0");
         mac.update(order_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(exp.to_string().as_bytes());
         Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
-    /// Whether `signature` is the events signature of `order_id`.
-    pub fn verifies(&self, order_id: &str, signature: &str) -> bool {
-        self.events_signature(order_id)
+    /// Whether `signature` is the events signature of `order_id` until `exp` (expired or not).
+    pub fn verifies(&self, order_id: &str, exp: u64, signature: &str) -> bool {
+        self.events_signature(order_id, exp)
             .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(signature.as_bytes())))
     }
 }
@@ -218,12 +235,13 @@ mod tests {
     #[test]
     fn events_signatures_are_per_order() {
         let auth = ApiAuth::new([A.to_string()], Some(B.to_string())).expect("valid");
-        let sig = auth.events_signature("o-1").expect("signed");
-        assert!(auth.verifies("o-1", &sig));
-        assert!(!auth.verifies("o-2", &sig));
-        assert!(!auth.verifies("o-1", "x"));
+        let sig = auth.events_signature("o-1", 1_900_000_000).expect("signed");
+        assert!(auth.verifies("o-1", 1_900_000_000, &sig));
+        assert!(!auth.verifies("o-2", 1_900_000_000, &sig));
+        assert!(!auth.verifies("o-1", 1_900_000_001, &sig));
+        assert!(!auth.verifies("o-1", 1_900_000_000, "x"));
         let unsigned = ApiAuth::new([A.to_string()], None).expect("valid");
-        assert_eq!(unsigned.events_signature("o-1"), None);
-        assert!(!unsigned.verifies("o-1", &sig));
+        assert_eq!(unsigned.events_signature("o-1", 1_900_000_000), None);
+        assert!(!unsigned.verifies("o-1", 1_900_000_000, &sig));
     }
 }

@@ -120,6 +120,16 @@ pub struct ServeArgs {
     /// without an API token (unset: the events stream needs a token too).
     #[arg(long, env = "PAYWATCH_EVENTS_SECRET", hide_env_values = true)]
     pub events_secret: Option<String>,
+    /// How long a signed events link works after the API hands it out (1s to 30d); the expiry
+    /// is inside the signature.
+    #[arg(long, env = "PAYWATCH_EVENTS_LINK_TTL", default_value = "1h",
+        value_parser = crate::events::parse_link_ttl)]
+    pub events_link_ttl: std::time::Duration,
+    /// Events streams one order may have open at once on one producer (1 to 100), so a leaked
+    /// link cannot take the producer's streams.
+    #[arg(long, env = "PAYWATCH_EVENTS_STREAMS_PER_ORDER", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=crate::events::MAX_STREAMS_PER_ORDER as i64))]
+    pub events_streams_per_order: u32,
     /// HandCash app secret, to authenticate HandCash webhooks (refused when unset).
     #[arg(long, env = "HANDCASH_APP_SECRET", hide_env_values = true)]
     pub handcash_app_secret: Option<String>,
@@ -135,7 +145,11 @@ impl ServeArgs {
             auth: crate::auth::ApiAuth::new(
                 std::mem::take(&mut self.api_tokens),
                 self.events_secret.take(),
-            )?,
+            )?
+            .with_link_rules(crate::events::LinkRules {
+                ttl: self.events_link_ttl,
+                streams_per_order: self.events_streams_per_order as usize,
+            }),
             handcash: self
                 .handcash_app_secret
                 .take()
@@ -182,6 +196,8 @@ impl std::fmt::Debug for ServeArgs {
                     .as_ref()
                     .map(|_| paywatch_core::secret::REDACTED),
             )
+            .field("events_link_ttl", &self.events_link_ttl)
+            .field("events_streams_per_order", &self.events_streams_per_order)
             .field(
                 "handcash_app_secret",
                 &self

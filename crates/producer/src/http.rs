@@ -40,6 +40,8 @@ pub struct Api {
     pub auth: ApiAuth,
     /// The operator's view (`/v1/admin/*`).
     pub admin: crate::admin::Admin,
+    /// The events streams open per order.
+    pub streams: crate::events::OpenStreams,
 }
 
 /// What stays unescaped in a path segment: RFC 3986's unreserved characters.
@@ -67,6 +69,7 @@ pub fn router(
         producer,
         auth,
         admin,
+        streams: crate::events::OpenStreams::default(),
     };
     let orders = Router::new()
         .route(
@@ -126,11 +129,12 @@ pub fn order_path(order_id: &str) -> String {
     format!("/v1/orders/{}", utf8_percent_encode(order_id, SEGMENT))
 }
 
-/// An order's links: itself, and its events stream (signed for browsers when a secret is set).
+/// An order's links: itself, and its events stream (signed for browsers, with an expiry, when a
+/// secret is set).
 pub fn links(auth: &ApiAuth, order_id: &str) -> Value {
     let path = order_path(order_id);
-    let events = match auth.events_signature(order_id) {
-        Some(sig) => format!("{path}/events?sig={sig}"),
+    let events = match crate::events::link_query(auth, order_id) {
+        Some(query) => format!("{path}/events?{query}"),
         None => format!("{path}/events"),
     };
     json!({"self": path, "events": events})
