@@ -842,6 +842,23 @@ mod tests {
     }
 
     #[test]
+    fn durable_mode_is_refused_on_a_cluster_naming_the_variable() {
+        let cluster = "redis://127.0.0.1:7000,redis://127.0.0.1:7001";
+        let e = parse(&["--redis-url", cluster, "--durable-replicas", "1"])
+            .validate()
+            .expect_err("durable mode on a Cluster");
+        assert_eq!(e.variable, "PAYWATCH_DURABLE_REPLICAS", "{e}");
+        // Without durable mode the Cluster is fine, and durable mode on one server too.
+        parse(&["--redis-url", cluster])
+            .validate()
+            .expect("a Cluster");
+        let single = parse(&["--durable-replicas", "1", "--durable-fsync"]);
+        single.validate().expect("one server");
+        assert!(single.durable_settles().is_required());
+        assert!(!parse(&[]).durable_settles().is_required());
+    }
+
+    #[test]
     fn threads_pick_the_runtime() {
         use tokio::runtime::RuntimeFlavor;
         let flavor = |args: &[&str]| {
