@@ -105,8 +105,11 @@ fn readable(raw: &str) -> Result<Value, serde_json::Error> {
         Some(b'-' | b'0'..=b'9') => {
             // Checked as JSON first: only a number as written is shown as its text.
             serde_json::from_str::<&RawValue>(text)?;
+            // (Not `Value == &str`: that compares a Value::String.)
             Ok(match serde_json::from_str::<Value>(text) {
-                Ok(number) if number.to_string() == text => number,
+                Ok(number) if serde_json::to_string(&number).is_ok_and(|again| again == text) => {
+                    number
+                }
                 _ => Value::String(text.to_owned()),
             })
         }
