@@ -313,6 +313,8 @@ pub async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> 
 pub struct OrderJson {
     fields: Value,
     metadata: Option<paywatch_core::Metadata>,
+    /// Whether the view has a `metadata` field at all (a browser's view has none).
+    with_metadata: bool,
 }
 
 impl OrderJson {
@@ -323,11 +325,12 @@ impl OrderJson {
 }
 
 impl From<Value> for OrderJson {
-    /// A view without metadata (a `metadata` field in `fields` is left out when written).
+    /// A view without a `metadata` field of its own: written exactly as `fields`.
     fn from(fields: Value) -> Self {
         Self {
             fields,
             metadata: None,
+            with_metadata: false,
         }
     }
 }
@@ -348,6 +351,9 @@ impl std::ops::DerefMut for OrderJson {
 impl serde::Serialize for OrderJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        if !self.with_metadata {
+            return self.fields.serialize(serializer);
+        }
         let empty = serde_json::Map::new();
         let fields = self.fields.as_object().unwrap_or(&empty);
         let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
@@ -379,6 +385,7 @@ impl<'de> serde::Deserialize<'de> for OrderJson {
             )?;
         let mut fields = serde_json::Map::new();
         let mut metadata = None;
+        let with_metadata = raw.contains_key("metadata");
         for (key, value) in raw {
             if key == "metadata" {
                 if value.get() != "null" {
@@ -395,6 +402,7 @@ impl<'de> serde::Deserialize<'de> for OrderJson {
         Ok(Self {
             fields: Value::Object(fields),
             metadata,
+            with_metadata,
         })
     }
 }
@@ -431,6 +439,7 @@ pub fn order_view(view: &OrderView) -> OrderJson {
     OrderJson {
         fields,
         metadata: record.metadata.clone(),
+        with_metadata: true,
     }
 }
 
@@ -590,6 +599,12 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&json).expect("writes"),
             format!(r#"{{"metadata":{text},"order_id":"o","status":"paid"}}"#)
+        );
+        // A view made from fields alone (a browser's) has no metadata field to write.
+        let browser = OrderJson::from(json!({"order_id": "o", "status": "paid"}));
+        assert_eq!(
+            serde_json::to_string(&browser).expect("writes"),
+            r#"{"order_id":"o","status":"paid"}"#
         );
     }
 }
