@@ -505,10 +505,10 @@ async fn the_base_settings_start() {
     let prefix = unique_prefix("config-errors");
     for run in Run::ALL {
         let (ended, stderr) = launch(run, &[], &url, &prefix).await;
-        let started = match (run.ready(), &ended) {
-            (Some(_), Ended::Serving) | (None, Ended::Exited(Some(0))) => true,
-            _ => false,
-        };
+        let started = matches!(
+            (run.ready(), &ended),
+            (Some(_), Ended::Serving) | (None, Ended::Exited(Some(0)))
+        );
         assert!(started, "{run:?} did not start: {ended:?}\n{stderr}");
         if run == Run::Worker {
             // Named after the system's host name, though (as from a shell) no HOSTNAME is set.
