@@ -149,7 +149,7 @@ pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
 
 impl OpenStreams {
     /// Takes a slot for `order_id` unless it has `limit` already (or the producer is full).
-    fn take(&self, order_id: &str, limit: usize) -> Result<Slot, Response> {
+    fn take(&self, order_id: &str, limit: usize) -> Result<Slot, Refusal> {
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(order_id.to_owned()).or_insert(0);
         if *count >= limit {
@@ -162,18 +162,18 @@ impl OpenStreams {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return Err(response);
+            return Err(Box::new(response));
         }
         if OPEN.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
             OPEN.fetch_sub(1, Ordering::Relaxed);
             if *count == 0 {
                 open.remove(order_id);
             }
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many open event streams; retry later",
                 None,
-            ));
+            )));
         }
         *count += 1;
         Ok(Slot {
@@ -182,6 +182,9 @@ impl OpenStreams {
         })
     }
 }
+
+/// A refusal, boxed: a `Response` is large and refusals are rare.
+type Refusal = Box<Response>;
 
 /// Counts a stream as open, for the producer and for its order, until dropped.
 struct Slot {
@@ -212,7 +215,7 @@ struct LinkQuery {
 /// Reads the query: `exp` and `sig`, each at most once, nothing else.
 fn link_params(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<LinkQuery, Response> {
+) -> Result<LinkQuery, Refusal> {
     let Query(pairs) = query.map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
@@ -227,19 +230,19 @@ fn link_params(
             "sig" => &mut params.sig,
             other => {
                 let name: String = other.chars().take(64).collect();
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     format!("{name}: unknown parameter (known: exp, sig)"),
                     Some(&name),
-                ));
+                )));
             }
         };
         if slot.replace(value).is_some() {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 format!("{key}: given twice"),
                 Some(&key),
-            ));
+            )));
         }
     }
     Ok(params)
@@ -261,38 +264,38 @@ fn caller(
     headers: &HeaderMap,
     order_id: &str,
     params: &LinkQuery,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     if auth.allows(headers) {
         return Ok(Caller::Shop);
     }
     let Some(sig) = params.sig.as_deref() else {
-        return Err(crate::auth::unauthorized());
+        return Err(Box::new(crate::auth::unauthorized()));
     };
     let Some(exp) = params.exp.as_deref() else {
-        return Err(bad_link(
+        return Err(Box::new(bad_link(
             "exp: missing; a signed link carries exp and sig, ask the shop for a new one",
             "exp",
-        ));
+        )));
     };
     let Ok(exp) = exp.parse::<u64>() else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "exp: must be a Unix time in whole seconds",
             Some("exp"),
-        ));
+        )));
     };
     if !auth.verifies(order_id, exp, sig) {
-        return Err(bad_link(
+        return Err(Box::new(bad_link(
             "sig: does not sign this order and expiry; ask the shop for a new link",
             "sig",
-        ));
+        )));
     }
     if exp <= unix_now() {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "exp: this link has expired; ask the shop for a new one",
             Some("exp"),
-        ));
+        )));
     }
     Ok(Caller::Browser { exp })
 }
@@ -325,11 +328,11 @@ pub async fn order_events(
     };
     let params = match link_params(query) {
         Ok(params) => params,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let caller = match caller(&api.auth, &headers, &order_id, &params) {
         Ok(caller) => caller,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Ok(id) = order_id.parse::<OrderId>() else {
         return error(StatusCode::BAD_REQUEST, "not an order id", Some("order_id"));
@@ -344,7 +347,7 @@ pub async fn order_events(
         .take(id.as_str(), api.auth.link_rules().streams_per_order)
     {
         Ok(slot) => slot,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let body = render(&api.auth, caller, &first);
     let stream = updates(api, id, caller, body, first.phase, slot);
