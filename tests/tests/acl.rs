@@ -569,3 +569,108 @@ async fn least_privilege_users_on_a_cluster() {
     };
     fleet.end_to_end(&mut shop).await;
 }
+
+/// A sentinel on a free port watching `primary` as `paywatch`, killed (and its directory
+/// removed) when dropped.
+struct Sentinel {
+    port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Sentinel {
+    fn start(server: &std::path::Path, primary: &RedisServer) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("paywatch-acl-sentinel-{port}"));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        // Sentinel rewrites its configuration file, so it must have one of its own.
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor paywatch 127.0.0.1 {} 1\n",
+                dir.display(),
+                primary.port()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = std::process::Command::new(server)
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a sentinel");
+        Self { port, child, dir }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The producer and the worker find the primary through Sentinel (`redis+sentinel://user:…`)
+/// and work with their users; redis-rs checks the primary's `ROLE` before it uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_users_through_sentinel() {
+    let Some(binary) = server_binary(ServerKind::Redis7) else {
+        return;
+    };
+    let primary = RedisServer::start_of(&binary, false, &[]).await;
+    for reply in apply_acl_conf(&primary) {
+        assert!(
+            reply == "OK" || reply.contains("Unknown command"),
+            "{reply}"
+        );
+    }
+    let sentinel = Sentinel::start(&binary.path, &primary);
+    let ask = format!("redis://127.0.0.1:{}", sentinel.port);
+    wait_for(
+        "the sentinel to know the primary",
+        Duration::from_secs(20),
+        || {
+            let ask = ask.clone();
+            async move {
+                let mut conn = redis::Client::open(ask)
+                    .ok()?
+                    .get_multiplexed_async_connection()
+                    .await
+                    .ok()?;
+                let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg("paywatch")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                addr.map(|_| ())
+            }
+        },
+    )
+    .await;
+    let through_sentinel = |user: &str| {
+        let (_, password, _) = USERS
+            .iter()
+            .find(|(name, _, _)| *name == user)
+            .expect("a user of acl.conf");
+        format!(
+            "redis+sentinel://{user}:{password}@127.0.0.1:{}/paywatch",
+            sentinel.port
+        )
+    };
+    let producer_url = through_sentinel("paywatch-producer");
+    let (_producer, api) = start_producer(&producer_url, 1).await;
+    let mut shop = connect(&user_url(&primary, "paywatch-shop")).await;
+    let fleet = Fleet {
+        api,
+        producer_url,
+        worker_url: through_sentinel("paywatch-worker"),
+        shards: 1,
+        admins: vec![primary.url()],
+        version: format!("Sentinel and {}", binary.version),
+    };
+    fleet.end_to_end(&mut shop).await;
+}
