@@ -580,3 +580,49 @@ async fn rediss_urls_speak_tls_verified_against_the_system_trust_store() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_request_that_meets_a_dead_pooled_connection_is_not_failed() {
+    let port = free_port();
+    let _redis = redis_on(port, &[]);
+    let mut fleet = Fleet::start("dead-conn", &format!("redis://127.0.0.1:{port}")).await;
+    wait_for("the producer to be ready", Duration::from_secs(30), || {
+        let ready = fleet.readyz();
+        async move { ready.await.filter(|s| *s == 200) }
+    })
+    .await;
+    assert_eq!(fleet.submit(&fleet.order("dead-0")).await, Some(202));
+    for round in 0..5 {
+        // What a failover behind a proxy, or an idle timeout, does to every pooled connection.
+        let killed: Option<i64> = query(
+            port,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
+        )
+        .await;
+        assert!(killed.is_some_and(|n| n > 0), "nothing to kill");
+        let read = fleet
+            .http
+            .get(format!("{}/v1/orders/dead-0", fleet.api))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            read.status().as_u16(),
+            200,
+            "round {round}: the first read after the kill"
+        );
+        let id = format!("dead-{}", round + 1);
+        let killed: Option<i64> = query(
+            port,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
+        )
+        .await;
+        assert!(killed.is_some_and(|n| n > 0), "nothing to kill");
+        assert_eq!(
+            fleet.submit(&fleet.order(&id)).await,
+            Some(202),
+            "round {round}: the first submit after the kill"
+        );
+    }
+    fleet.wait_notified("dead-5", Duration::from_secs(30)).await;
+}

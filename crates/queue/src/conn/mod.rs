@@ -33,6 +33,8 @@ pub use self::url::UrlError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where Redis is: one server, a Cluster's seed nodes, or the sentinels of a primary.
+// A process holds a handful of these, made once at start-up: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum RedisEndpoint {
     /// One server.
