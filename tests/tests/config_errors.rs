@@ -225,6 +225,10 @@ fn rows() -> Vec<Row> {
             "PAYWATCH_API_TOKENS",
         ),
         bad(Serve, "PAYWATCH_EVENTS_SECRET", ""),
+        bad(Serve, "PAYWATCH_EVENTS_SECRET", "cfg-short"),
+        bad(Serve, "PAYWATCH_EVENTS_LINK_TTL", "banana"),
+        bad(Serve, "PAYWATCH_EVENTS_LINK_TTL", "0s"),
+        bad(Serve, "PAYWATCH_EVENTS_STREAMS_PER_ORDER", "0"),
         bad(Serve, "PAYWATCH_WEBHOOK_MIN_GAP", "soon"),
         bad(Serve, "HANDCASH_APP_SECRET", ""),
     ]);
