@@ -50,6 +50,7 @@ async fn every_worker_deploy_starts_comes_up_ready() {
         "SMTP_URL": "smtp://127.0.0.1:2525",
         "PAYWATCH_EMAIL_FROM": "shop@example.com",
         "PAYWATCH_OPS_EMAIL": "ops@example.com",
+        "PAYWATCH_API_TOKENS": paywatch_tests::stack::API_TOKEN,
     });
     let out = Command::new(repo().join(".paywatch/deploy-venv/bin/python"))
         .arg(repo().join("scripts/check_deploy_rules.py"))
@@ -75,9 +76,22 @@ async fn every_worker_deploy_starts_comes_up_ready() {
         match args[0].as_str() {
             "paywatch-worker" => {}
             "paywatch-producer" => {
-                // Its command line parses; its environment is only REDIS_URL and the prefix.
-                if let Err(e) = <Cli as clap::Parser>::try_parse_from(&args) {
-                    panic!("{source}: {e}");
+                // Its command line parses, and the API settings it gets from its environment
+                // pass the checks `serve` makes before it starts (it exits without a token).
+                let cli = <Cli as clap::Parser>::try_parse_from(&args)
+                    .unwrap_or_else(|e| panic!("{source}: {e}"));
+                if let paywatch_producer::config::Command::Serve(mut serve) = cli.command {
+                    let env = &run["env"];
+                    serve.api_tokens = env["PAYWATCH_API_TOKENS"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(String::from)
+                        .collect();
+                    serve.events_secret = env["PAYWATCH_EVENTS_SECRET"].as_str().map(String::from);
+                    if let Err(e) = serve.api() {
+                        panic!("{source}: {e}");
+                    }
                 }
                 continue;
             }
