@@ -501,6 +501,35 @@ async fn every_bad_setting_is_refused_by_name_before_anything_is_written() {
     );
 }
 
+/// The table covers every variable docs/configuration.md documents: a setting added to the docs
+/// without a row here fails this test.
+#[test]
+fn the_table_covers_every_documented_variable() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .expect("read docs/configuration.md");
+    // A variable: `NAME_WITH_UNDERSCORES` in backticks (Redis commands such as `WAIT` have none).
+    let documented: std::collections::BTreeSet<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| {
+            t.contains('_')
+                && t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect();
+    let tested: std::collections::BTreeSet<&str> = rows().iter().map(|r| r.variable).collect();
+    let missing: Vec<_> = documented.difference(&tested).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not in the table: {missing:?}"
+    );
+    assert!(documented.len() > 60, "read {} variables", documented.len());
+}
+
 /// The rows' base settings are good: each run starts (servers) or succeeds (one-shot commands),
 /// so every refusal above is the bad value's doing.
 #[tokio::test]
