@@ -27,16 +27,24 @@ use std::time::{Duration, Instant};
 pub fn redis_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        let chosen = chosen_server();
         let wanted =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
-        if ping_blocking(&wanted) {
+        if chosen.is_none() && ping_blocking(&wanted) {
             return wanted;
         }
         let shared = SharedRedis::start();
-        eprintln!(
-            "paywatch-tests: no Redis answers at REDIS_URL; started redis-server at {}",
-            shared.url
-        );
+        match chosen {
+            Some(kind) => eprintln!(
+                "paywatch-tests: PAYWATCH_TEST_SERVER chose {}; started it at {}",
+                kind.label(),
+                shared.url
+            ),
+            None => eprintln!(
+                "paywatch-tests: no Redis answers at REDIS_URL; started redis-server at {}",
+                shared.url
+            ),
+        }
         let url = shared.url.clone();
         // Kept for the life of the process: its stdin pipe is what keeps the server alive.
         static KEEP: Mutex<Option<SharedRedis>> = Mutex::new(None);
@@ -377,10 +385,37 @@ impl Drop for RedisServer {
 }
 
 /// The `redis-server` the harness starts: `REDIS_SERVER_BIN` when set (a path or a name on
-/// `PATH`, so `REDIS_SERVER_BIN=.paywatch/servers/valkey-server` runs every private server on
-/// Valkey), otherwise `redis-server`.
+/// `PATH`); otherwise the server `PAYWATCH_TEST_SERVER` names ([`chosen_server`]); otherwise
+/// `redis-server`.
 pub fn redis_server_binary() -> String {
-    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_string())
+    if let Ok(binary) = std::env::var("REDIS_SERVER_BIN") {
+        return binary;
+    }
+    match chosen_server() {
+        Some(kind @ (ServerKind::Valkey8 | ServerKind::Redis6)) => match server_binary(kind) {
+            Some(server) => server.path.display().to_string(),
+            None => panic!(
+                "PAYWATCH_TEST_SERVER names {}, which cannot run here",
+                kind.label()
+            ),
+        },
+        _ => "redis-server".to_string(),
+    }
+}
+
+/// The server `PAYWATCH_TEST_SERVER` (`redis7`, `valkey8`, `redis6`) asks the whole suite to run
+/// on: the shared server ([`redis_url`]) is then a private one of that kind, whatever answers at
+/// `REDIS_URL`, and so is every [`RedisServer`]. For example
+/// `PAYWATCH_TEST_SERVER=valkey8 cargo test -p paywatch-tests --test queue`. Panics on another
+/// value, so a typo never silently tests the default.
+pub fn chosen_server() -> Option<ServerKind> {
+    let name = std::env::var("PAYWATCH_TEST_SERVER").ok()?;
+    Some(match name.as_str() {
+        "redis7" => ServerKind::Redis7,
+        "valkey8" => ServerKind::Valkey8,
+        "redis6" => ServerKind::Redis6,
+        other => panic!("PAYWATCH_TEST_SERVER={other:?}: expected redis7, valkey8 or redis6"),
+    })
 }
 
 /// A Redis-protocol server the suite knows how to get (docs/operations.md lists what is
@@ -418,7 +453,9 @@ impl ServerKind {
     fn path(self) -> PathBuf {
         let installed = |name: &str| repo_root().join(".paywatch/servers").join(name);
         match self {
-            Self::Redis7 => redis_server_binary().into(),
+            Self::Redis7 => std::env::var("REDIS_SERVER_BIN")
+                .unwrap_or_else(|_| "redis-server".to_string())
+                .into(),
             Self::Valkey8 => installed("valkey-server"),
             Self::Redis6 => installed("redis-server-6"),
         }
