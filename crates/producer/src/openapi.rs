@@ -103,7 +103,8 @@ pub struct Links {
     /// The order (`GET`), its id percent-encoded.
     #[serde(rename = "self")]
     pub self_: String,
-    /// Its live status as Server-Sent Events; signed for browsers when the server has a secret.
+    /// Its live status as Server-Sent Events: with a secret set, a link signed for browsers that
+    /// works until its `exp` (`?exp=…&sig=…`).
     pub events: String,
 }
 
