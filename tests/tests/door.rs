@@ -989,6 +989,26 @@ async fn the_cli_judges_like_http_and_fcall() {
         .expect_err("conflict");
     let verdict = FieldError::from_reply(&err).expect("verdict");
     assert_eq!(verdict.to_string(), words);
+    // The Rust API says the same.
+    let producer = paywatch_producer::Producer::connect(&stack.redis, &stack.prefix)
+        .await
+        .expect("producer");
+    let mut spec = paywatch_core::OrderSpec::new(
+        "cli-ok".parse().expect("id"),
+        paywatch_core::Provider::Cashless,
+        "bill-ok".parse().expect("id"),
+        paywatch_core::NotifyTargets::default(),
+    );
+    spec.metadata = Some(paywatch_core::Metadata::from_json(r#"{"z":1.5}"#).expect("json"));
+    let err = producer.enqueue_order(&spec).await.expect_err("conflict");
+    assert_eq!(err.to_string(), words);
+    spec.order_id = "cli-rust".parse().expect("id");
+    spec.notify.email = Some("a@b.com,c@d.com".into());
+    let err = producer.enqueue_order(&spec).await.expect_err("invalid");
+    let body = r#"{"order_id":"cli-rust","provider":"cashless","payment_id":"bill-ok","notify":{"email":"a@b.com,c@d.com"}}"#;
+    let (code, reply) = post(&stack, Some("application/json"), body.into()).await;
+    assert_eq!(code, 422, "{reply}");
+    assert_eq!(reply["error"].as_str(), Some(err.to_string().as_str()));
     stack.finish().await;
 }
 

@@ -166,10 +166,11 @@ impl FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// The order is invalid; nothing was written.
-    #[error("invalid order: {0}")]
+    #[error("{0}")]
     Invalid(FieldError),
     /// Another order with this id exists with a different body; nothing was written.
-    #[error("order {0} already exists with a different body")]
+    // The function's words, as every door says them (the id is in the variant, not the text).
+    #[error("order_id: an order with this id already exists with a different body")]
     Conflict(String),
     /// Redis failed.
     #[error(transparent)]
