@@ -386,15 +386,8 @@ async fn bad_link_settings_stop_the_producer_at_start() {
             .expect("run paywatch-producer");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{variable}={value} started");
-        let flag = format!(
-            "--{}",
-            variable
-                .trim_start_matches("PAYWATCH_")
-                .to_lowercase()
-                .replace('_', "-")
-        );
         assert!(
-            stderr.contains(variable) || stderr.contains(&flag),
+            stderr.contains(&format!("{variable}: ")),
             "{variable}={value}: {stderr}"
         );
     }
