@@ -64,7 +64,15 @@ fn name_variable(cmd: &mut Command, mut error: clap::Error) -> clap::Error {
     let Some(variable) = arg.get_env().map(|v| v.to_string_lossy().into_owned()) else {
         return error;
     };
-    if arg.is_hide_env_values_set() && error.get(ContextKind::InvalidValue).is_some() {
+    // A secret's value is never repeated; nor is a URL that carries credentials, whatever
+    // argument it was given to (`https://user:password@host` in a base-URL setting).
+    let carries_credentials = matches!(
+        error.get(ContextKind::InvalidValue),
+        Some(ContextValue::String(v)) if url_with_credentials(v)
+    );
+    if (arg.is_hide_env_values_set() && error.get(ContextKind::InvalidValue).is_some())
+        || carries_credentials
+    {
         error.insert(
             ContextKind::InvalidValue,
             ContextValue::String(REDACTED.to_owned()),
@@ -80,6 +88,14 @@ fn name_variable(cmd: &mut Command, mut error: clap::Error) -> clap::Error {
         .unwrap_or(text)
         .trim_end();
     cmd.error(kind, format!("{variable}: {text}"))
+}
+
+/// Whether `value` looks like a URL with a user or password before its host.
+fn url_with_credentials(value: &str) -> bool {
+    value.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority.contains('@')
+    })
 }
 
 /// The variable (and flag) of the first secret argument given an empty value, in the command
@@ -127,6 +143,8 @@ mod tests {
         count: u32,
         #[arg(long, env = "PWTEST_CLI_URL", hide_env_values = true, value_parser = no_url)]
         url: Option<String>,
+        #[arg(long, env = "PWTEST_CLI_BASE", value_parser = no_url)]
+        base: Option<String>,
         #[command(subcommand)]
         command: Option<Sub>,
     }
@@ -169,6 +187,12 @@ mod tests {
         assert!(text.contains("PWTEST_CLI_URL: "), "{text}");
         assert!(text.contains("is not a URL"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+        // Not a secret setting, but a URL with credentials in it: not repeated either.
+        let text = error(&["--base", "https://user:hunter3-pw@host/x"]);
+        assert!(text.contains("PWTEST_CLI_BASE: "), "{text}");
+        assert!(!text.contains("hunter3"), "{text}");
+        let text = error(&["--base", "https://host/x@y"]);
+        assert!(text.contains("https://host/x@y"), "{text}");
     }
 
     #[test]

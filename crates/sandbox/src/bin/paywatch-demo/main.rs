@@ -634,7 +634,7 @@ async fn smtp(listen: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    match paywatch_core::cli::parse::<Cli>().command {
         Command::Ports { n } => {
             // Hold every listener until all are chosen so the ports differ.
             let listeners: Vec<TcpListener> = (0..n)
