@@ -27,10 +27,11 @@ test: redis
 # docs/chaos.md: its own Redis with AOF, the sandbox, the API, 3 check and 2 notifier workers;
 # 10,000 orders while workers are `kill -9`'d and Redis is restarted gracefully and killed; one
 # summary line, non-zero exit on anything lost, wrong, stranded or sent twice outside its
-# channel's window. Options pass through: `just chaos --orders 2000 --seed 7`.
+# channel's window. Options pass through: `just chaos --orders 2000 --seed 7`;
+# `just chaos --scenario failover` (Sentinel) and `--scenario cluster-failover` kill a primary.
 # The chaos suite: 10,000 orders under kill -9 and Redis restarts, everything accounted for.
 chaos *args:
-    "$(scripts/cargo-bins.sh -p paywatch-tests --bin paywatch-chaos --bin pw-worker)/paywatch-chaos" "$@"
+    "$(scripts/cargo-bins.sh -p paywatch-tests -p paywatch-producer --bin paywatch-chaos --bin pw-worker --bin paywatch-producer)/paywatch-chaos" "$@"
 
 # Unused dependencies need `cargo install cargo-machete --locked`.
 # Formatting, lints (warnings are errors), unused dependencies and deploy/ through its validators.

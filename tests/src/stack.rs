@@ -150,7 +150,8 @@ impl Stack {
         Self::start_full(test, sandbox, 1, redis_url()).await
     }
 
-    async fn start_full(
+    /// Same, with a custom sandbox configuration, `shards` shards, on the Redis at `redis`.
+    pub async fn start_full(
         test: &str,
         mut sandbox: SandboxConfig,
         shards: u32,

@@ -1,4 +1,5 @@
-//! The worker processes of a chaos run: started, `kill -9`'d and replaced.
+//! The processes of a chaos run: workers started, `kill -9`'d and replaced, and (in the failover
+//! scenarios) the producer's API as the `paywatch-producer serve` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,6 +35,8 @@ pub struct Fleet {
     started: usize,
     /// The running workers.
     pub workers: Vec<Worker>,
+    /// `paywatch-producer serve`, when the run uses the binary rather than the in-process API.
+    producer: Option<Child>,
 }
 
 impl Fleet {
@@ -51,7 +54,28 @@ impl Fleet {
             logs: logs.to_path_buf(),
             started: 0,
             workers: Vec::new(),
+            producer: None,
         }
+    }
+
+    /// Starts `paywatch-producer serve` from `binary` with nothing but `env` (as operators
+    /// configure it); its log goes beside the workers'.
+    pub fn start_producer(&mut self, binary: &Path, env: &[(&str, String)]) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.logs.join("producer.log"))?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", binary.display()))?;
+        self.producer = Some(child);
+        Ok(())
     }
 
     /// Starts one more worker of `role`.
@@ -101,13 +125,24 @@ impl Fleet {
             }
             _ => true,
         });
+        if let Some(producer) = &mut self.producer
+            && let Ok(Some(status)) = producer.try_wait()
+        {
+            dead.push(format!("paywatch-producer exited: {status}"));
+            self.producer = None;
+        }
         dead
     }
 
     /// Stops every worker gracefully (SIGTERM, then waits for the drain).
     pub async fn stop(&mut self) {
-        for worker in &self.workers {
-            if let Some(pid) = worker.child.id() {
+        let children = self
+            .workers
+            .iter()
+            .map(|w| &w.child)
+            .chain(self.producer.as_ref());
+        for child in children {
+            if let Some(pid) = child.id() {
                 // tokio has no SIGTERM of its own; `kill` is on every Unix.
                 let _ = Command::new("kill")
                     .args(["-TERM", &pid.to_string()])
@@ -118,6 +153,10 @@ impl Fleet {
         for worker in &mut self.workers {
             let _ = worker.child.wait().await;
         }
+        if let Some(producer) = &mut self.producer {
+            let _ = producer.wait().await;
+        }
         self.workers.clear();
+        self.producer = None;
     }
 }

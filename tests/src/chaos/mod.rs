@@ -11,35 +11,76 @@
 //! duplicates only inside each channel's documented window (docs/notifications.md), each
 //! attributed to the kill that caused it; nothing stranded (no lapsed lease, nothing overdue, no
 //! dead letter); and how long a killed worker's jobs waited to be re-run.
+//!
+//! The failover scenarios ([`Scenario::Failover`], [`Scenario::ClusterFailover`]) run the same
+//! workload on a Sentinel-watched primary with replicas, or on a Cluster with replicas, through
+//! the real `paywatch-producer serve` and through `FCALL` from a shop's own Redis client, and
+//! `kill -9` the primary (or a master) once mid-run instead of killing workers: the report then
+//! says what the failover lost, what it sent twice, and how soon each part of the fleet worked
+//! again on the promoted replica.
 
 pub mod fleet;
+pub mod link;
 pub mod receivers;
 pub mod reruns;
 pub mod scenario;
+pub mod submit;
+pub mod topology;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use paywatch_core::store::{ShardKeys, check_queue};
+use paywatch_core::store::{ShardKeys, check_queue, shard_of};
 use paywatch_core::{Channel, PaymentStatus};
-use paywatch_queue::Keys;
+use paywatch_queue::{Keys, RedisConn, RedisEndpoint};
 use paywatch_sandbox::smtp::SmtpSink;
+use paywatch_sandbox::{ChatId, SandboxConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::AsyncCommands;
 use tokio::sync::Semaphore;
 
-use crate::RedisServer;
-use crate::stack::{Stack, WEBHOOK_SECRET};
+use crate::stack::{API_TOKEN, EVENTS_SECRET, Stack, WEBHOOK_SECRET};
 
 use self::fleet::{Fleet, Role};
 use self::receivers::VerifyingReceiver;
-use self::scenario::PlannedOrder;
+use self::scenario::{CHAT_BASE, PlannedOrder};
+use self::submit::{Acks, ShopClient};
+use self::topology::Topology;
+
+/// What a run does to the fleet and its Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scenario {
+    /// One Redis, restarted gracefully once and `kill -9`'d once; workers `kill -9`'d throughout.
+    #[default]
+    Restarts,
+    /// A primary behind three sentinels, `kill -9`'d once mid-run; a replica is promoted.
+    Failover,
+    /// A Cluster of three masters with a replica each; one master `kill -9`'d once mid-run.
+    ClusterFailover,
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Restarts => "restarts",
+            Self::Failover => "failover",
+            Self::ClusterFailover => "cluster-failover",
+        })
+    }
+}
+
+impl Scenario {
+    /// Whether the run kills the primary (and not workers).
+    pub fn is_failover(self) -> bool {
+        self != Self::Restarts
+    }
+}
 
 /// How big and how rough a run is.
 #[derive(Debug, Clone)]
@@ -64,7 +105,25 @@ pub struct ChaosConfig {
     pub worker_binary: PathBuf,
     /// Where the workers' logs go.
     pub logs: PathBuf,
+    /// What the run does to the fleet and its Redis.
+    pub scenario: Scenario,
+    /// Durable mode (`PAYWATCH_DURABLE_REPLICAS=1` on the producer and every worker, and `WAIT`
+    /// after each `FCALL`); the failover scenarios only (a Cluster refuses it).
+    pub durable: bool,
+    /// The `paywatch-producer` binary the failover scenarios run (`serve`).
+    pub producer_binary: PathBuf,
+    /// How far the replicas lag behind the first primary ([`link::SlowLink`]; `failover` only).
+    pub link_delay: Duration,
 }
+
+/// How long durable writes wait for a replica before they ask again.
+const DURABLE_TIMEOUT: &str = "500ms";
+
+/// The workers' lease in the failover scenarios: longer than a failover takes.
+const FAILOVER_LEASE: &str = "10s";
+
+/// When (share of orders acknowledged) the failover scenarios kill the primary.
+const KILL_AT_SHARE: f64 = 0.5;
 
 /// How long after delivering a notification its worker still owes the settle that records it
 /// (one Redis round trip, with ample slack for a loaded machine). A notifier killed in this
@@ -81,6 +140,41 @@ enum Event {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     },
+    /// The primary was `kill -9`'d at `killed`; a replica served from `promoted` on.
+    Failover {
+        killed: DateTime<Utc>,
+        promoted: DateTime<Utc>,
+    },
+}
+
+/// What a failover did, and how soon each part of the fleet worked again after it.
+#[derive(Debug, Default, Clone)]
+pub struct FailoverReport {
+    /// The Redis side, in words.
+    pub topology: String,
+    /// From the `kill -9` to the replica serving as the primary (as the sentinels, or the
+    /// Cluster, and the node itself say).
+    pub promoted: Option<Duration>,
+    /// Whether the paywatch Function library was on the promoted replica.
+    pub library: bool,
+    /// From the kill to the first acknowledgement of a submission sent after it: HTTP, FCALL.
+    pub submissions: [Option<Duration>; 2],
+    /// From the kill to the first final status found by a check that ran after it.
+    pub checks: Option<Duration>,
+    /// Per channel: from the kill to the first delivery of a transition recorded after it.
+    pub notifications: [Option<Duration>; 3],
+    /// Orders acknowledged before the kill: how many.
+    pub acked_before: usize,
+    /// The shards the killed node served; the resume times are theirs.
+    pub affected_shards: Vec<u32>,
+    /// For each duplicate the failover caused: when its first copy was handed over, in ms
+    /// relative to the kill (negative: before it).
+    pub duplicate_first_ms: Vec<i64>,
+    /// Orders acknowledged in the 100 ms before the kill (what a lagging replica puts at risk).
+    pub acked_last_100ms: usize,
+    /// For each acknowledged order the failover lost: how long before the kill it was
+    /// acknowledged.
+    pub lost_acked_before: Vec<Duration>,
 }
 
 /// Duplicates of one channel: how many, and how many a kill (or an outage spanning one)
@@ -104,8 +198,12 @@ pub struct Report {
     pub refused: Vec<String>,
     /// Accepted orders that ended at their scripted status.
     pub at_status: usize,
-    /// Accepted orders with no final record.
+    /// Accepted orders with no final record (and not lost to a failover).
     pub lost: Vec<String>,
+    /// Acknowledged orders the promoted replica did not have (a failover lost them).
+    pub vanished: Vec<String>,
+    /// Per channel: orders (acknowledged and not lost to a failover) with no delivery.
+    pub missing: [usize; 3],
     /// Orders at another final status than scripted: (order, expected, got).
     pub wrong: Vec<(String, String, String)>,
     /// Per order: from the provider's final status to paywatch's final record, and the view.
@@ -146,6 +244,14 @@ pub struct Report {
     pub timed_out: bool,
     /// Wall time.
     pub elapsed: Duration,
+    /// What the run did.
+    pub scenario: Scenario,
+    /// Whether durable mode was on.
+    pub durable: bool,
+    /// The failover, in the failover scenarios.
+    pub failover: Option<FailoverReport>,
+    /// Orders acknowledged per door: HTTP, FCALL.
+    pub doors: [usize; 2],
 }
 
 impl Report {
@@ -168,24 +274,32 @@ impl Report {
         );
         check(
             !self.lost.is_empty(),
-            format!("lost: {:?}", first(&self.lost)),
+            format!("no final status: {:?}", first(&self.lost)),
+        );
+        // Without durable mode a failover may lose acknowledged orders: measured, not a failure.
+        check(
+            !self.vanished.is_empty() && (self.durable || !self.scenario.is_failover()),
+            format!(
+                "{} acknowledged order(s) lost: {:?}",
+                self.vanished.len(),
+                first(&self.vanished)
+            ),
         );
         check(
             !self.wrong.is_empty(),
             format!("wrong status: {:?}", first(&self.wrong)),
         );
-        for (i, channel) in ["email", "telegram", "webhook"].iter().enumerate() {
+        for (i, channel) in CHANNELS.iter().enumerate() {
             check(
-                self.delivered[i] != self.accepted,
-                format!(
-                    "{channel}: {} of {} delivered",
-                    self.delivered[i], self.accepted
-                ),
+                self.missing[i] > 0,
+                format!("{channel}: {} notification(s) missing", self.missing[i]),
             );
             let d = self.duplicates[i];
-            // Webhooks are at-least-once by contract: same id, same body, receivers dedupe.
+            // Webhooks are at-least-once by contract (same id, same body, receivers dedupe),
+            // except that in a failover run every duplicate is accounted to the failover.
+            let judged = i < 2 || self.scenario.is_failover();
             check(
-                i < 2 && d.attributed != d.extra,
+                judged && d.attributed != d.extra,
                 format!(
                     "{channel}: {} duplicate(s) outside the documented window: {:?}",
                     d.extra - d.attributed,
@@ -197,6 +311,13 @@ impl Report {
                             .cloned()
                             .collect::<Vec<_>>()
                     )
+                ),
+            );
+            check(
+                self.scenario.is_failover() && self.durable && d.attributed > 0,
+                format!(
+                    "{channel}: {} duplicate(s) caused by the failover in durable mode",
+                    d.attributed
                 ),
             );
         }
@@ -219,8 +340,38 @@ impl Report {
         );
         check(
             !self.casualties.is_empty(),
-            format!("workers died unasked: {:?}", self.casualties),
+            format!("processes died unasked: {:?}", self.casualties),
         );
+        if self.scenario.is_failover() {
+            match &self.failover {
+                None => check(true, "the primary was never killed".into()),
+                Some(f) => {
+                    check(f.promoted.is_none(), "no replica was promoted".into());
+                    check(
+                        f.promoted.is_some() && !f.library,
+                        "the promoted replica has no paywatch Function library".into(),
+                    );
+                    for (door, resumed) in ["HTTP", "FCALL"].iter().zip(f.submissions) {
+                        check(
+                            resumed.is_none() && self.doors[(*door == "FCALL") as usize] > 0,
+                            format!("{door} submissions never resumed after the kill"),
+                        );
+                    }
+                    check(
+                        f.checks.is_none(),
+                        "no check recorded a final status after the kill".into(),
+                    );
+                    for (channel, resumed) in CHANNELS.iter().zip(f.notifications) {
+                        check(
+                            resumed.is_none(),
+                            format!(
+                                "{channel}: nothing delivered for a status recorded after the kill"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         out
     }
 
@@ -249,8 +400,93 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     }
 }
 
+/// The three channels, in the order of [`Report::delivered`] and friends.
+const CHANNELS: [&str; 3] = ["email", "telegram", "webhook"];
+
 fn first<T: fmt::Debug + Clone>(items: &[T]) -> Vec<T> {
     items.iter().take(5).cloned().collect()
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("never".into(), |d| format!("{:.2}s", d.as_secs_f64()))
+}
+
+impl Report {
+    /// The summary of a failover run.
+    fn fmt_failover(&self, f: &mut fmt::Formatter<'_>, verdict: &str) -> fmt::Result {
+        let failover = self.failover.clone().unwrap_or_default();
+        let dup = |i: usize| self.duplicates[i].attributed;
+        let unexplained = |i: usize| self.duplicates[i].extra - self.duplicates[i].attributed;
+        let lost_window = match (
+            failover.lost_acked_before.iter().min(),
+            failover.lost_acked_before.iter().max(),
+        ) {
+            (Some(lo), Some(hi)) => format!(
+                ", acknowledged {:.0}–{:.0} ms before the kill",
+                lo.as_secs_f64() * 1000.0,
+                hi.as_secs_f64() * 1000.0
+            ),
+            _ => String::new(),
+        };
+        let dup_window = match (
+            failover.duplicate_first_ms.iter().min(),
+            failover.duplicate_first_ms.iter().max(),
+        ) {
+            (Some(lo), Some(hi)) => {
+                format!(", first copies handed over {lo} to {hi} ms from the kill")
+            }
+            _ => String::new(),
+        };
+        write!(
+            f,
+            "chaos {verdict}: {} ({}) on {}, killed: the node of shard(s) {:?} | orders {}/{} acknowledged (HTTP {}, FCALL {}), \
+             {} of {} acknowledged before the kill lost ({} in its last 100 ms){lost_window}, {} not final, {} wrong | \
+             notifications missing email {} telegram {} webhook {} | duplicates caused by the \
+             failover email {} telegram {} webhook {}{dup_window} (unexplained {}), bodies changed under one \
+             webhook-id {} | stranded {} dead {} | kill -9 to: promotion {}, submissions HTTP {} \
+             FCALL {}, checks {}, notifications email {} telegram {} webhook {} | library on the \
+             promoted replica: {} | detection lag p50 {:.2}s p99 {:.2}s max {:.2}s | {:.0}s",
+            self.scenario,
+            if self.durable {
+                "durable"
+            } else {
+                "not durable"
+            },
+            failover.topology,
+            failover.affected_shards,
+            self.accepted,
+            self.orders,
+            self.doors[0],
+            self.doors[1],
+            self.vanished.len(),
+            failover.acked_before,
+            failover.acked_last_100ms,
+            self.lost.len(),
+            self.wrong.len(),
+            self.missing[0],
+            self.missing[1],
+            self.missing[2],
+            dup(0),
+            dup(1),
+            dup(2),
+            unexplained(0) + unexplained(1) + unexplained(2),
+            self.changed_bodies,
+            self.stranded,
+            self.dead,
+            secs(failover.promoted),
+            secs(failover.submissions[0]),
+            secs(failover.submissions[1]),
+            secs(failover.checks),
+            secs(failover.notifications[0]),
+            secs(failover.notifications[1]),
+            secs(failover.notifications[2]),
+            if failover.library { "yes" } else { "NO" },
+            self.lag_percentile(0.5).as_secs_f64(),
+            self.lag_percentile(0.99).as_secs_f64(),
+            self.lag_percentile(1.0).as_secs_f64(),
+            self.elapsed.as_secs_f64(),
+        )
+    }
 }
 
 impl fmt::Display for Report {
@@ -261,6 +497,9 @@ impl fmt::Display for Report {
         } else {
             "FAIL"
         };
+        if self.scenario.is_failover() {
+            return self.fmt_failover(f, verdict);
+        }
         let dup = |d: Duplicates| format!("{} ({} attributed)", d.extra, d.attributed);
         write!(
             f,
@@ -273,7 +512,7 @@ impl fmt::Display for Report {
             self.accepted,
             self.orders,
             self.at_status,
-            self.lost.len(),
+            self.lost.len() + self.vanished.len(),
             self.wrong.len(),
             self.lag_percentile(0.5).as_secs_f64(),
             self.lag_percentile(0.99).as_secs_f64(),
@@ -324,16 +563,73 @@ fn queue_names(shards: u32) -> Vec<String> {
         .collect()
 }
 
+/// The shared connection the run inspects Redis through (any topology; reconnects by itself).
+fn inspector(url: &str) -> anyhow::Result<RedisConn> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1);
+    Ok(RedisEndpoint::open(url)?.managed(config)?)
+}
+
 /// Runs the chaos suite and reports; an `Err` means the run itself could not be set up.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
     std::fs::create_dir_all(&config.logs)?;
-    let mut redis = RedisServer::start_durable().await;
-    let redis_url = redis.url();
-    let stack = Arc::new(Stack::start_on("chaos", redis_url.clone(), config.shards).await);
+    let scenario = config.scenario;
+    anyhow::ensure!(
+        !(config.durable && scenario == Scenario::ClusterFailover),
+        "--durable on: paywatch refuses durable mode on a Redis Cluster \
+         (PAYWATCH_DURABLE_REPLICAS)"
+    );
+    anyhow::ensure!(
+        !(config.durable && scenario == Scenario::Restarts),
+        "--durable on: the restarts scenario runs one Redis without replicas"
+    );
+    let mut topology = match scenario {
+        Scenario::Restarts => Topology::single().await,
+        // Two replicas in both modes: durable mode needs one after the failover too (the other
+        // follows the promoted replica, so the fleet's `WAIT 1` is answered again without a
+        // restart), and the modes are compared on the same topology.
+        Scenario::Failover => Topology::sentinel(2, config.link_delay).await?,
+        Scenario::ClusterFailover => Topology::cluster().await?,
+    };
+    let redis_url = topology.url();
+    // In the failover scenarios the API is the real binary; the sandbox sends it the providers'
+    // webhooks.
+    let producer_port = crate::free_port();
+    let api = match scenario {
+        Scenario::Restarts => None,
+        _ => Some(format!("http://127.0.0.1:{producer_port}")),
+    };
+    let stack = Arc::new(
+        Stack::start_full(
+            "chaos",
+            SandboxConfig {
+                webhook_target: api.clone(),
+                ..SandboxConfig::default()
+            },
+            config.shards,
+            redis_url.clone(),
+        )
+        .await,
+    );
+    let api = api.unwrap_or_else(|| stack.api.clone());
     let smtp = SmtpSink::start(Default::default(), ([127, 0, 0, 1], 0).into()).await?;
     let receiver = VerifyingReceiver::start(WEBHOOK_SECRET).await?;
 
+    let durable_args: Vec<String> = if config.durable {
+        [
+            "--durable-replicas",
+            "1",
+            "--durable-timeout",
+            DURABLE_TIMEOUT,
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        Vec::new()
+    };
     let checker_args: Vec<String> = stack
         .worker_args(0.1)
         .into_iter()
@@ -349,6 +645,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
             ]
             .map(String::from),
         )
+        .chain(durable_args.clone())
         .collect();
     let notifier_args: Vec<String> = stack
         .notifier_args_for("notify-email,notify-telegram,notify-webhook")
@@ -365,13 +662,50 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
             ]
             .map(String::from),
         )
+        .chain(durable_args)
         .collect();
+    let (mut checker_args, mut notifier_args) = (checker_args, notifier_args);
+    if scenario.is_failover() {
+        // A lease shorter than the failover would hand every job in flight to a second worker
+        // while its holder waits to settle it; production's default (30 s) outlasts one.
+        for args in [&mut checker_args, &mut notifier_args] {
+            if let Some(at) = args.iter().position(|a| a == "--lease") {
+                args[at + 1] = FAILOVER_LEASE.to_string();
+            }
+        }
+    }
     let mut fleet = Fleet::new(
         config.worker_binary.clone(),
         checker_args,
         notifier_args,
         &config.logs,
     );
+    if scenario.is_failover() {
+        let handcash = stack
+            .sandbox
+            .state()
+            .config()
+            .credentials
+            .handcash_app_secret
+            .clone();
+        let mut env = vec![
+            ("REDIS_URL", redis_url.clone()),
+            ("PAYWATCH_PREFIX", stack.prefix.clone()),
+            ("PAYWATCH_SHARDS", config.shards.to_string()),
+            (
+                "PAYWATCH_PRODUCER_LISTEN",
+                format!("127.0.0.1:{producer_port}"),
+            ),
+            ("PAYWATCH_API_TOKENS", API_TOKEN.to_string()),
+            ("PAYWATCH_EVENTS_SECRET", EVENTS_SECRET.to_string()),
+            ("HANDCASH_APP_SECRET", handcash),
+        ];
+        if config.durable {
+            env.push(("PAYWATCH_DURABLE_REPLICAS", "1".into()));
+            env.push(("PAYWATCH_DURABLE_TIMEOUT", DURABLE_TIMEOUT.into()));
+        }
+        fleet.start_producer(&config.producer_binary, &env)?;
+    }
     for _ in 0..config.checkers {
         fleet.start(Role::Checker)?;
     }
@@ -379,17 +713,32 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
         fleet.start(Role::Notifier)?;
     }
 
+    let mut conn = inspector(&redis_url)?;
+    let shop = match &topology {
+        Topology::Single(_) => None,
+        Topology::Sentinel(set) => Some(ShopClient::sentinel(&set.sentinel_ports())?),
+        Topology::Cluster(set) => Some(ShopClient::cluster(
+            &set.nodes.iter().map(|n| n.port()).collect::<Vec<_>>(),
+        )?),
+    }
+    .map(Arc::new);
+    if scenario.is_failover() {
+        wait_fleet_ready(&stack, &api, &mut conn, &mut fleet).await?;
+    }
+
     let plan = Arc::new(scenario::plan(config.orders, config.seed));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let submitter = tokio::spawn(submit_all(
+    let acks = Arc::new(Acks::new(config.orders));
+    let submitter = tokio::spawn(submit::submit_all(
         stack.clone(),
+        api.clone(),
         plan.clone(),
         receiver.url.clone(),
         config.rate,
-        accepted.clone(),
+        shop.clone(),
+        config.durable,
+        acks.clone(),
     ));
 
-    let client = redis::Client::open(redis_url.as_str())?;
     let queues: Vec<Keys> = queue_names(config.shards)
         .iter()
         .map(|q| Keys::new(&stack.prefix, q))
@@ -399,13 +748,17 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
     let watch = reruns::RerunWatch::default();
     let mut report = Report {
         orders: config.orders,
+        scenario,
+        durable: config.durable,
         ..Report::default()
     };
+    let mut vanished: HashSet<usize> = HashSet::new();
     let deadline = started + config.time_limit;
-    let watcher = tokio::spawn(watch.clone().run(client.clone(), deadline));
+    let watcher = tokio::spawn(watch.clone().run(conn.clone(), deadline));
     let mut last_progress = Instant::now();
     loop {
-        let done = all_done(&client, &stack, &smtp, &receiver, config.orders, &accepted).await;
+        let expected = config.orders - vanished.len();
+        let done = all_done(&mut conn, &stack, &smtp, &receiver, expected, &acks).await;
         if last_progress.elapsed() > Duration::from_secs(10) {
             eprintln!(
                 "chaos: {:>4}s {}, kills {}",
@@ -424,40 +777,56 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
             report.timed_out = true;
             break;
         }
-        let wait = config.kill_every.mul_f64(rng.random_range(0.5..1.5));
-        tokio::time::sleep(wait).await;
-        let share = accepted.load(Ordering::SeqCst) as f64 / config.orders as f64;
-        if report.redis_restarts.0 == 0 && share >= 0.3 {
-            let from = Utc::now();
-            redis.restart_gracefully().await;
-            events.push(Event::Outage {
-                from,
-                until: Utc::now(),
-            });
-            report.redis_restarts.0 += 1;
+        let share = acks.count.load(Ordering::SeqCst) as f64 / config.orders as f64;
+        if scenario.is_failover() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if report.failover.is_none() && share >= KILL_AT_SHARE {
+                let failover = fail_over(
+                    &mut topology,
+                    &stack,
+                    &plan,
+                    &acks,
+                    &mut conn,
+                    &mut events,
+                    &mut vanished,
+                )
+                .await?;
+                report.failover = Some(failover);
+            }
             continue;
         }
-        if report.redis_restarts.1 == 0 && share >= 0.7 {
-            let from = Utc::now();
-            redis.restart().await;
-            events.push(Event::Outage {
-                from,
-                until: Utc::now(),
-            });
-            report.redis_restarts.1 += 1;
-            continue;
+        let wait = config.kill_every.mul_f64(rng.random_range(0.5..1.5));
+        tokio::time::sleep(wait).await;
+        if let Some(redis) = topology.single_mut() {
+            if report.redis_restarts.0 == 0 && share >= 0.3 {
+                let from = Utc::now();
+                redis.restart_gracefully().await;
+                events.push(Event::Outage {
+                    from,
+                    until: Utc::now(),
+                });
+                report.redis_restarts.0 += 1;
+                continue;
+            }
+            if report.redis_restarts.1 == 0 && share >= 0.7 {
+                let from = Utc::now();
+                redis.restart().await;
+                events.push(Event::Outage {
+                    from,
+                    until: Utc::now(),
+                });
+                report.redis_restarts.1 += 1;
+                continue;
+            }
         }
         let victim = rng.random_range(0..fleet.workers.len());
         let (name, role) = {
             let w = &fleet.workers[victim];
             (w.name.clone(), w.role)
         };
-        let held = match client.get_multiplexed_async_connection().await {
-            Ok(mut conn) => reruns::held_by(&mut conn, &queues, &name)
-                .await
-                .unwrap_or_default(),
-            Err(_) => Default::default(),
-        };
+        let held = reruns::held_by(&mut conn, &queues, &name)
+            .await
+            .unwrap_or_default();
         let killed = fleet.kill(victim).await?;
         let at = Instant::now();
         events.push(Event::Kill {
@@ -477,93 +846,293 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
     }
     watcher.abort();
     (report.reruns, report.not_rerun, report.landed) = watch.results();
-    report.accepted = accepted.load(Ordering::SeqCst);
-    verify_orders(&stack, &plan, &mut report).await;
+    report.accepted = acks.count.load(Ordering::SeqCst);
+    report.doors = [
+        acks.per_door[0].load(Ordering::SeqCst),
+        acks.per_door[1].load(Ordering::SeqCst),
+    ];
+    if let Some(failover) = report.failover.as_mut() {
+        failover.submissions = *acks.resumed.lock().unwrap_or_else(|e| e.into_inner());
+    }
+    report.vanished = vanished.iter().map(|i| plan[*i].order_id.clone()).collect();
+    report.vanished.sort();
+    let views = verify_orders(&stack, &api, &plan, &vanished, &mut report).await;
     // Let the queues come to rest before judging what is left in them.
     let rest = Instant::now() + Duration::from_secs(30);
     let (stranded, dead) = loop {
-        let (stranded, dead, busy) = leftovers(&client, &queues).await;
+        let (stranded, dead, busy) = leftovers(&mut conn, &queues).await;
         if busy == 0 || Instant::now() > rest {
             break (stranded, dead);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    report.redis_stalls = stalls(&client).await;
+    if !scenario.is_failover() {
+        report.redis_stalls = stalls(&mut conn).await;
+    }
     report.stranded = stranded;
     report.dead = dead;
-    count_notifications(&stack, &smtp, &receiver, &events, &mut report);
+    count_notifications(
+        &stack,
+        &smtp,
+        &receiver,
+        &events,
+        &plan,
+        &vanished,
+        &report.refused.clone(),
+        &mut report,
+    );
+    if let (Some(failover), Some(Event::Failover { killed, .. })) = (
+        report.failover.as_mut(),
+        events.iter().find(|e| matches!(e, Event::Failover { .. })),
+    ) {
+        resumed_after(*killed, &views, &smtp, &stack, &receiver, failover);
+    }
     fleet.stop().await;
     report.elapsed = started.elapsed();
     if let Ok(stack) = Arc::try_unwrap(stack) {
         stack.finish().await;
     }
-    drop(redis);
+    drop(topology);
     Ok(report)
 }
 
-/// Submits every planned order at `rate` per second, each retried until the API accepts it
-/// (a Redis restart makes it answer 503 for a moment).
-async fn submit_all(
-    stack: Arc<Stack>,
-    plan: Arc<Vec<PlannedOrder>>,
-    webhook_url: String,
-    rate: f64,
-    accepted: Arc<AtomicUsize>,
-) {
-    let in_flight = Arc::new(Semaphore::new(32));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.1)));
-    for i in 0..plan.len() {
-        tick.tick().await;
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let (stack, plan, url, accepted) = (
-            stack.clone(),
-            plan.clone(),
-            webhook_url.clone(),
-            accepted.clone(),
+/// Waits until the producer's API is ready and every shard carries the webhook notifiers'
+/// allow-list (the submit function refuses the run's loopback webhook URL before that).
+async fn wait_fleet_ready(
+    stack: &Stack,
+    api: &str,
+    conn: &mut RedisConn,
+    fleet: &mut Fleet,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dead = fleet.casualties();
+        anyhow::ensure!(dead.is_empty(), "the fleet did not start: {dead:?}");
+        let ready = stack
+            .http
+            .get(format!("{api}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        let mut published = ready;
+        for shard in 0..stack.shards {
+            let meta = ShardKeys::new(&stack.prefix, shard).meta;
+            published &= conn
+                .hexists::<_, _, bool>(&meta, paywatch_core::store::keys::META_WEBHOOK_ALLOW)
+                .await
+                .unwrap_or(false);
+        }
+        if published {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the producer was not ready, or no notifier published its allow-list, within 60 s"
         );
-        tokio::spawn(async move {
-            let order = &plan[i];
-            let payment_id = stack.payment(order.payment.clone());
-            let body = order.body(&payment_id, &url);
-            loop {
-                match stack
-                    .http
-                    .post(format!("{}/v1/orders", stack.api))
-                    .json(&body)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        accepted.fetch_add(1, Ordering::SeqCst);
-                        break;
-                    }
-                    Ok(r) if r.status().is_client_error() => {
-                        eprintln!("chaos: {} refused: {}", order.order_id, r.status());
-                        break;
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-            drop(permit);
-        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Whether every order was accepted and is final, and every notification has arrived.
+/// Kills the primary (or the master of shard 0), waits for the promotion, checks the Function
+/// library on the promoted replica, and finds the acknowledged orders it lacks.
+async fn fail_over(
+    topology: &mut Topology,
+    stack: &Stack,
+    plan: &[PlannedOrder],
+    acks: &Acks,
+    conn: &mut RedisConn,
+    events: &mut Vec<Event>,
+    vanished: &mut HashSet<usize>,
+) -> anyhow::Result<FailoverReport> {
+    let mut report = FailoverReport {
+        topology: topology.describe(),
+        ..FailoverReport::default()
+    };
+    let victim_key = ShardKeys::new(&stack.prefix, 0).base;
+    let victim = topology.serves(&victim_key).await?;
+    let mut affected = Vec::new();
+    for shard in 0..stack.shards {
+        if topology
+            .serves(&ShardKeys::new(&stack.prefix, shard).base)
+            .await?
+            == victim
+        {
+            affected.push(shard);
+        }
+    }
+    report.affected_shards = affected.clone();
+    let _ = acks.affected.set(affected);
+    let killed = topology.kill_primary(&victim_key).await?;
+    let killed_at = Utc::now();
+    let _ = acks.kill.set(Instant::now());
+    eprintln!("chaos: kill -9 of the primary on port {}", killed.port);
+    let promoted_port = topology
+        .wait_promoted(&killed, Duration::from_secs(30))
+        .await;
+    let promoted_at = Utc::now();
+    events.push(Event::Failover {
+        killed: killed_at,
+        promoted: promoted_at,
+    });
+    let Ok(port) = promoted_port else {
+        return Ok(report);
+    };
+    report.promoted = acks.kill.get().map(Instant::elapsed);
+    eprintln!(
+        "chaos: port {port} promoted {:.2}s after the kill",
+        report.promoted.unwrap_or_default().as_secs_f64()
+    );
+    report.library = topology::has_library(port).await;
+    // What the promoted replica lacks of what was acknowledged before the kill is lost: nobody
+    // sends an acknowledged order again.
+    let before = acks.before(killed_at);
+    report.acked_before = before.len();
+    report.acked_last_100ms = before
+        .iter()
+        .filter(|(_, at)| killed_at - *at < chrono::Duration::milliseconds(100))
+        .count();
+    for (i, acked_at) in before {
+        let order = &plan[i];
+        let key = ShardKeys::new(&stack.prefix, shard_of(&order.order_id, stack.shards)).base;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let found = loop {
+            let reply: redis::RedisResult<redis::Value> = redis::cmd("FCALL_RO")
+                .arg("paywatch_get")
+                .arg(1)
+                .arg(&key)
+                .arg(&order.order_id)
+                .query_async(conn)
+                .await;
+            match reply {
+                Ok(redis::Value::Nil) => break false,
+                Ok(_) => break true,
+                Err(e) => {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "could not read {} after the failover: {e}",
+                        order.order_id
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        if !found {
+            vanished.insert(i);
+            report
+                .lost_acked_before
+                .push((killed_at - acked_at).to_std().unwrap_or_default());
+        }
+    }
+    Ok(report)
+}
+
+/// From the kill to the first final status recorded by a check that ran after it, and per
+/// channel to the first delivery announcing such a status.
+fn resumed_after(
+    killed: DateTime<Utc>,
+    views: &HashMap<String, serde_json::Value>,
+    smtp: &SmtpSink,
+    stack: &Stack,
+    receiver: &VerifyingReceiver,
+    report: &mut FailoverReport,
+) {
+    let since = |at: DateTime<Utc>| (at - killed).to_std().ok();
+    let terminal = |order_id: &str| {
+        views
+            .get(order_id)
+            .and_then(|v| v["terminal_at"].as_str())
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let affected = |order_id: &str| {
+        report
+            .affected_shards
+            .contains(&shard_of(order_id, stack.shards))
+    };
+    let after_kill =
+        |order_id: &str| affected(order_id) && terminal(order_id).is_some_and(|t| t > killed);
+    report.checks = views
+        .keys()
+        .filter(|id| affected(id))
+        .filter_map(|id| terminal(id))
+        .filter_map(since)
+        .min();
+    // A delivery before its order's (last) final record announced an earlier record of the
+    // same transition, one the failover lost.
+    let earliest = |deliveries: Vec<(String, DateTime<Utc>)>| {
+        deliveries
+            .into_iter()
+            .filter(|(id, at)| after_kill(id) && terminal(id).is_some_and(|t| *at >= t))
+            .filter_map(|(_, at)| since(at))
+            .min()
+    };
+    report.notifications[0] = earliest(
+        smtp.messages()
+            .iter()
+            .flat_map(|m| {
+                m.rcpt_tos
+                    .iter()
+                    .filter_map(|r| order_of_email(r))
+                    .map(|id| (id, m.received_at))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    );
+    report.notifications[1] = earliest(
+        stack
+            .sandbox
+            .state()
+            .telegram_messages()
+            .iter()
+            .filter_map(|m| Some((order_of_chat(&m.chat_id)?, m.at)))
+            .collect(),
+    );
+    report.notifications[2] = earliest(
+        receiver
+            .by_id()
+            .values()
+            .flatten()
+            .filter_map(|w| Some((order_of_webhook(&w.body)?, w.at)))
+            .collect(),
+    );
+}
+
+/// The order an email to `rcpt` (`buyer<i>@shop.test`) is about.
+fn order_of_email(rcpt: &str) -> Option<String> {
+    let i: usize = rcpt
+        .strip_prefix("buyer")?
+        .strip_suffix("@shop.test")?
+        .parse()
+        .ok()?;
+    Some(format!("chaos-{i:06}"))
+}
+
+/// The order a Telegram message to `chat` is about.
+fn order_of_chat(chat: &ChatId) -> Option<String> {
+    match chat {
+        ChatId::Id(id) if *id >= CHAT_BASE => Some(format!("chaos-{:06}", id - CHAT_BASE)),
+        _ => None,
+    }
+}
+
+/// The order a webhook body is about (`data.order_id`).
+fn order_of_webhook(body: &[u8]) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_slice(body).ok()?;
+    event["data"]["order_id"].as_str().map(str::to_owned)
+}
+
+/// Whether every order was accepted and is final, and every notification has arrived:
+/// `expected` is the plan less the orders a failover lost.
 async fn all_done(
-    client: &redis::Client,
+    conn: &mut RedisConn,
     stack: &Stack,
     smtp: &SmtpSink,
     receiver: &VerifyingReceiver,
-    orders: usize,
-    accepted: &AtomicUsize,
+    expected: usize,
+    acks: &Acks,
 ) -> Progress {
-    let accepted = accepted.load(Ordering::SeqCst);
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return Progress::default();
-    };
+    let orders = acks.at.lock().map(|at| at.len()).unwrap_or_default();
+    let accepted = acks.count.load(Ordering::SeqCst);
     let mut finals = 0;
     for shard in 0..stack.shards {
         let keys = ShardKeys::new(&stack.prefix, shard);
@@ -589,10 +1158,10 @@ async fn all_done(
     let hooks = receiver.by_id().len();
     Progress {
         done: accepted >= orders
-            && finals >= orders
-            && emails >= orders
-            && chats >= orders
-            && hooks >= orders,
+            && finals >= expected
+            && emails >= expected
+            && chats >= expected
+            && hooks >= expected,
         line: format!(
             "accepted {accepted}/{orders}, final {finals}, delivered email {emails} telegram \
              {chats} webhook {hooks}"
@@ -611,13 +1180,20 @@ fn distinct(items: impl Iterator<Item = String>) -> usize {
     items.collect::<std::collections::HashSet<_>>().len()
 }
 
-/// Reads every order's status through the API and compares it with the script.
-async fn verify_orders(stack: &Stack, plan: &[PlannedOrder], report: &mut Report) {
+/// Reads every order's status through the API at `api` and compares it with the script (the
+/// orders a failover lost are reported apart); returns the views read.
+async fn verify_orders(
+    stack: &Stack,
+    api: &str,
+    plan: &[PlannedOrder],
+    vanished: &HashSet<usize>,
+    report: &mut Report,
+) -> HashMap<String, serde_json::Value> {
     let limit = Arc::new(Semaphore::new(16));
     let mut reads = Vec::new();
     for order in plan {
         let permit = limit.clone().acquire_owned().await;
-        let url = format!("{}/v1/orders/{}", stack.api, order.order_id);
+        let url = format!("{api}/v1/orders/{}", order.order_id);
         let http = stack.http.clone();
         reads.push(tokio::spawn(async move {
             let _permit = permit;
@@ -633,11 +1209,18 @@ async fn verify_orders(stack: &Stack, plan: &[PlannedOrder], report: &mut Report
             None
         }));
     }
-    for (order, read) in plan.iter().zip(reads) {
+    let mut views = HashMap::new();
+    for (i, (order, read)) in plan.iter().zip(reads).enumerate() {
+        if vanished.contains(&i) {
+            continue;
+        }
         let view = read.await.ok().flatten();
         if let Some(lag) = view.as_ref().and_then(|v| lag(v, order.final_after)) {
             let view = view.clone().unwrap_or_default();
             report.lags.push((lag, order.order_id.clone(), view));
+        }
+        if let Some(view) = &view {
+            views.insert(order.order_id.clone(), view.clone());
         }
         let status = view.and_then(|v| v["status"].as_str().map(str::to_owned));
         let expected = order.expected.to_string();
@@ -649,6 +1232,7 @@ async fn verify_orders(stack: &Stack, plan: &[PlannedOrder], report: &mut Report
             _ => report.lost.push(order.order_id.clone()),
         }
     }
+    views
 }
 
 /// From the moment the script made the payment final to paywatch's final record.
@@ -664,13 +1248,10 @@ fn lag(view: &serde_json::Value, final_after: Duration) -> Option<Duration> {
 }
 
 /// `LATENCY LATEST`: each event's worst stall, in ms.
-async fn stalls(client: &redis::Client) -> Vec<(String, u64)> {
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return Vec::new();
-    };
+async fn stalls(conn: &mut RedisConn) -> Vec<(String, u64)> {
     let latest: Vec<(String, u64, u64, u64)> = redis::cmd("LATENCY")
         .arg("LATEST")
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .unwrap_or_default();
     latest
@@ -680,21 +1261,24 @@ async fn stalls(client: &redis::Client) -> Vec<(String, u64)> {
 }
 
 /// Per queue: lapsed leases plus overdue jobs, dead letters, and jobs still in flight or due.
-async fn leftovers(client: &redis::Client, queues: &[Keys]) -> (usize, usize, usize) {
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return (0, 0, usize::MAX);
-    };
+async fn leftovers(conn: &mut RedisConn, queues: &[Keys]) -> (usize, usize, usize) {
     let (mut stranded, mut dead, mut busy) = (0, 0, 0);
     for keys in queues {
         let counts: redis::RedisResult<(usize, usize, usize, usize)> = async {
-            let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+            // The clock of the node that holds this queue (on a Cluster, routed by its key).
+            let (secs, micros): (u64, u64) = redis::Script::new(
+                "local t = redis.call('TIME') return {tonumber(t[1]), tonumber(t[2])}",
+            )
+            .key(&keys.leases)
+            .invoke_async(conn)
+            .await?;
             let now = secs * 1000 + micros / 1000;
             redis::pipe()
                 .zcount(&keys.leases, "-inf", now)
                 .zcount(&keys.due, "-inf", now.saturating_sub(1000))
                 .hlen(&keys.dead)
                 .zcard(&keys.leases)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await
         }
         .await;
@@ -710,12 +1294,17 @@ async fn leftovers(client: &redis::Client, queues: &[Keys]) -> (usize, usize, us
     (stranded, dead, busy)
 }
 
-/// Counts deliveries at the three receivers, and attributes each duplicate.
+/// Counts deliveries at the three receivers, finds the orders a channel never reached, and
+/// attributes each duplicate.
+#[allow(clippy::too_many_arguments)]
 fn count_notifications(
     stack: &Stack,
     smtp: &SmtpSink,
     receiver: &VerifyingReceiver,
     events: &[Event],
+    plan: &[PlannedOrder],
+    vanished: &HashSet<usize>,
+    refused: &[String],
     report: &mut Report,
 ) {
     let mut emails: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
@@ -731,6 +1320,33 @@ fn count_notifications(
             .or_default()
             .push(m.at);
     }
+    let hooks = receiver.by_id();
+    // Which orders each channel reached.
+    let reached: [HashSet<String>; 3] = [
+        emails.keys().filter_map(|r| order_of_email(r)).collect(),
+        stack
+            .sandbox
+            .state()
+            .telegram_messages()
+            .iter()
+            .filter_map(|m| order_of_chat(&m.chat_id))
+            .collect(),
+        hooks
+            .values()
+            .flatten()
+            .filter_map(|w| order_of_webhook(&w.body))
+            .collect(),
+    ];
+    for (i, order) in plan.iter().enumerate() {
+        if vanished.contains(&i) || refused.contains(&order.order_id) {
+            continue;
+        }
+        for (channel, reached) in reached.iter().enumerate() {
+            if !reached.contains(&order.order_id) {
+                report.missing[channel] += 1;
+            }
+        }
+    }
     for (i, deliveries) in [emails, chats].into_iter().enumerate() {
         report.delivered[i] = deliveries.len();
         for (to, times) in &deliveries {
@@ -740,33 +1356,72 @@ fn count_notifications(
                 report.duplicates[i].extra += 1;
                 if explained(events, pair[0], pair[1]) {
                     report.duplicates[i].attributed += 1;
+                    report.note_failover_duplicate(events, pair[0]);
                 } else {
-                    let channel = ["email", "telegram"][i].to_string();
-                    report
-                        .unexplained
-                        .push((channel, to.clone(), pair[0], pair[1]));
+                    report.unexplained.push((
+                        CHANNELS[i].to_string(),
+                        to.clone(),
+                        pair[0],
+                        pair[1],
+                    ));
                 }
             }
         }
     }
-    let hooks = receiver.by_id();
     report.delivered[2] = hooks.len();
-    for deliveries in hooks.values() {
+    for (id, deliveries) in &hooks {
         report.duplicates[2].extra += deliveries.len() - 1;
         report.unverified += deliveries.iter().filter(|d| !d.verified).count();
         if deliveries.iter().any(|d| d.body != deliveries[0].body) {
             report.changed_bodies += 1;
         }
+        let mut times: Vec<DateTime<Utc>> = deliveries.iter().map(|d| d.at).collect();
+        times.sort();
+        for pair in times.windows(2) {
+            if explained(events, pair[0], pair[1]) {
+                report.duplicates[2].attributed += 1;
+                report.note_failover_duplicate(events, pair[0]);
+            } else {
+                report
+                    .unexplained
+                    .push(("webhook".into(), id.clone(), pair[0], pair[1]));
+            }
+        }
     }
 }
 
-/// Whether a second delivery at `second` of something first delivered at `first` is explained by
-/// a notifier's death inside the window: killed while the receiver was taking the message (a
-/// little before it recorded it) or after, before the settle could land (a round trip, or the
-/// end of a Redis outage that was under way).
+impl Report {
+    /// Notes when the first copy of a duplicate the failover caused was handed over, relative
+    /// to the kill.
+    fn note_failover_duplicate(&mut self, events: &[Event], first: DateTime<Utc>) {
+        let killed = events.iter().find_map(|e| match e {
+            Event::Failover { killed, .. } => Some(*killed),
+            _ => None,
+        });
+        if let (Some(killed), Some(failover)) = (killed, self.failover.as_mut()) {
+            failover
+                .duplicate_first_ms
+                .push((first - killed).num_milliseconds());
+        }
+    }
+}
+
+/// Whether a second delivery at `second` of something first delivered at `first` is explained:
+/// by a notifier's death inside the window (killed while the receiver was taking the message, a
+/// little before it recorded it, or after, before the settle could land: a round trip, or the
+/// end of a Redis outage that was under way); or by a failover, when the first delivery came
+/// before the promoted replica took over (plus that window) and the second after the kill: the
+/// promoted replica lacked the record of the first.
 fn explained(events: &[Event], first: DateTime<Utc>, second: DateTime<Utc>) -> bool {
     let window = chrono::Duration::from_std(SETTLE_WINDOW).unwrap_or_default();
     let handing_over = chrono::Duration::milliseconds(200);
+    let failover = events.iter().any(|e| {
+        matches!(e, Event::Failover { killed, promoted }
+            if first <= *promoted + window && second >= *killed)
+    });
+    if failover {
+        return true;
+    }
     let settle_by = events
         .iter()
         .filter_map(|e| match e {

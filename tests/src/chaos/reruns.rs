@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use paywatch_queue::Keys;
+use paywatch_queue::{Keys, RedisConn};
 use redis::AsyncCommands;
 
 /// A held job's lease: its token, and its expiry (Unix ms, Redis clock).
@@ -34,7 +34,7 @@ impl Held {
 
 /// Reads which jobs of `queues` the worker `name` holds right now.
 pub async fn held_by(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut RedisConn,
     queues: &[Keys],
     name: &str,
 ) -> redis::RedisResult<Held> {
@@ -114,25 +114,17 @@ impl RerunWatch {
     }
 
     /// Looks every 50 ms until `deadline`; runs as a background task.
-    pub async fn run(self, client: redis::Client, deadline: Instant) {
-        let mut conn = None;
+    pub async fn run(self, mut conn: RedisConn, deadline: Instant) {
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if conn.is_none() {
-                conn = client.get_multiplexed_async_connection().await.ok();
-            }
-            let Some(c) = conn.as_mut() else { continue };
             let watched = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 std::mem::take(&mut state.watched)
             };
-            let (done, landed, still) = match sweep(c, watched).await {
+            let (done, landed, still) = match sweep(&mut conn, watched).await {
                 Ok(split) => split,
-                // Redis is restarting: look again once it answers.
-                Err(watched) => {
-                    conn = None;
-                    (Vec::new(), 0, watched)
-                }
+                // Redis is restarting: look again once it answers (the connection reconnects).
+                Err(watched) => (Vec::new(), 0, watched),
             };
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.delays.extend(done);
@@ -147,7 +139,7 @@ impl RerunWatch {
 type Sweep = Result<(Vec<Duration>, usize, Vec<Watched>), Vec<Watched>>;
 
 /// One look at every watched job: which have been taken over, and since when.
-async fn sweep(conn: &mut redis::aio::MultiplexedConnection, watched: Vec<Watched>) -> Sweep {
+async fn sweep(conn: &mut RedisConn, watched: Vec<Watched>) -> Sweep {
     if watched.is_empty() {
         return Ok((Vec::new(), 0, watched));
     }
