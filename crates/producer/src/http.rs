@@ -217,7 +217,7 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
             Some("content-type"),
         );
     }
-    let submitted = match api.producer.submit_json(&body).await {
+    let (submitted, receipt) = match api.producer.submit_json_with_receipt(&body).await {
         Ok(s) => s,
         Err(ProducerError::Invalid(f)) if f.is_syntax() => {
             return error(StatusCode::BAD_REQUEST, f.to_string(), Some(&f.field));
@@ -268,6 +268,7 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
             "phase": phase,
             "created": created,
             "links": links(&api.auth, order_id),
+            "receipt": receipt,
         })),
     )
         .into_response()
