@@ -2,12 +2,12 @@
 //! Prometheus endpoint of a worker process.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paywatch_core::PaymentStatus;
 use paywatch_producer::Producer;
 use paywatch_tests::stack::Stack;
-use paywatch_tests::{RedisServer, free_port, unique_prefix, wait_for};
+use paywatch_tests::{RedisServer, free_port, redis_url, unique_prefix, wait_for};
 use serde_json::json;
 
 #[tokio::test]
@@ -147,4 +147,79 @@ async fn a_worker_exposes_prometheus_metrics() {
         "no credentials in metrics"
     );
     stack.finish().await;
+}
+
+/// One candidate for the ops watcher's lease: asks for it over and over for `rounds` answers,
+/// pausing about one lease after each `true` (so its renewal lands near the lease's end, where
+/// another candidate may take a lapsed lease), and returns the times it was sure to lead: from
+/// each `true` answer until one lease after its question (the lease was set in between, so it
+/// covers at least that long).
+async fn candidate(
+    name: String,
+    prefix: String,
+    lease: Duration,
+    rounds: usize,
+) -> Vec<(Instant, Instant, String)> {
+    let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
+    let conn = paywatch_queue::RedisConn::Single(
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("the test Redis answers"),
+    );
+    let mut terms = Vec::new();
+    for round in 0..rounds {
+        let asked = Instant::now();
+        let leads = paywatch_worker::ops::lead(&conn, &prefix, &name, lease)
+            .await
+            .expect("the lease script answers");
+        let answered = Instant::now();
+        if leads {
+            if answered < asked + lease {
+                terms.push((answered, asked + lease, name.clone()));
+            }
+            // Renew close to the lease's end, a little before or after it.
+            let jitter = Duration::from_micros((round as u64 * 379) % 2000);
+            tokio::time::sleep(lease - Duration::from_millis(1) + jitter).await;
+        }
+    }
+    terms
+}
+
+/// Several processes serving `notify-ops` compete for one lease: at no moment may two of them
+/// believe they are the watcher (two digests of the same dead letters). A lease short enough to
+/// lapse between renewals makes them meet at its end, over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_candidates_never_both_lead_the_ops_watcher() {
+    let prefix = unique_prefix("ops-lead");
+    let lease = Duration::from_millis(5);
+    let candidates: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(candidate(
+                format!("worker-{i}"),
+                prefix.clone(),
+                lease,
+                1500,
+            ))
+        })
+        .collect();
+    let mut terms = Vec::new();
+    for candidate in candidates {
+        terms.extend(candidate.await.expect("a candidate ran"));
+    }
+    let leaders: std::collections::BTreeSet<_> = terms.iter().map(|t| t.2.clone()).collect();
+    assert!(leaders.len() > 1, "the lease changed hands: {leaders:?}");
+    terms.sort();
+    for (i, (from, until, who)) in terms.iter().enumerate() {
+        for (other_from, other_until, other) in &terms[i + 1..] {
+            if other_from >= until {
+                break;
+            }
+            assert!(
+                other == who,
+                "{who} and {other} both led at once: {:?} overlaps {:?}",
+                (*from - terms[0].0, *until - terms[0].0),
+                (*other_from - terms[0].0, *other_until - terms[0].0)
+            );
+        }
+    }
 }

@@ -14,8 +14,8 @@ use paywatch_core::{
 };
 use url::Url;
 
-use crate::breaker::BreakerConfig;
-use crate::budget::RateLimits;
+use crate::gate::breaker::BreakerConfig;
+use crate::gate::budget::RateLimits;
 use crate::notify::deliver::NotifyContext;
 use crate::notify::email::{EmailConfig, EmailConfigError, EmailSender};
 use crate::notify::telegram::{TelegramConfig, TelegramConfigError, TelegramSender};

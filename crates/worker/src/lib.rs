@@ -2,8 +2,8 @@
 //!
 //! - [`check`]: the check-payment handler — ask the provider, reschedule the same job while the
 //!   payment is open, record the first terminal transition and fan out.
-//! - [`gate`]: the fleet-wide gate of provider calls — [`budget`] (request budgets per
-//!   provider credential) and [`breaker`] (circuit breakers), one Redis script per call.
+//! - [`gate`]: the fleet-wide gate of provider calls — [`gate::budget`] (request budgets per
+//!   provider credential) and [`gate::breaker`] (circuit breakers), one Redis script per call.
 //! - [`fanout`]: one notification job per configured channel, idempotent on
 //!   (order, status, channel).
 //! - [`config`]: the worker's command line and environment.
@@ -16,8 +16,6 @@
 //!   `/metrics`, `/healthz`, `/readyz` listener.
 
 pub mod app;
-pub mod breaker;
-pub mod budget;
 pub mod check;
 pub mod config;
 pub mod fanout;

@@ -3,12 +3,13 @@
 //! thousand.
 //!
 //! - The check handler records each order that turns `unresolved` in a bounded Redis list.
-//! - One [`OpsWatcher`] per fleet (a Redis lease elects it among the processes serving
-//!   `notify-ops`) wakes every interval, collects those events and every queue's dead letters
-//!   since its last look, and enqueues one [`OpsDigest`] per configured ops destination.
+//! - One [`OpsWatcher`] per fleet (a Redis lease, taken and renewed by one script, [`lead`],
+//!   elects it among the processes serving `notify-ops`) wakes every interval, collects those
+//!   events and every queue's dead letters since its last look, and enqueues one [`OpsDigest`]
+//!   per configured ops destination.
 //! - The `notify-ops` handler delivers digests through the email, Telegram or webhook sender.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
@@ -18,10 +19,14 @@ use paywatch_core::{Channel, queues};
 use paywatch_queue::{
     DeadCursor, JobId, JobInfo, NewJob, Next, QueueConfig, RedisQueue, RetryPolicy,
 };
+use redis::Script;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::notify::deliver::{Message, NotifyContext};
+
+/// Takes or renews the watcher's lease (see [`lead`]).
+static LEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("ops/lead.lua")));
 
 /// Items listed in one digest; the rest are counted.
 const MAX_ITEMS: usize = 20;
@@ -334,31 +339,33 @@ impl OpsWatcher {
 
     /// Takes or renews the fleet-wide lease; true when this process is the watcher.
     async fn lead(&self) -> Result<bool, redis::RedisError> {
-        let key = crate::keys::ops_leader(&self.prefix);
-        let ttl = (self.targets.interval * 3).as_millis() as u64;
-        let mut conn = self.conn.clone();
-        let took: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&self.name)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl)
-            .query_async(&mut conn)
-            .await?;
-        if took.is_some() {
-            return Ok(true);
-        }
-        let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        if holder.as_deref() == Some(self.name.as_str()) {
-            let _: i64 = redis::cmd("PEXPIRE")
-                .arg(&key)
-                .arg(ttl)
-                .query_async(&mut conn)
-                .await?;
-            return Ok(true);
-        }
-        Ok(false)
+        lead(
+            &self.conn,
+            &self.prefix,
+            &self.name,
+            self.targets.interval * 3,
+        )
+        .await
     }
+}
+
+/// Takes the ops watcher's lease for `name` when nobody holds it, or renews it when `name` does;
+/// true when `name` holds it now, for `lease`. One script (`ops/lead.lua`): a lease that lapsed
+/// between reading its holder and renewing it could otherwise be renewed for another holder.
+pub async fn lead(
+    conn: &paywatch_queue::RedisConn,
+    prefix: &str,
+    name: &str,
+    lease: Duration,
+) -> Result<bool, redis::RedisError> {
+    let mut conn = conn.clone();
+    let leads: u8 = LEAD
+        .key(crate::keys::ops_leader(prefix))
+        .arg(name)
+        .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1))
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(leads == 1)
 }
 
 /// Delivers one digest on its channel.

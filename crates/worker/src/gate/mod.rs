@@ -1,5 +1,5 @@
 //! The gate every provider status call passes, fleet-wide in Redis: the provider's circuit
-//! breaker ([`crate::breaker`]) and request budget ([`crate::budget`]), checked and taken in one
+//! breaker ([`breaker`]) and request budget ([`budget`]), checked and taken in one
 //! script (`admit.lua`), and the call's outcome reported back to the breaker (`report.lua`).
 //!
 //! Keys: `<prefix>:{provider:<name>:<fingerprint>}:breaker` (HASH) and `…:budget` (ZSET), one
@@ -13,6 +13,9 @@
 //! this process sees ends the trust at once (and is reported as before); one another process
 //! sees reaches this one within the trust window.
 
+pub mod breaker;
+pub mod budget;
+
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +25,8 @@ use paywatch_queue::RedisConn;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
-use crate::breaker::{self, BreakerConfig, CircuitState};
-use crate::budget::RateLimits;
+use self::breaker::{BreakerConfig, CircuitState};
+use self::budget::RateLimits;
 
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admit.lua")));
 static REPORT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("report.lua")));
