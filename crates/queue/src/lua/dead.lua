@@ -1,11 +1,10 @@
--- Dead-letter administration, bounded by a limit on every range.
+-- Dead-letter administration, bounded by a limit on every range (after writes.lua).
 -- KEYS: 1 jobs, 2 due, 3 dead, 4 dead_index, 5 signal
 -- ARGV: 1 op ("list" | "retry" | "purge"), 2 limit, then optional ids (retry/purge those only)
 --   list  -> {id, record, id, record, ...} oldest first
 --   retry -> number of jobs moved back to the due set (attempts start over)
 --   purge -> number of dead letters deleted
-local now_t = redis.call('TIME')
-local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = queue_now()
 local op = ARGV[1]
 local limit = tonumber(ARGV[2])
 local ids = {}
@@ -32,8 +31,7 @@ for _, id in ipairs(ids) do
     if op == 'retry' then
       if redis.call('HEXISTS', KEYS[1], id) == 0 then
         local payload = cjson.decode(rec)['payload']
-        redis.call('HSET', KEYS[1], id, payload)
-        redis.call('ZADD', KEYS[2], now, id)
+        queue_add(KEYS[1], KEYS[2], id, payload, now, now, nil)
       end
     end
     redis.call('HDEL', KEYS[3], id)
@@ -42,6 +40,6 @@ for _, id in ipairs(ids) do
   end
 end
 if op == 'retry' and done > 0 then
-  if redis.call('LPUSH', KEYS[5], '1') > 64 then redis.call('LTRIM', KEYS[5], 0, 63) end
+  queue_signal(KEYS[5], 1)
 end
 return done

@@ -1,19 +1,18 @@
--- Make a scheduled job due now (a provider webhook says "check this payment now").
+-- Make a scheduled job due now (a provider webhook says "check this payment now"); after
+-- writes.lua.
 -- KEYS: 1 due, 2 leases, 3 promoted, 4 signal. ARGV: 1 id
 -- Returns 1 moved to now, 0 already due, 2 running now (it will run again right after, not
 -- after its usual delay), -1 no such job.
-local now_t = redis.call('TIME')
-local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = queue_now()
 local id = ARGV[1]
 local due = redis.call('ZSCORE', KEYS[1], id)
 if due then
   if tonumber(due) <= now then return 0 end
-  redis.call('ZADD', KEYS[1], 'XX', now, id)
-  if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('LTRIM', KEYS[4], 0, 63) end
+  queue_move(KEYS[1], KEYS[4], id, now, now)
   return 1
 end
 if redis.call('ZSCORE', KEYS[2], id) then
-  redis.call('HSET', KEYS[3], id, '1')
+  queue_promote_running(KEYS[3], id, now)
   return 2
 end
 return -1

@@ -10,10 +10,10 @@
 --   dead       a = unused,   b = reason
 --   release    -            (back to due now, the run not counted as an attempt)
 -- A job promoted while it ran (a webhook said "check now") runs again at the promotion's
--- not-before time (Unix ms; '1' means now) when that is sooner than its own next run.
+-- not-before time (Unix ms, written by queue_promote_running in writes.lua, which this script
+-- follows; older releases wrote '1', which means now) when that is sooner than its own next run.
 -- Returns one integer per op: 1 applied, 0 stale.
-local now_t = redis.call('TIME')
-local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = queue_now()
 local keep_ms = tonumber(ARGV[1])
 
 local ops = {}
@@ -116,6 +116,6 @@ for kind, c in pairs(counts) do
   if c > 0 then redis.call('HINCRBY', KEYS[9], kind, c) end
 end
 if wake then
-  if redis.call('LPUSH', KEYS[10], '1') > 64 then redis.call('LTRIM', KEYS[10], 0, 63) end
+  queue_signal(KEYS[10], 1)
 end
 return out
