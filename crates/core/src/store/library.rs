@@ -5,18 +5,80 @@ use redis::aio::ConnectionLike;
 
 use super::StoreError;
 
-/// The library's source (`#!lua name=paywatch`).
-pub const SOURCE: &str = include_str!("paywatch.lua");
+/// The library's parts, in the order they are joined: files in `lua/`, one concept each (the
+/// header of `lua/prelude.lua` says what each holds), and the queue's own writes, so the queue's
+/// keys have one writer. A part may use the locals of the parts before it.
+const PARTS: [&str; 9] = [
+    include_str!("lua/prelude.lua"),
+    include_str!("lua/json.lua"),
+    include_str!("lua/fast_path.lua"),
+    include_str!("lua/ip.lua"),
+    include_str!("lua/targets.lua"),
+    include_str!("lua/order.lua"),
+    paywatch_queue::JOB_WRITES_LUA,
+    include_str!("lua/storage.lua"),
+    include_str!("lua/functions.lua"),
+];
+
+/// The assembled library's length.
+const SOURCE_LEN: usize = joined_len(&PARTS);
+
+/// The assembled library, joined at compile time.
+const SOURCE_BYTES: [u8; SOURCE_LEN] = join(&PARTS);
+
+/// The library's source (`#!lua name=paywatch`), assembled from [`PARTS`] at compile time.
+pub const SOURCE: &str = match std::str::from_utf8(&SOURCE_BYTES) {
+    Ok(source) => source,
+    Err(_) => panic!("the paywatch library's parts are UTF-8, so their join is"),
+};
+
+/// The total length of `parts`.
+const fn joined_len(parts: &[&str]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        len += parts[i].len();
+        i += 1;
+    }
+    len
+}
+
+/// `parts` one after another. Each must end with a newline: a part's last line glued to the
+/// next part's first (a comment swallowing a `local`) would change the program silently.
+const fn join<const N: usize>(parts: &[&str]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].as_bytes();
+        assert!(
+            !bytes.is_empty() && bytes[bytes.len() - 1] == b'\n',
+            "every part of the paywatch library ends with a newline"
+        );
+        let mut j = 0;
+        while j < bytes.len() {
+            out[at] = bytes[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        at == N,
+        "the paywatch library's length was computed from the same parts"
+    );
+    out
+}
 
 /// The contract this build speaks; `paywatch_version` returns the loaded library's.
 pub const CONTRACT: i64 = 1;
 
 /// The revision of [`SOURCE`]: between two libraries of one contract, the higher revision wins.
-pub const REVISION: i64 = 9;
+pub const REVISION: i64 = 10;
 
 /// CRC-32 of [`SOURCE`], so a change to the library cannot ship without a new [`REVISION`]
 /// (a test compares them).
-pub const SOURCE_CRC32: u32 = 1460424974;
+pub const SOURCE_CRC32: u32 = 132208465;
 
 /// The loaded library's version, or `None` when none is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,13 +175,14 @@ mod tests {
         let crc = crc32fast::hash(SOURCE.as_bytes());
         assert_eq!(
             crc, SOURCE_CRC32,
-            "paywatch.lua changed: bump REVISION in paywatch.lua and library.rs (so running \
-             fleets load it), then set SOURCE_CRC32 to {crc}"
+            "the paywatch library changed (a file in store/lua/ or the queue's lua/writes.lua): \
+             bump REVISION in lua/prelude.lua and library.rs (so running fleets load it), then \
+             set SOURCE_CRC32 to {crc}"
         );
         let declared = format!("local REVISION = {REVISION} ");
         assert!(
             SOURCE.contains(&declared),
-            "paywatch.lua must declare {declared}"
+            "lua/prelude.lua must declare {declared}"
         );
     }
 }
