@@ -1,6 +1,6 @@
 //! Address ranges webhooks may not reach by default (the SSRF guard's), shared by the webhook
 //! notifier, which refuses to connect to them, and the submit function, which refuses IP-literal
-//! webhook URLs in them at submission (`store/paywatch.lua` restates [`classify`]); and the text
+//! webhook URLs in them at submission (`store/lua/ip.lua` restates [`classify`]); and the text
 //! form in which notifiers publish their allow-list to the function.
 
 use std::fmt;
@@ -81,7 +81,7 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Blocked> {
 /// - 6to4 `2002::/16`: bits 16-47, where a 6to4 relay sends the packet;
 /// - Teredo `2001::/32`: the client's address, the last 32 bits inverted (RFC 4380).
 ///
-/// The submit function (`paywatch.lua`'s `embedded_v4`) reads them the same way.
+/// The submit function (`store/lua/ip.lua`'s `embedded_v4`) reads them the same way.
 pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(ip);
     // Truncations keep exactly the 32 bits each prefix puts the address in.

@@ -1,6 +1,6 @@
 //! The rules for notification targets: what the submit function accepts, restated in Rust.
 //!
-//! The function library (`store/paywatch.lua`) is the judge at submission; the notifiers check
+//! The function library (`store/lua/`) is the judge at submission; the notifiers check
 //! again with these functions before sending, so a target can never be accepted by one and
 //! refused by the other. `tests/tests/door.rs` runs one table of targets through both.
 //! Deliberately narrower than the RFCs: no quoted local parts, IP-literal mail domains, comments,

@@ -1,6 +1,6 @@
 //! Orders in Redis, through the `paywatch` function library: the one door every language uses.
 //!
-//! The library (`paywatch.lua`, loaded by [`library::ensure`]) validates, deduplicates and
+//! The library (`lua/`, joined and loaded by [`library::ensure`]) validates, deduplicates and
 //! enqueues an order in one atomic call; this module speaks it from Rust. The producer's HTTP API,
 //! its CLI and [`OrderStore::submit`] all end in the same `FCALL paywatch_submit`, so every door
 //! has the same rules; docs/enqueue-from-any-language.md is the contract for other languages.

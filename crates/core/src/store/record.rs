@@ -4,7 +4,7 @@
 //! `[provider, payment_id, email, telegram_chat_id, webhook_url, created_ms, metadata, state]`,
 //! trailing nulls optional. Positional because a pending order's Redis cost is mostly this
 //! string (the field names alone would add ~70 bytes to every order); the layout is versioned by
-//! the library's contract (paywatch.lua documents it too).
+//! the library's contract (store/lua/prelude.lua documents it too).
 
 use std::fmt;
 
