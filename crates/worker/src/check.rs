@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use paywatch_core::store::{CheckState, OrderStore, StoreError, StoredOrder};
 use paywatch_core::{
     CheckError, GiveUpReason, HistoryEntry, Observation, OrderId, PaymentStatus, PollDecision,
-    PollPolicies, PollState, Provider, ProviderClient,
+    PollPolicies, PollPolicy, PollState, Provider, ProviderClient,
 };
 use paywatch_queue::{JobInfo, Next};
 
 use crate::fanout::Fanout;
-use crate::gate::{Admission, Gate};
+use crate::gate::{Admission, Gate, Ticket};
 use crate::schedules::Schedules;
 
 /// What the check handler needs, shared by all its runs.
@@ -47,199 +47,277 @@ pub struct CheckContext {
     pub prefix: String,
 }
 
-/// Checks one order's payment once and decides what comes next.
+/// Checks one order's payment once and decides what comes next: [`Run::admit`] (the gate),
+/// [`Run::ask`] (the provider, and the schedule's decision), then [`Run::reschedule`],
+/// [`Run::finish`] or [`Run::give_up`].
 #[tracing::instrument(name = "check", skip_all, fields(order = %job.id, provider = %record.provider, attempt = job.attempt))]
 pub async fn check_payment(
-    mut record: StoredOrder,
+    record: StoredOrder,
     job: JobInfo,
     ctx: Data<Arc<CheckContext>>,
 ) -> Result<Next<StoredOrder>, BoxDynError> {
-    let ctx: &CheckContext = &ctx;
-    let order_id: OrderId = job
-        .id
-        .as_str()
-        .parse()
-        .map_err(|e| AbortError::new(format!("job id is not an order id: {e}")))?;
-    let provider = record.provider;
-    let policy = ctx.policies.for_provider(provider);
-    // Young orders (no check yet, or still in their fast phase) may use the budget's reserve, so
-    // new payments are detected first when the budget is tight.
-    let young = record.state.as_ref().is_none_or(|s| {
-        Utc::now()
-            < s.poll.fast_since
-                + chrono::Duration::from_std(policy.fast_window).unwrap_or(chrono::TimeDelta::MAX)
-    });
-    let ticket = match ctx.gate.admit(provider, young).await? {
+    let mut run = Run::new(&ctx, record, &job)?;
+    let ticket = match run.admit().await? {
         Admission::Go(ticket) => ticket,
-        Admission::Wait { after, hold } => {
-            // Deferred, not failed: no provider call, no attempt, no change to the record.
-            metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.as_str(), "reason" => hold.as_str()).increment(1);
-            tracing::debug!(order = %order_id, provider = %provider, ?after, reason = hold.as_str(), "check deferred");
-            return Ok(Next::After(after));
-        }
+        Admission::Wait { after, .. } => return Ok(Next::After(after)),
     };
-    let mut state = record
-        .state
-        .take()
-        .unwrap_or_else(|| CheckState::new(PollState::new(&policy, record.created_at())));
     // Boxed, like `finish` below: the provider call's future is the largest this one would
     // hold, and apalis moves a job's whole future several times while it wraps and runs it.
-    let result = Box::pin(ctx.providers.check(provider, &record.payment_id)).await;
-    ctx.gate
-        .report(ticket, matches!(result, Err(CheckError::Transient(_))))
-        .await?;
-    let now = Utc::now();
-    let previous_check_ms = std::mem::replace(&mut state.last_checked_ms, now.timestamp_millis());
-    let decision = ctx
-        .schedules
-        .decide(provider, &policy, &mut state.poll, result.as_ref(), now);
-    count_check(provider, &result);
-    let mut entry = history_entry(&result, &decision, now);
-    entry.check = state.poll.checks;
-    tracing::debug!(order = %order_id, provider = %provider, attempt = job.attempt, decision = %entry.decision, "checked");
-
-    match decision {
-        PollDecision::CheckAgainIn(delay) => {
-            let changed = match &result {
-                Ok(o) => {
-                    let changed = state.status != o.status
-                        || state.raw_status.as_deref() != Some(o.raw_status.as_str())
-                        || state.last_error.is_some();
-                    state.status = o.status;
-                    state.raw_status = Some(o.raw_status.clone());
-                    state.last_error = None;
-                    changed
-                }
-                Err(e) => {
-                    let error = e.to_string();
-                    let changed = state.last_error.as_deref() != Some(error.as_str());
-                    state.last_error = Some(error);
-                    changed
-                }
-            };
-            // The history keeps changes, not every unchanged answer: a pending order polled a
-            // hundred times stays a small record.
-            if changed || state.history.is_empty() {
-                state.remember(entry);
-            }
-            record.state = Some(state);
-            Ok(Next::Reschedule {
-                after: delay,
-                args: record,
-            })
-        }
+    let checked = Box::pin(run.ask(ticket)).await?;
+    match checked.decision {
+        PollDecision::CheckAgainIn(delay) => Ok(run.reschedule(checked, delay)),
         PollDecision::Terminal(status) => {
-            if let Ok(o) = &result {
-                state.raw_status = Some(o.raw_status.clone());
-                state.detail = o.detail.clone();
-                state.delivered_codes = o.delivered_codes.clone();
+            if let Ok(o) = &checked.result {
+                run.state.raw_status = Some(o.raw_status.clone());
+                run.state.detail = o.detail.clone();
+                run.state.delivered_codes = o.delivered_codes.clone();
             }
             crate::metrics::detection_lag(
-                provider,
+                run.provider,
                 status,
-                previous_check_ms,
-                record.created_at(),
-                now,
+                checked.previous_check_ms,
+                run.record.created_at(),
+                checked.now,
             );
-            let took = crate::schedules::settled_after(previous_check_ms, record.created_at(), now);
-            Box::pin(finish(
-                ctx, &order_id, record, state, status, entry, now, took,
-            ))
-            .await
+            let took = crate::schedules::settled_after(
+                checked.previous_check_ms,
+                run.record.created_at(),
+                checked.now,
+            );
+            Box::pin(run.finish(checked, status, took)).await
         }
         PollDecision::GiveUp(GiveUpReason::Deadline) => {
-            let took = (now - record.created_at()).to_std().unwrap_or_default();
-            Box::pin(finish(
-                ctx,
-                &order_id,
-                record,
-                state,
-                PaymentStatus::Unresolved,
-                entry,
-                now,
-                took,
-            ))
-            .await
+            let took = (checked.now - run.record.created_at())
+                .to_std()
+                .unwrap_or_default();
+            Box::pin(run.finish(checked, PaymentStatus::Unresolved, took)).await
         }
-        PollDecision::GiveUp(reason) => {
-            let error = result
-                .as_ref()
-                .err()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| format!("{reason:?}"));
-            if let Err(CheckError::Unauthorized(_)) = &result {
-                report_rejected_credentials(ctx, provider, &error);
-            }
-            let why = match reason {
-                GiveUpReason::NotFound => format!(
-                    "{} does not know payment {} (checked {} times): {error}",
-                    provider, record.payment_id, state.poll.not_found_in_row
-                ),
-                _ => format!("{provider}: {error}"),
-            };
-            Err(Box::new(AbortError::new(why)))
-        }
+        PollDecision::GiveUp(reason) => Err(run.give_up(&checked, reason)),
     }
 }
 
-/// Records the final status (unless another run recorded one first) and fans out the
-/// notifications of whichever record holds, so every run announces the same thing. The run
-/// that records it also adds it to the provider's history (`took`: its time to final).
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    ctx: &CheckContext,
-    order_id: &OrderId,
-    mut record: StoredOrder,
-    mut state: CheckState,
-    status: PaymentStatus,
+/// One run of the handler: the order, its poll state and what the run shares with all others.
+struct Run<'a> {
+    ctx: &'a CheckContext,
+    order_id: OrderId,
+    attempt: u32,
+    provider: Provider,
+    policy: PollPolicy,
+    /// The order's record, without its state (taken out into `state` while the run works).
+    record: StoredOrder,
+    state: CheckState,
+    /// Whether the order had no state yet: its first check.
+    first: bool,
+}
+
+/// What one provider call answered, and what the schedule made of it.
+struct Checked {
+    result: Result<Observation, CheckError>,
+    decision: PollDecision,
+    /// The history entry of this check.
     entry: HistoryEntry,
     now: DateTime<Utc>,
-    settled: Duration,
-) -> Result<Next<StoredOrder>, BoxDynError> {
-    state.status = status;
-    state.final_at = Some(now);
-    state.last_error = None;
-    state.remember(entry);
-    record.state = Some(state);
-    let holds = ctx.store.finalize(order_id, &record).await?;
-    // Durable mode: nothing announces the transition until the replicas have it, so a failover
-    // cannot promote a replica that lacks a transition whose notifications went out.
-    wait_durable(ctx, order_id).await?;
-    let won = holds.state.as_ref().and_then(|s| s.final_at) == Some(now);
-    let provider = record.provider;
-    if won {
-        let took = (now - record.created_at())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        crate::metrics::order_final(
+    /// When the order was checked before this run (Unix ms, 0 for never).
+    previous_check_ms: i64,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        ctx: &'a CheckContext,
+        mut record: StoredOrder,
+        job: &JobInfo,
+    ) -> Result<Self, AbortError> {
+        let order_id: OrderId = job
+            .id
+            .as_str()
+            .parse()
+            .map_err(|e| AbortError::new(format!("job id is not an order id: {e}")))?;
+        let provider = record.provider;
+        let policy = ctx.policies.for_provider(provider);
+        let first = record.state.is_none();
+        let state = record
+            .state
+            .take()
+            .unwrap_or_else(|| CheckState::new(PollState::new(&policy, record.created_at())));
+        Ok(Self {
+            ctx,
+            order_id,
+            attempt: job.attempt,
             provider,
-            status,
-            took,
-            holds.state.as_ref().map_or(0, |s| s.poll.checks),
-        );
-        tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
-        if status == PaymentStatus::Unresolved {
-            crate::ops::record_unresolved(&ctx.conn, &ctx.prefix, &holds.spec(order_id.clone()))
-                .await?;
-        }
-    } else {
-        tracing::debug!(order = %order_id, holds = %holds.status(), "final status already recorded");
+            policy,
+            record,
+            state,
+            first,
+        })
     }
-    // The history entry and the notifications go out together (one write on the shared
-    // connection). History only: its failure must not re-run a check whose status is recorded.
-    let history = async {
-        if won
-            && let Err(e) = ctx
-                .schedules
-                .record(&ctx.conn, provider, status, settled)
-                .await
-        {
-            tracing::warn!(provider = %provider, error = %e, "could not add the order to the poll history");
+
+    /// Asks the gate for a provider call. A wait defers the check, it does not fail it: no
+    /// provider call, no attempt, no change to the record.
+    async fn admit(&self) -> Result<Admission, BoxDynError> {
+        // Young orders (no check yet, or still in their fast phase) may use the budget's
+        // reserve, so new payments are detected first when the budget is tight.
+        let young = self.first
+            || Utc::now()
+                < self.state.poll.fast_since
+                    + chrono::Duration::from_std(self.policy.fast_window)
+                        .unwrap_or(chrono::TimeDelta::MAX);
+        let admission = self.ctx.gate.admit(self.provider, young).await?;
+        if let Admission::Wait { after, hold } = admission {
+            let provider = self.provider;
+            metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.as_str(), "reason" => hold.as_str()).increment(1);
+            tracing::debug!(order = %self.order_id, provider = %provider, ?after, reason = hold.as_str(), "check deferred");
         }
-    };
-    let ((), sent) = tokio::join!(history, ctx.fanout.send(order_id, &holds));
-    sent?;
-    Ok(Next::Done)
+        Ok(admission)
+    }
+
+    /// Calls the provider once, reports the outcome to the gate and lets the schedule decide.
+    async fn ask(&mut self, ticket: Ticket) -> Result<Checked, BoxDynError> {
+        let ctx = self.ctx;
+        let provider = self.provider;
+        let result = ctx.providers.check(provider, &self.record.payment_id).await;
+        ctx.gate
+            .report(ticket, matches!(result, Err(CheckError::Transient(_))))
+            .await?;
+        let now = Utc::now();
+        let previous_check_ms =
+            std::mem::replace(&mut self.state.last_checked_ms, now.timestamp_millis());
+        let decision = ctx.schedules.decide(
+            provider,
+            &self.policy,
+            &mut self.state.poll,
+            result.as_ref(),
+            now,
+        );
+        count_check(provider, &result);
+        let mut entry = history_entry(&result, &decision, now);
+        entry.check = self.state.poll.checks;
+        tracing::debug!(order = %self.order_id, provider = %provider, attempt = self.attempt, decision = %entry.decision, "checked");
+        Ok(Checked {
+            result,
+            decision,
+            entry,
+            now,
+            previous_check_ms,
+        })
+    }
+
+    /// Still open: the same job again after `delay`, its record updated (the history keeps
+    /// changes, not every unchanged answer, so a pending order polled a hundred times stays a
+    /// small record).
+    fn reschedule(mut self, checked: Checked, delay: Duration) -> Next<StoredOrder> {
+        let state = &mut self.state;
+        let changed = match &checked.result {
+            Ok(o) => {
+                let changed = state.status != o.status
+                    || state.raw_status.as_deref() != Some(o.raw_status.as_str())
+                    || state.last_error.is_some();
+                state.status = o.status;
+                state.raw_status = Some(o.raw_status.clone());
+                state.last_error = None;
+                changed
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let changed = state.last_error.as_deref() != Some(error.as_str());
+                state.last_error = Some(error);
+                changed
+            }
+        };
+        if changed || state.history.is_empty() {
+            state.remember(checked.entry);
+        }
+        self.record.state = Some(self.state);
+        Next::Reschedule {
+            after: delay,
+            args: self.record,
+        }
+    }
+
+    /// A permanent error: the job goes to the dead letters, saying why.
+    fn give_up(&self, checked: &Checked, reason: GiveUpReason) -> BoxDynError {
+        let provider = self.provider;
+        let error = checked
+            .result
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| format!("{reason:?}"));
+        if let Err(CheckError::Unauthorized(_)) = &checked.result {
+            report_rejected_credentials(self.ctx, provider, &error);
+        }
+        let why = match reason {
+            GiveUpReason::NotFound => format!(
+                "{} does not know payment {} (checked {} times): {error}",
+                provider, self.record.payment_id, self.state.poll.not_found_in_row
+            ),
+            _ => format!("{provider}: {error}"),
+        };
+        Box::new(AbortError::new(why))
+    }
+
+    /// Records the final status (unless another run recorded one first) and fans out the
+    /// notifications of whichever record holds, so every run announces the same thing. The run
+    /// that records it also adds it to the provider's history (`settled`: its time to final).
+    async fn finish(
+        mut self,
+        checked: Checked,
+        status: PaymentStatus,
+        settled: Duration,
+    ) -> Result<Next<StoredOrder>, BoxDynError> {
+        let ctx = self.ctx;
+        let order_id = &self.order_id;
+        let now = checked.now;
+        self.state.status = status;
+        self.state.final_at = Some(now);
+        self.state.last_error = None;
+        self.state.remember(checked.entry);
+        let mut record = self.record;
+        record.state = Some(self.state);
+        let holds = ctx.store.finalize(order_id, &record).await?;
+        // Durable mode: nothing announces the transition until the replicas have it, so a
+        // failover cannot promote a replica that lacks a transition whose notifications went out.
+        wait_durable(ctx, order_id).await?;
+        let won = holds.state.as_ref().and_then(|s| s.final_at) == Some(now);
+        let provider = record.provider;
+        if won {
+            let took = (now - record.created_at())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            crate::metrics::order_final(
+                provider,
+                status,
+                took,
+                holds.state.as_ref().map_or(0, |s| s.poll.checks),
+            );
+            tracing::info!(order = %order_id, provider = %provider, status = %status, after = ?took, "payment settled");
+            if status == PaymentStatus::Unresolved {
+                crate::ops::record_unresolved(
+                    &ctx.conn,
+                    &ctx.prefix,
+                    &holds.spec(order_id.clone()),
+                )
+                .await?;
+            }
+        } else {
+            tracing::debug!(order = %order_id, holds = %holds.status(), "final status already recorded");
+        }
+        // The history entry and the notifications go out together (one write on the shared
+        // connection). History only: its failure must not re-run a check whose status is
+        // recorded.
+        let history = async {
+            if won
+                && let Err(e) = ctx
+                    .schedules
+                    .record(&ctx.conn, provider, status, settled)
+                    .await
+            {
+                tracing::warn!(provider = %provider, error = %e, "could not add the order to the poll history");
+            }
+        };
+        let ((), sent) = tokio::join!(history, ctx.fanout.send(order_id, &holds));
+        sent?;
+        Ok(Next::Done)
+    }
 }
 
 /// Waits until the order's final record is as durable as configured (at once without durable
