@@ -749,3 +749,152 @@ async fn enqueues_wake_idle_workers_only_when_they_must_look_again() {
     assert_eq!(signals().await, 64, "the signal list is bounded");
     cleanup(&redis_url(), &prefix).await;
 }
+
+/// Every key under `prefix`, named by what follows the prefix: its type, its contents in a
+/// readable form (for the failure message) and its `DUMP` bytes (what is compared).
+async fn snapshot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, (String, Vec<String>, Vec<u8>)> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .expect("TYPE");
+        let readable: Vec<String> = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL").arg(&key).query_async(conn).await,
+            "zset" => {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(conn)
+                    .await
+            }
+            "list" => {
+                redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(conn)
+                    .await
+            }
+            _ => redis::cmd("GET")
+                .arg(&key)
+                .query_async::<String>(conn)
+                .await
+                .map(|v| vec![v]),
+        }
+        .expect("read the key");
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .expect("DUMP");
+        let name = key.strip_prefix(prefix).unwrap_or(&key).to_string();
+        out.insert(name, (kind, readable, dump));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_submit_leaves_the_queues_keys_as_the_queues_own_enqueue_does() {
+    // One writer per key: paywatch_submit adds an order's check job with the queue's own Lua
+    // (crates/queue/src/lua/writes.lua), so for the same job (its record and due time) the
+    // queue's keys hold the same bytes as after the queue's enqueue; the library adds only keys
+    // of its own (the shard's meta and the payment index).
+    use paywatch_core::store::keys::META_SHARDS;
+    use paywatch_core::store::{ShardKeys, check_queue, library};
+    let submitted = unique_prefix("one-writer-submit");
+    let enqueued = unique_prefix("one-writer-enqueue");
+    let client = redis::Client::open(redis_url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    library::ensure(&mut conn).await.expect("load the library");
+    let shard = ShardKeys::new(&submitted, 0);
+    let () = redis::cmd("HSET")
+        .arg(&shard.meta)
+        .arg(META_SHARDS)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("HSET meta");
+    let body = r#"{"order_id":"ord-1","provider":"cashless","payment_id":"pay-1",
+        "notify":{"email":"a@example.com","telegram_chat_id":42},"metadata":{"ref":7}}"#;
+    let reply: Vec<String> = redis::cmd("FCALL")
+        .arg("paywatch_submit")
+        .arg(1)
+        .arg(&shard.base)
+        .arg(body)
+        .query_async(&mut conn)
+        .await
+        .expect("submit");
+    assert_eq!(reply, ["created", "pending", "watching"]);
+    let keys = paywatch_queue::Keys::new(&submitted, &check_queue(0));
+    let record: String = redis::cmd("HGET")
+        .arg(&keys.jobs)
+        .arg("ord-1")
+        .query_async(&mut conn)
+        .await
+        .expect("the check job's record");
+    let due: u64 = redis::cmd("ZSCORE")
+        .arg(&keys.due)
+        .arg("ord-1")
+        .query_async(&mut conn)
+        .await
+        .expect("the check job's due time");
+
+    let queue: RedisQueue<serde_json::Value> = RedisQueue::connect(
+        &redis_url(),
+        QueueConfig::new(check_queue(0)).with_prefix(&enqueued),
+    )
+    .await
+    .expect("connect the queue");
+    let at = Schedule::At(UNIX_EPOCH + Duration::from_millis(due));
+    let outcome = queue
+        .enqueue_raw(&[(JobId::new("ord-1").expect("id"), record, at)])
+        .await
+        .expect("enqueue");
+    assert_eq!(outcome, [EnqueueOutcome::Created]);
+
+    let mut by_submit = snapshot(&mut conn, &submitted).await;
+    let by_enqueue = snapshot(&mut conn, &enqueued).await;
+    let own = |key: &str| key.strip_prefix(&submitted).unwrap_or(key).to_string();
+    for key in [own(&shard.meta), own(&shard.payments)] {
+        assert!(
+            by_submit.remove(&key).is_some(),
+            "the library writes its own {key}"
+        );
+    }
+    let readable = |s: &std::collections::BTreeMap<String, (String, Vec<String>, Vec<u8>)>| {
+        s.iter()
+            .map(|(k, (kind, v, _))| (k.clone(), kind.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        readable(&by_submit),
+        readable(&by_enqueue),
+        "the queue's keys after a submit, then after the queue's enqueue of the same job"
+    );
+    assert_eq!(
+        by_submit, by_enqueue,
+        "same contents, and byte-identical DUMPs"
+    );
+    assert!(
+        by_submit.keys().any(|k| k.ends_with(":signal")),
+        "both woke idle workers: {:?}",
+        by_submit.keys()
+    );
+    cleanup(&redis_url(), &submitted).await;
+    cleanup(&redis_url(), &enqueued).await;
+}
