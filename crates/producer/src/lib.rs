@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod telemetry;
+pub mod views;
 pub mod webhooks;
 
 use std::time::Duration;

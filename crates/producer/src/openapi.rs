@@ -1,15 +1,17 @@
-//! `GET /openapi.json`: the API described as OpenAPI 3.1, generated from the handlers' annotations
-//! and the types below (utoipa).
+//! The API's wire types: what the handlers write (and the admin CLI reads back), each also its
+//! OpenAPI schema (utoipa), so one definition serves the answer and the document; the document
+//! itself is assembled in [`crate::http::doc`].
 //!
 //! The request type mirrors the rules of the `paywatch_submit` function (which stays the judge);
-//! the response types are what the handlers serialize, so the document cannot drift from the
-//! answers without `tests/tests/schemathesis.rs` noticing.
+//! the enums below name the core's values on the wire, converted by exhaustive matches so a new
+//! status or provider cannot reach the answers without reaching the document.
+//! `tests/tests/schemathesis.rs` checks the answers against the document.
 
-use axum::Json;
-use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use paywatch_core::store::{HistoryEntry, Phase, Receipt};
+use paywatch_core::{Metadata, PaymentStatus, Provider};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 /// A payment provider paywatch polls.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -57,6 +59,42 @@ pub enum PhaseName {
     Stopped,
     /// A final status was recorded.
     Final,
+}
+
+impl From<Provider> for ProviderName {
+    fn from(provider: Provider) -> Self {
+        match provider {
+            Provider::Cashless => Self::Cashless,
+            Provider::HandCash => Self::Handcash,
+            Provider::MiracleCash => Self::Miraclecash,
+            Provider::FoxReload => Self::Foxreload,
+        }
+    }
+}
+
+impl From<PaymentStatus> for Status {
+    fn from(status: PaymentStatus) -> Self {
+        match status {
+            PaymentStatus::Pending => Self::Pending,
+            PaymentStatus::PartiallyPaid => Self::PartiallyPaid,
+            PaymentStatus::Processing => Self::Processing,
+            PaymentStatus::Paid => Self::Paid,
+            PaymentStatus::Failed => Self::Failed,
+            PaymentStatus::Expired => Self::Expired,
+            PaymentStatus::Cancelled => Self::Cancelled,
+            PaymentStatus::Unresolved => Self::Unresolved,
+        }
+    }
+}
+
+impl From<Phase> for PhaseName {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Watching => Self::Watching,
+            Phase::Stopped => Self::Stopped,
+            Phase::Final => Self::Final,
+        }
+    }
 }
 
 /// Where to send notifications; each optional.
@@ -141,13 +179,23 @@ pub struct ReceiptView {
     pub primary_fsynced: Option<bool>,
 }
 
+impl From<Receipt> for ReceiptView {
+    fn from(receipt: Receipt) -> Self {
+        Self {
+            replicas_acknowledged: receipt.replicas_acknowledged,
+            primary_fsynced: receipt.primary_fsynced,
+        }
+    }
+}
+
 /// Why paywatch stopped watching an order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StoppedView {
     /// The reason recorded with the dead letter.
     pub reason: String,
-    /// When.
-    pub at: Option<String>,
+    /// When (RFC 3339).
+    #[schema(value_type = Option<String>)]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Notification targets as shown (webhook URL reduced to scheme and host).
@@ -161,7 +209,8 @@ pub struct NotifyView {
     pub webhook_url: Option<String>,
 }
 
-/// One change in an order's history.
+/// One change in an order's history: the schema of the core's [`HistoryEntry`], which the
+/// answers write.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryView {
     /// When (RFC 3339).
@@ -180,7 +229,7 @@ pub struct HistoryView {
     pub check: i64,
 }
 
-/// An order as it stands.
+/// An order as it stands: the answer of `GET /v1/orders/{order_id}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     /// The order.
@@ -204,22 +253,26 @@ pub struct OrderView {
     /// Whether a check is running now.
     pub checking_now: bool,
     /// When the next check is due (RFC 3339).
-    pub next_check_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub next_check_at: Option<DateTime<Utc>>,
     /// When paywatch accepted it (RFC 3339).
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: DateTime<Utc>,
     /// When it reached its final status (RFC 3339).
-    pub terminal_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub terminal_at: Option<DateTime<Utc>>,
     /// The last error while polling goes on.
     pub last_error: Option<String>,
     /// Whether its final notifications are enqueued.
     pub notified: bool,
     /// Where notifications go.
     pub notify: NotifyView,
-    /// The shop's metadata.
+    /// The shop's metadata, exactly as submitted (every number as written).
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Metadata>,
     /// Changes, newest first.
-    pub history: Vec<HistoryView>,
+    #[schema(value_type = Vec<HistoryView>)]
+    pub history: Vec<HistoryEntry>,
     /// Where to find it.
     pub links: Links,
 }
@@ -229,7 +282,8 @@ pub struct OrderView {
 pub struct ErrorBody {
     /// What is wrong.
     pub error: String,
-    /// The field at fault (dotted path), when one is.
+    /// The field at fault (dotted path), when one is; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
@@ -250,62 +304,38 @@ pub struct WebhookReply {
     pub ignored: Option<String>,
 }
 
-struct BearerAuth;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    #[test]
+    fn the_wire_names_are_the_cores() {
+        let same = |core: serde_json::Value, wire: serde_json::Value| assert_eq!(core, wire);
+        for provider in Provider::ALL {
+            same(
+                serde_json::json!(provider),
+                serde_json::json!(ProviderName::from(provider)),
+            );
+        }
+        for status in PaymentStatus::ALL {
+            same(
+                serde_json::json!(status),
+                serde_json::json!(Status::from(status)),
+            );
+        }
+        for phase in [Phase::Watching, Phase::Stopped, Phase::Final] {
+            same(
+                serde_json::json!(phase),
+                serde_json::json!(PhaseName::from(phase)),
+            );
+        }
+        let receipt = Receipt {
+            replicas_acknowledged: Some(2),
+            primary_fsynced: None,
+        };
+        same(
+            serde_json::json!(receipt),
+            serde_json::json!(ReceiptView::from(receipt)),
         );
     }
-}
-
-/// The document.
-#[derive(Debug, OpenApi)]
-#[openapi(
-    info(
-        title = "paywatch",
-        description = "Watches payments at providers that must be polled, and tells the people who need to know. Orders submitted here go through the same Redis Function as every other door (docs/enqueue-from-any-language.md)."
-    ),
-    paths(
-        crate::http::create_order,
-        crate::http::get_order,
-        crate::events::order_events,
-        crate::http::healthz,
-        crate::http::ready,
-        crate::webhooks::cashless,
-        crate::webhooks::handcash,
-        crate::admin::http::queues,
-        crate::admin::http::dead_letters,
-        crate::admin::http::dead_letter,
-        crate::admin::http::retry,
-        crate::admin::http::purge,
-        crate::admin::http::order,
-        openapi_json,
-    ),
-    components(schemas(
-        OrderRequest,
-        NotifyRequest,
-        SubmitReply,
-        OrderView,
-        ErrorBody,
-        HealthBody,
-        WebhookReply,
-        crate::admin::model::QueuesReply,
-        crate::admin::model::DeadLetterPage,
-        crate::admin::model::DeadLetterDetail,
-        crate::admin::model::ActionRequest,
-        crate::admin::model::ActionReport,
-        crate::admin::model::OrderReport,
-    )),
-    modifiers(&BearerAuth)
-)]
-pub struct ApiDoc;
-
-/// `GET /openapi.json`.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
-pub async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
 }

@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use super::model::{ActionReport, DeadLetterDetail, DeadLetterPage, OrderReport, QueuesReply};
 use super::{Action, AdminError, Selection};
-use crate::http::{Api, error, is_json};
+use crate::http::reply::{error, is_json};
+use crate::http::state::Api;
 
 /// The admin routes (the caller puts them behind the token).
 pub fn routes() -> Router<Api> {
@@ -363,7 +364,7 @@ pub async fn order(State(api): State<Api>, path: Result<Path<String>, PathReject
     };
     match api.admin.order(&order_id).await {
         Ok(mut report) => {
-            report.order["links"] = crate::http::links(&api.auth, &order_id);
+            report.order["links"] = crate::views::links(&api.auth, &order_id);
             Json::<OrderReport>(report).into_response()
         }
         Err(e) => failure(&e),

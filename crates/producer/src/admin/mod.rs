@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod kind;
 pub mod model;
 pub mod redact;
 
@@ -23,7 +24,7 @@ use serde_json::Value;
 
 use self::model::{
     ActionReport, DeadLetterDetail, DeadLetterPage, DeadLetterView, NotificationState,
-    NotificationView, OrderReport, QueueKind, QueueReport, TimelineEntry,
+    NotificationView, OrderReport, QueueKind, QueueReport, TimelineEntry, rfc3339_ms,
 };
 use crate::{Producer, ProducerError};
 
@@ -404,7 +405,7 @@ impl Admin {
         let notifications = self.notifications(&view).await?;
         let timeline = timeline(&view, &notifications);
         Ok(OrderReport {
-            order: crate::http::order_view(&view),
+            order: crate::views::order_view(&view),
             check_queue: check,
             dead_letter: check_dead,
             notifications,
@@ -474,18 +475,6 @@ async fn all(action: Action, q: &Known) -> Result<u64, AdminError> {
         }
     }
     Ok(done)
-}
-
-/// Unix milliseconds as RFC 3339 (UTC, milliseconds); a value no date holds (it came from Redis)
-/// is shown as the number it is rather than as 1970.
-pub fn rfc3339_ms(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map_or_else(
-            || format!("{ms} ms after 1970 (out of range)"),
-            |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {

@@ -1,24 +1,14 @@
 //! What the admin answers: the `/v1/admin/*` bodies, the CLI's `--json`, and their OpenAPI
 //! schemas (these types are what the handlers serialize, so the document cannot drift).
 
+use chrono::{DateTime, Utc};
 use paywatch_queue::{DeadLetter, QueueDepth, QueueStats};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+pub use super::kind::QueueKind;
 use super::redact;
-
-/// What a queue carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueKind {
-    /// Payment checks, one job per order (job id = order id); one queue per shard.
-    Check,
-    /// Customer notifications (email, Telegram, webhook).
-    Notify,
-    /// Digests for the operators.
-    Ops,
-}
 
 /// One queue's counts per state, read by the Redis clock, and its lifetime counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -104,7 +94,7 @@ impl DeadLetterView {
             id: letter.id.clone(),
             order_id: redact::order_id(kind, &letter.id, &letter.payload),
             reason: letter.error.clone(),
-            at: super::rfc3339_ms(letter.at),
+            at: rfc3339_ms(letter.at),
             at_ms: letter.at,
             attempts: letter.attempts,
         }
@@ -219,7 +209,7 @@ pub struct TimelineEntry {
 pub struct OrderReport {
     /// The order as `GET /v1/orders/{order_id}` shows it.
     #[schema(value_type = crate::openapi::OrderView)]
-    pub order: crate::http::OrderJson,
+    pub order: crate::views::OrderJson,
     /// The check queue (shard) its check job lives in.
     pub check_queue: String,
     /// Its check's dead letter, when paywatch stopped watching it.
@@ -228,4 +218,16 @@ pub struct OrderReport {
     pub notifications: Vec<NotificationView>,
     /// Its story, oldest first.
     pub timeline: Vec<TimelineEntry>,
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, milliseconds); a value no date holds (it came from Redis)
+/// is shown as the number it is rather than as 1970.
+pub fn rfc3339_ms(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map_or_else(
+            || format!("{ms} ms after 1970 (out of range)"),
+            |at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
 }

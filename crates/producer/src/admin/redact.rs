@@ -10,7 +10,7 @@ use paywatch_core::secret::{REDACTED, redact_url};
 use paywatch_core::store::StoredOrder;
 use serde_json::{Map, Value, json};
 
-use super::model::QueueKind;
+use super::kind::QueueKind;
 
 /// Keys whose values are URLs that may carry credentials.
 const URL_KEYS: [&str; 2] = ["webhook_url", "url"];

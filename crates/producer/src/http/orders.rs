@@ -1,0 +1,135 @@
+//! `POST /v1/orders` and `GET /v1/orders/{order_id}`: submit an order, read it back. Both answer
+//! with the typed views of [`crate::openapi`], the schemas the document shows.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use paywatch_core::store::Phase;
+use paywatch_core::{OrderId, PaymentStatus};
+
+use super::reply::{error, internal, is_json};
+use super::state::Api;
+use crate::openapi::{ProviderName, SubmitReply};
+use crate::views::{order_answer, order_links};
+use crate::{ProducerError, Submitted};
+
+/// What the function said of an order id taken with another body (`paywatch.lua`'s words).
+pub const CONFLICT: &str = "an order with this id already exists with a different body";
+
+/// The fields of an accepted order its answer repeats; the rest (metadata: any number, even one
+/// no f64 holds) is skipped unread.
+#[derive(serde::Deserialize)]
+struct Accepted {
+    order_id: String,
+    provider: ProviderName,
+    payment_id: String,
+}
+
+/// `POST /v1/orders`: submit an order (through the `paywatch_submit` Redis Function).
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    request_body(content = crate::openapi::OrderRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "A new order; its first check is due now", body = SubmitReply),
+        (status = 200, description = "The same order was already accepted", body = SubmitReply),
+        (status = 400, description = "The body is not JSON (or not UTF-8, or too deep)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid API token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The order id exists with a different body", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB"),
+        (status = 415, description = "The body is not sent as application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field is invalid; `field` names it", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; retry", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    // A form or a text/plain body is what a cross-site page can send without asking.
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the order as JSON with Content-Type: application/json",
+            Some("content-type"),
+        );
+    }
+    let (submitted, receipt) = match api.producer.submit_json_with_receipt(&body).await {
+        Ok(s) => s,
+        Err(ProducerError::Invalid(f)) if f.is_syntax() => {
+            return error(StatusCode::BAD_REQUEST, f.to_string(), Some(&f.field));
+        }
+        Err(ProducerError::Invalid(f)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                f.to_string(),
+                Some(&f.field),
+            );
+        }
+        Err(ProducerError::Conflict(_)) => {
+            // The Redis door's words, as every refusal: `<field>: <message>`.
+            return error(
+                StatusCode::CONFLICT,
+                format!("order_id: {CONFLICT}"),
+                Some("order_id"),
+            );
+        }
+        Err(e) => return internal(&e),
+    };
+    // The function accepted it, so these three fields are there: the one read of the body in
+    // this process (the function is the judge of it).
+    let order: Accepted = match serde_json::from_slice(&body) {
+        Ok(order) => order,
+        Err(e) => {
+            tracing::error!(error = %e, "an accepted order could not be read back");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
+        }
+    };
+    let (code, status, phase, created) = match submitted {
+        Submitted::Created => (
+            StatusCode::ACCEPTED,
+            PaymentStatus::Pending,
+            Phase::Watching,
+            true,
+        ),
+        Submitted::Existing { status, phase } => (StatusCode::OK, status, phase, false),
+    };
+    let links = order_links(&api.auth, &order.order_id);
+    let reply = SubmitReply {
+        order_id: order.order_id,
+        provider: order.provider,
+        payment_id: order.payment_id,
+        status: status.into(),
+        phase: phase.into(),
+        created,
+        links,
+        receipt: receipt.into(),
+    };
+    (code, Json(reply)).into_response()
+}
+
+/// `GET /v1/orders/{order_id}`: an order as it stands.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, description = "The order id, percent-encoded")),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::OrderView),
+        (status = 400, description = "Not an order id", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid API token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such order", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; retry", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Response {
+    let Ok(id) = order_id.parse::<OrderId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not an order id (order ids are 1 to 128 printable ASCII characters without spaces)",
+            Some("order_id"),
+        );
+    };
+    match api.producer.order(&id).await {
+        Ok(Some(view)) => {
+            let links = order_links(&api.auth, id.as_str());
+            Json(order_answer(&view, links)).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no order {id}"), None),
+        Err(e) => internal(&e),
+    }
+}
