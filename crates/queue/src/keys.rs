@@ -32,7 +32,8 @@ pub struct Keys {
     /// ZSET job id → completion time: ids remembered after completion (when configured), so a
     /// late duplicate enqueue is recognised.
     pub done: String,
-    /// HASH job id → 1: jobs asked to run again right after their current run.
+    /// HASH job id → not-before time in Unix milliseconds: jobs asked to run again right after
+    /// their current run (written by `lua/writes.lua` alone).
     pub promoted: String,
     /// A counter bumped before `WAIT` when settles are durable, so the wait covers the settles
     /// written on the shared connection.

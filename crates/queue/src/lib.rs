@@ -36,7 +36,7 @@
 //!   time) are the dead letters.
 //! - `signal` (LIST, at most 64 entries) wakes idle workers; `stats` keeps lifetime counters;
 //!   `seq` generates ids; `done` (ZSET) remembers completed ids when configured; `promoted`
-//!   (HASH) marks running jobs to re-run at once.
+//!   (HASH) marks running jobs to re-run right after their run, not before a time.
 //!
 //! Every range in every script has a `LIMIT`; nothing unpacks an unbounded list. Retry policy
 //! ([`RetryPolicy`]) lives in Rust. `docs/queue.md` has the whole story.
