@@ -23,8 +23,8 @@ const PARTS: [&str; 9] = [
 /// The assembled library's length.
 const SOURCE_LEN: usize = joined_len(&PARTS);
 
-/// The assembled library, joined at compile time.
-const SOURCE_BYTES: [u8; SOURCE_LEN] = join(&PARTS);
+/// The assembled library, joined at compile time (a static, so its 48 KB exist once).
+static SOURCE_BYTES: [u8; SOURCE_LEN] = join(&PARTS);
 
 /// The library's source (`#!lua name=paywatch`), assembled from [`PARTS`] at compile time.
 pub const SOURCE: &str = match std::str::from_utf8(&SOURCE_BYTES) {
