@@ -756,49 +756,20 @@ async fn snapshot(
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
 ) -> std::collections::BTreeMap<String, (String, Vec<String>, Vec<u8>)> {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(conn)
-        .await
-        .expect("KEYS");
+    use redis::AsyncCommands;
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.expect("KEYS");
     let mut out = std::collections::BTreeMap::new();
     for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .expect("TYPE");
+        let kind: String = conn.key_type(&key).await.expect("TYPE");
         let readable: Vec<String> = match kind.as_str() {
-            "hash" => redis::cmd("HGETALL").arg(&key).query_async(conn).await,
-            "zset" => {
-                redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(conn)
-                    .await
-            }
-            "list" => {
-                redis::cmd("LRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(conn)
-                    .await
-            }
-            _ => redis::cmd("GET")
-                .arg(&key)
-                .query_async::<String>(conn)
-                .await
-                .map(|v| vec![v]),
+            "hash" => conn.hgetall(&key).await,
+            "zset" => conn.zrange_withscores(&key, 0, -1).await,
+            "list" => conn.lrange(&key, 0, -1).await,
+            _ => conn.get(&key).await.map(|v: String| vec![v]),
         }
         .expect("read the key");
-        let dump: Vec<u8> = redis::cmd("DUMP")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .expect("DUMP");
+        let mut dump = redis::cmd("DUMP");
+        let dump: Vec<u8> = dump.arg(&key).query_async(conn).await.expect("DUMP");
         let name = key.strip_prefix(prefix).unwrap_or(&key).to_string();
         out.insert(name, (kind, readable, dump));
     }
@@ -813,6 +784,7 @@ async fn a_submit_leaves_the_queues_keys_as_the_queues_own_enqueue_does() {
     // of its own (the shard's meta and the payment index).
     use paywatch_core::store::keys::META_SHARDS;
     use paywatch_core::store::{ShardKeys, check_queue, library};
+    use redis::AsyncCommands;
     let submitted = unique_prefix("one-writer-submit");
     let enqueued = unique_prefix("one-writer-enqueue");
     let client = redis::Client::open(redis_url()).expect("client");
@@ -822,11 +794,8 @@ async fn a_submit_leaves_the_queues_keys_as_the_queues_own_enqueue_does() {
         .expect("conn");
     library::ensure(&mut conn).await.expect("load the library");
     let shard = ShardKeys::new(&submitted, 0);
-    let () = redis::cmd("HSET")
-        .arg(&shard.meta)
-        .arg(META_SHARDS)
-        .arg(1)
-        .query_async(&mut conn)
+    let () = conn
+        .hset(&shard.meta, META_SHARDS, 1)
         .await
         .expect("HSET meta");
     let body = r#"{"order_id":"ord-1","provider":"cashless","payment_id":"pay-1",
@@ -841,18 +810,14 @@ async fn a_submit_leaves_the_queues_keys_as_the_queues_own_enqueue_does() {
         .expect("submit");
     assert_eq!(reply, ["created", "pending", "watching"]);
     let keys = paywatch_queue::Keys::new(&submitted, &check_queue(0));
-    let record: String = redis::cmd("HGET")
-        .arg(&keys.jobs)
-        .arg("ord-1")
-        .query_async(&mut conn)
+    let record: String = conn
+        .hget(&keys.jobs, "ord-1")
         .await
-        .expect("the check job's record");
-    let due: u64 = redis::cmd("ZSCORE")
-        .arg(&keys.due)
-        .arg("ord-1")
-        .query_async(&mut conn)
+        .expect("the job's record");
+    let due: u64 = conn
+        .zscore(&keys.due, "ord-1")
         .await
-        .expect("the check job's due time");
+        .expect("the job's due time");
 
     let queue: RedisQueue<serde_json::Value> = RedisQueue::connect(
         &redis_url(),
