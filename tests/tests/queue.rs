@@ -863,3 +863,112 @@ async fn a_submit_leaves_the_queues_keys_as_the_queues_own_enqueue_does() {
     cleanup(&redis_url(), &submitted).await;
     cleanup(&redis_url(), &enqueued).await;
 }
+
+#[tokio::test]
+async fn a_promotion_mark_is_a_time_in_ms_whichever_door_writes_it() {
+    // A running job asked to run again carries one mark in `promoted`, a not-before time in Unix
+    // ms, whether the queue's promote or paywatch's check-now wrote it (with a gap of 0, "now").
+    use paywatch_core::store::keys::META_SHARDS;
+    use paywatch_core::store::{ShardKeys, check_queue, library};
+    use redis::AsyncCommands;
+    let prefix = unique_prefix("promotion-mark");
+    let client = redis::Client::open(redis_url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    library::ensure(&mut conn).await.expect("load the library");
+    let shard = ShardKeys::new(&prefix, 0);
+    let () = conn
+        .hset(&shard.meta, META_SHARDS, 1)
+        .await
+        .expect("HSET meta");
+    for (order, payment) in [("ord-a", "pay-a"), ("ord-b", "pay-b")] {
+        let body =
+            format!(r#"{{"order_id":"{order}","provider":"cashless","payment_id":"{payment}"}}"#);
+        let reply: Vec<String> = redis::cmd("FCALL")
+            .arg("paywatch_submit")
+            .arg(1)
+            .arg(&shard.base)
+            .arg(body)
+            .query_async(&mut conn)
+            .await
+            .expect("submit");
+        assert_eq!(reply[0], "created");
+    }
+
+    // Both check jobs run, and stay running until released.
+    #[derive(Clone)]
+    struct Hook(
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<tokio::sync::Semaphore>,
+    );
+    async fn handle(_: serde_json::Value, hook: Data<Hook>) -> Result<(), BoxDynError> {
+        let hook: &Hook = &hook;
+        hook.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _released = hook.1.acquire().await?;
+        Ok(())
+    }
+    let hook = Hook(Default::default(), Arc::new(tokio::sync::Semaphore::new(0)));
+    let q: RedisQueue<serde_json::Value> = RedisQueue::connect(
+        &redis_url(),
+        QueueConfig::new(check_queue(0)).with_prefix(&prefix),
+    )
+    .await
+    .expect("connect the queue");
+    let worker = WorkerBuilder::new("promotion-mark")
+        .backend(q.clone())
+        .data(hook.clone())
+        .concurrency(2)
+        .build(handle);
+    let running = tokio::spawn(worker.run());
+    wait_for("both checks to run", Duration::from_secs(10), || {
+        let started = hook.0.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (started == 2).then_some(()) }
+    })
+    .await;
+
+    let clock = conn.clone();
+    let redis_ms = async || -> u64 {
+        let (s, us): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut clock.clone())
+            .await
+            .expect("TIME");
+        s * 1000 + us / 1000
+    };
+    let before = redis_ms().await;
+    let promoted = q.promote(&JobId::new("ord-a").expect("id")).await;
+    assert_eq!(promoted.expect("promote"), Promoted::AfterCurrentRun);
+    let reply: Vec<String> = redis::cmd("FCALL")
+        .arg("paywatch_check_now")
+        .arg(1)
+        .arg(&shard.base)
+        .arg("cashless")
+        .arg("pay-b")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("check now");
+    assert_eq!(reply, ["ord-b", "running"]);
+    let after = redis_ms().await;
+    let marks: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&q.keys().promoted)
+        .arg("ord-a")
+        .arg("ord-b")
+        .query_async(&mut conn)
+        .await
+        .expect("HMGET promoted");
+    for (order, mark) in ["by the queue's promote", "by paywatch_check_now"]
+        .iter()
+        .zip(&marks)
+    {
+        let at = mark.as_deref().and_then(|m| m.parse::<u64>().ok());
+        assert!(
+            at.is_some_and(|at| (before..=after).contains(&at)),
+            "the mark written {order} is {mark:?}, not a time in [{before}, {after}]"
+        );
+    }
+    hook.1.add_permits(2);
+    running.abort();
+    cleanup(&redis_url(), &prefix).await;
+}
