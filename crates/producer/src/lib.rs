@@ -138,6 +138,18 @@ impl Producer {
         Ok((submitted, receipt))
     }
 
+    /// [`Producer::submit_json_with_receipt`] for a body whose `order_id` the caller has read
+    /// already: the shard is picked without parsing the body again.
+    pub async fn submit_json_for(
+        &self,
+        order_id: &str,
+        body: &[u8],
+    ) -> Result<(Submitted, Receipt), ProducerError> {
+        let (submitted, receipt) = self.store.submit_json_for(order_id, body).await?;
+        count(submitted);
+        Ok((submitted, receipt))
+    }
+
     /// Accepts an order: validates it, records it and makes its first check due now, once per
     /// order id. Re-submitting the same order is harmless; a different body under the same id is
     /// a [`ProducerError::Conflict`].

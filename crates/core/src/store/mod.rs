@@ -481,6 +481,26 @@ impl OrderStore {
                 .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
                 .unwrap_or_default()
         };
+        self.submit_body(body, order_id).await
+    }
+
+    /// [`OrderStore::submit_json_with_receipt`] for a body whose `order_id` the caller has read
+    /// already (the HTTP door reads the body once, for its answer): the shard is picked without
+    /// parsing the body again. The function still judges the whole body, its order id included.
+    pub async fn submit_json_for(
+        &self,
+        order_id: &str,
+        body: &[u8],
+    ) -> Result<(Submitted, Receipt), SubmitError> {
+        self.submit_body(body, || order_id.to_owned()).await
+    }
+
+    /// Submits `body` on the shard of `order_id()` (asked only when needed).
+    async fn submit_body(
+        &self,
+        body: &[u8],
+        order_id: impl Fn() -> String,
+    ) -> Result<(Submitted, Receipt), SubmitError> {
         // One shard (the default): no parse on the submit path at all.
         let keys = if self.shards == 1 {
             self.keys(0)

@@ -18,8 +18,7 @@ use crate::{ProducerError, Submitted};
 /// What the function said of an order id taken with another body (`paywatch.lua`'s words).
 pub const CONFLICT: &str = "an order with this id already exists with a different body";
 
-/// The fields of an accepted order its answer repeats; the rest (metadata: any number, even one
-/// no f64 holds) is skipped unread.
+/// The fields of an order its answer repeats, read once (see [`create_order`]).
 #[derive(serde::Deserialize)]
 struct Accepted {
     order_id: String,
@@ -51,7 +50,15 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
             Some("content-type"),
         );
     }
-    let (submitted, receipt) = match api.producer.submit_json_with_receipt(&body).await {
+    // The one read of the body in this process, for the fields the answer repeats (metadata,
+    // any number even one no f64 holds, is skipped unread) and the shard. The function stays the
+    // judge: a body this read fails is submitted as it is, for its verdict.
+    let order = serde_json::from_slice::<Accepted>(&body);
+    let submitted = match &order {
+        Ok(order) => api.producer.submit_json_for(&order.order_id, &body).await,
+        Err(_) => api.producer.submit_json_with_receipt(&body).await,
+    };
+    let (submitted, receipt) = match submitted {
         Ok(s) => s,
         Err(ProducerError::Invalid(f)) if f.is_syntax() => {
             return error(StatusCode::BAD_REQUEST, f.to_string(), Some(&f.field));
@@ -73,9 +80,9 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
         }
         Err(e) => return internal(&e),
     };
-    // The function accepted it, so these three fields are there: the one read of the body in
-    // this process (the function is the judge of it).
-    let order: Accepted = match serde_json::from_slice(&body) {
+    // Accepted by the function, so its fields were there; a read that failed all the same is a
+    // disagreement between the two parsers, never the client's fault.
+    let order = match order {
         Ok(order) => order,
         Err(e) => {
             tracing::error!(error = %e, "an accepted order could not be read back");
