@@ -209,8 +209,7 @@ pub struct NotifyView {
     pub webhook_url: Option<String>,
 }
 
-/// One change in an order's history: the schema of the core's [`HistoryEntry`], which the
-/// answers write.
+/// One change in an order's history (the core's `HistoryEntry`, as the answers write it).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryView {
     /// When (RFC 3339).
