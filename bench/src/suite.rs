@@ -349,7 +349,7 @@ fn cluster_explanation(
     single: &[SideResult],
     orders: usize,
     submit_ratio: f64,
-    submit_cores: f64,
+    (submit_cores, single_cores, driver_cores): (f64, f64, f64),
 ) -> String {
     let med = |f: fn(&SideResult) -> f64| spread(&single.iter().map(f).collect::<Vec<_>>()).0;
     let redis_us = med(|r| r.redis_cpu_s) * 1e6 / orders.max(1) as f64;
@@ -366,8 +366,8 @@ fn cluster_explanation(
          while the whole machine is {busy:.0} % busy: even a perfect split could only free part \
          of a core that the workers and the sandbox already need, so expect the two topologies \
          within noise of each other here. Where Redis alone is what runs out, as in the \
-         submit-only run above (one Redis at a full core, the driver at a tenth of one), the \
-         three masters reach {submit_ratio:.2}× its rate on {submit_cores:.2} cores between them: \
+         submit-only run above (one Redis at {single_cores:.2} of a core, the driver at \
+         {driver_cores:.2}), the three masters reach {submit_ratio:.2}× its rate on {submit_cores:.2} cores between them: \
          the Cluster scales with the cores it gets, and this machine has two. Its use is capacity \
          (command rate and memory beyond one server) on machines with a core per master.\n",
         redis_us * rate / 1e6,
@@ -808,7 +808,7 @@ async fn cluster_section(
         &r.single,
         e.orders,
         sub_c / sub_s.max(1e-9),
-        redis_c,
+        (redis_c, redis_s, driver_s),
     ));
     body.push('\n');
     body.push_str(&plots.link("cluster.png", "cluster vs one Redis"));
