@@ -1,5 +1,8 @@
 -- functions.lua: the registered functions, the library's doors. Every write to the queue's keys
 -- goes through writes.lua (queue_add, queue_move, queue_promote_running, queue_signal).
+-- Uses from earlier parts: the contract and MAX_BODY, fail (prelude.lua), parse_json (json.lua),
+-- check_webhook_ip (targets.lua), read_order, is_object (order.lua), writes.lua, and the
+-- records, shards and find_order of storage.lua.
 
 -- The functions that touch a shard take exactly that one key: a second key could name another
 -- slot, which the function would never touch and a Cluster would refuse for the wrong reason.
