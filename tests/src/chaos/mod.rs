@@ -159,11 +159,13 @@ pub struct FailoverReport {
     pub library: bool,
     /// From the kill to the first acknowledgement of a submission sent after it: HTTP, FCALL.
     pub submissions: [Option<Duration>; 2],
-    /// From the kill to the first final status found by a check that ran after it.
+    /// From the kill to the first final record written on the promoted node (for the shards
+    /// it serves), as seen by polling it every 20 ms from its first answer.
     pub checks: Option<Duration>,
     /// Per channel: from the kill to the first delivery of a transition recorded after it.
     pub notifications: [Option<Duration>; 3],
-    /// Orders acknowledged before the kill: how many.
+    /// Orders acknowledged before the promoted replica took over: how many (an answer already
+    /// on its way when the primary died can arrive after the kill).
     pub acked_before: usize,
     /// The shards the killed node served; the resume times are theirs.
     pub affected_shards: Vec<u32>,
@@ -172,9 +174,9 @@ pub struct FailoverReport {
     pub duplicate_first_ms: Vec<i64>,
     /// Orders acknowledged in the 100 ms before the kill (what a lagging replica puts at risk).
     pub acked_last_100ms: usize,
-    /// For each acknowledged order the failover lost: how long before the kill it was
-    /// acknowledged.
-    pub lost_acked_before: Vec<Duration>,
+    /// For each acknowledged order the failover lost: when it was acknowledged, in ms relative
+    /// to the kill (negative: before it).
+    pub lost_acked_ms: Vec<i64>,
 }
 
 /// Duplicates of one channel: how many, and how many a kill (or an outage spanning one)
@@ -418,14 +420,10 @@ impl Report {
         let dup = |i: usize| self.duplicates[i].attributed;
         let unexplained = |i: usize| self.duplicates[i].extra - self.duplicates[i].attributed;
         let lost_window = match (
-            failover.lost_acked_before.iter().min(),
-            failover.lost_acked_before.iter().max(),
+            failover.lost_acked_ms.iter().min(),
+            failover.lost_acked_ms.iter().max(),
         ) {
-            (Some(lo), Some(hi)) => format!(
-                ", acknowledged {:.0}–{:.0} ms before the kill",
-                lo.as_secs_f64() * 1000.0,
-                hi.as_secs_f64() * 1000.0
-            ),
+            (Some(lo), Some(hi)) => format!(", acknowledged {lo} to {hi} ms from the kill"),
             _ => String::new(),
         };
         let dup_window = match (
@@ -440,7 +438,7 @@ impl Report {
         write!(
             f,
             "chaos {verdict}: {} ({}) on {}, killed: the node of shard(s) {:?} | orders {}/{} acknowledged (HTTP {}, FCALL {}), \
-             {} of {} acknowledged before the kill lost ({} in its last 100 ms){lost_window}, {} not final, {} wrong | \
+             {} of {} acknowledged before the promotion lost ({} in the 100 ms before the kill){lost_window}, {} not final, {} wrong | \
              notifications missing email {} telegram {} webhook {} | duplicates caused by the \
              failover email {} telegram {} webhook {}{dup_window} (unexplained {}), bodies changed under one \
              webhook-id {} | stranded {} dead {} | kill -9 to: promotion {}, submissions HTTP {} \
@@ -983,13 +981,14 @@ async fn fail_over(
         report.promoted.unwrap_or_default().as_secs_f64()
     );
     report.library = topology::has_library(port).await;
-    // What the promoted replica lacks of what was acknowledged before the kill is lost: nobody
-    // sends an acknowledged order again.
-    let before = acks.before(killed_at);
+    report.checks = checks_resumed(conn, stack, &report.affected_shards, acks).await;
+    // What the promoted replica lacks of what was acknowledged before it took over is lost:
+    // nobody sends an acknowledged order again.
+    let before = acks.before(promoted_at);
     report.acked_before = before.len();
     report.acked_last_100ms = before
         .iter()
-        .filter(|(_, at)| killed_at - *at < chrono::Duration::milliseconds(100))
+        .filter(|(_, at)| (0..100).contains(&(killed_at - *at).num_milliseconds()))
         .count();
     for (i, acked_at) in before {
         let order = &plan[i];
@@ -1019,15 +1018,44 @@ async fn fail_over(
         if !found {
             vanished.insert(i);
             report
-                .lost_acked_before
-                .push((killed_at - acked_at).to_std().unwrap_or_default());
+                .lost_acked_ms
+                .push((acked_at - killed_at).num_milliseconds());
         }
     }
     Ok(report)
 }
 
-/// From the kill to the first final status recorded by a check that ran after it, and per
-/// channel to the first delivery announcing such a status.
+/// From the kill to the moment the promoted node's final records (of the shards it serves)
+/// first grow: checks write there again. Watched from the first answer after the promotion.
+async fn checks_resumed(
+    conn: &mut RedisConn,
+    stack: &Stack,
+    shards: &[u32],
+    acks: &Acks,
+) -> Option<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first: Option<usize> = None;
+    while Instant::now() < deadline {
+        // One call per shard: on a Cluster they may live on different nodes.
+        let mut total = Some(0usize);
+        for shard in shards {
+            let n: Option<usize> = conn
+                .hlen(ShardKeys::new(&stack.prefix, *shard).orders)
+                .await
+                .ok();
+            total = total.zip(n).map(|(a, b)| a + b);
+        }
+        match (first, total) {
+            (None, Some(n)) => first = Some(n),
+            (Some(before), Some(n)) if n > before => return acks.kill.get().map(Instant::elapsed),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Per channel: from the kill to the first delivery announcing a status recorded after it.
 fn resumed_after(
     killed: DateTime<Utc>,
     views: &HashMap<String, serde_json::Value>,
@@ -1051,12 +1079,6 @@ fn resumed_after(
     };
     let after_kill =
         |order_id: &str| affected(order_id) && terminal(order_id).is_some_and(|t| t > killed);
-    report.checks = views
-        .keys()
-        .filter(|id| affected(id))
-        .filter_map(|id| terminal(id))
-        .filter_map(since)
-        .min();
     // A delivery before its order's (last) final record announced an earlier record of the
     // same transition, one the failover lost.
     let earliest = |deliveries: Vec<(String, DateTime<Utc>)>| {
