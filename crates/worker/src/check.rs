@@ -49,7 +49,7 @@ pub struct CheckContext {
 
 /// Checks one order's payment once and decides what comes next: [`Run::admit`] (the gate),
 /// [`Run::ask`] (the provider, and the schedule's decision), then [`Run::reschedule`],
-/// [`Run::finish`] or [`Run::give_up`].
+/// [`Run::settle`] or [`Run::unresolved`] (both end in [`Run::finish`]), or [`Run::give_up`].
 #[tracing::instrument(name = "check", skip_all, fields(order = %job.id, provider = %record.provider, attempt = job.attempt))]
 pub async fn check_payment(
     record: StoredOrder,
@@ -66,32 +66,8 @@ pub async fn check_payment(
     let checked = Box::pin(run.ask(ticket)).await?;
     match checked.decision {
         PollDecision::CheckAgainIn(delay) => Ok(run.reschedule(checked, delay)),
-        PollDecision::Terminal(status) => {
-            if let Ok(o) = &checked.result {
-                run.state.raw_status = Some(o.raw_status.clone());
-                run.state.detail = o.detail.clone();
-                run.state.delivered_codes = o.delivered_codes.clone();
-            }
-            crate::metrics::detection_lag(
-                run.provider,
-                status,
-                checked.previous_check_ms,
-                run.record.created_at(),
-                checked.now,
-            );
-            let took = crate::schedules::settled_after(
-                checked.previous_check_ms,
-                run.record.created_at(),
-                checked.now,
-            );
-            Box::pin(run.finish(checked, status, took)).await
-        }
-        PollDecision::GiveUp(GiveUpReason::Deadline) => {
-            let took = (checked.now - run.record.created_at())
-                .to_std()
-                .unwrap_or_default();
-            Box::pin(run.finish(checked, PaymentStatus::Unresolved, took)).await
-        }
+        PollDecision::Terminal(status) => Box::pin(run.settle(checked, status)).await,
+        PollDecision::GiveUp(GiveUpReason::Deadline) => Box::pin(run.unresolved(checked)).await,
         PollDecision::GiveUp(reason) => Err(run.give_up(&checked, reason)),
     }
 }
@@ -231,6 +207,38 @@ impl<'a> Run<'a> {
             after: delay,
             args: self.record,
         }
+    }
+
+    /// A final answer from the provider: its details join the state, the detection lag and the
+    /// time to final are measured, and [`Run::finish`] records it.
+    async fn settle(
+        mut self,
+        checked: Checked,
+        status: PaymentStatus,
+    ) -> Result<Next<StoredOrder>, BoxDynError> {
+        if let Ok(o) = &checked.result {
+            self.state.raw_status = Some(o.raw_status.clone());
+            self.state.detail = o.detail.clone();
+            self.state.delivered_codes = o.delivered_codes.clone();
+        }
+        let created = self.record.created_at();
+        crate::metrics::detection_lag(
+            self.provider,
+            status,
+            checked.previous_check_ms,
+            created,
+            checked.now,
+        );
+        let took = crate::schedules::settled_after(checked.previous_check_ms, created, checked.now);
+        self.finish(checked, status, took).await
+    }
+
+    /// The deadline passed without a final answer: recorded as `unresolved`.
+    async fn unresolved(self, checked: Checked) -> Result<Next<StoredOrder>, BoxDynError> {
+        let took = (checked.now - self.record.created_at())
+            .to_std()
+            .unwrap_or_default();
+        self.finish(checked, PaymentStatus::Unresolved, took).await
     }
 
     /// A permanent error: the job goes to the dead letters, saying why.
