@@ -56,6 +56,11 @@ pub struct SubmitRun {
 
 /// Runs paywatch's end-to-end run `runs` times on each topology, alternating.
 pub async fn run(fleet: &Fleet, o: &E2eOpts, runs: usize) -> anyhow::Result<ClusterResult> {
+    // The latency proxy fronts one server; a Cluster's redirects would go around it.
+    anyhow::ensure!(
+        o.rtt_ms.is_none(),
+        "--rtt-ms works with a single Redis only (e2e)"
+    );
     let o = E2eOpts {
         shards: o.shards.max(CLUSTER_SHARDS),
         ..o.clone()

@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::fleet::{Fleet, Proc, cpu_seconds_of, machine_cpu_seconds, peak_rss_kb_of};
+use crate::proxy::LatencyProxy;
 
 /// What one end-to-end run does.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +61,11 @@ pub struct E2eOpts {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_s: u64,
+    /// Round-trip time to Redis, ms (fractions allowed): every process of both sides and the
+    /// submitter reach Redis through the bench's latency proxy, which also counts round trips.
+    /// Without it they connect directly (single Redis only).
+    #[arg(long)]
+    pub rtt_ms: Option<f64>,
 }
 
 /// One side's result.
@@ -83,6 +89,102 @@ pub struct SideResult {
     /// How busy the whole machine was over the same span: busy time of all cores over their
     /// total (1.0: every core busy all the time), from `/proc/stat`.
     pub machine_busy: f64,
+    /// Through the latency proxy only (`--rtt-ms`): the round trips it counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetResult>,
+}
+
+/// What the latency proxy saw of one side's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetResult {
+    /// The round-trip time the proxy adds, ms.
+    pub rtt_ms: f64,
+    /// The median PING round trip through the proxy before the run, ms: what clients really see.
+    pub ping_ms: f64,
+    /// Round trips per order of the submitter (paywatch: `FCALL paywatch_submit` pipelines;
+    /// BullMQ: `addBulk`), from its first command to its last reply.
+    pub submit_round_trips_per_order: f64,
+    /// Round trips per order of the worker processes, from the first enqueue to the last final
+    /// (checks, re-delays, finals, notification jobs, and the idle polls in between).
+    pub worker_round_trips_per_order: f64,
+    /// Connections the worker processes opened to Redis.
+    pub worker_connections: u64,
+}
+
+impl NetResult {
+    /// Both phases together, per order.
+    pub fn round_trips_per_order(&self) -> f64 {
+        self.submit_round_trips_per_order + self.worker_round_trips_per_order
+    }
+}
+
+/// The latency proxies of one side's run: one for the submitter, one for the workers, so each
+/// phase's round trips are counted apart; both add the same RTT.
+struct Network {
+    rtt_ms: f64,
+    submit: LatencyProxy,
+    workers: LatencyProxy,
+}
+
+impl Network {
+    /// Proxies in front of the single Redis at `redis`, when `rtt_ms` asks for them.
+    fn open(redis: &str, rtt_ms: Option<f64>) -> anyhow::Result<Option<Self>> {
+        let Some(rtt_ms) = rtt_ms else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            rtt_ms.is_finite() && rtt_ms >= 0.0,
+            "--rtt-ms must be a duration in ms, not {rtt_ms}"
+        );
+        let rtt = Duration::from_secs_f64(rtt_ms / 1000.0);
+        Ok(Some(Self {
+            rtt_ms,
+            submit: LatencyProxy::in_front_of(redis, rtt)?,
+            workers: LatencyProxy::in_front_of(redis, rtt)?,
+        }))
+    }
+
+    /// The URLs the submitter and the workers connect to: the proxies', or `redis` itself.
+    fn urls(net: &Option<Self>, redis: &str) -> anyhow::Result<(String, String)> {
+        Ok(match net {
+            Some(n) => (n.submit.url_for(redis)?, n.workers.url_for(redis)?),
+            None => (redis.to_string(), redis.to_string()),
+        })
+    }
+}
+
+/// Round trips counted by a side's proxies at one moment: (submitter, workers).
+fn counted(net: &Option<Network>) -> (u64, u64) {
+    net.as_ref().map_or((0, 0), |n| {
+        (n.submit.round_trips(), n.workers.round_trips())
+    })
+}
+
+/// The median PING through a side's worker proxy, before anything else uses it.
+async fn ping_of(net: &Option<Network>, redis: &str) -> anyhow::Result<f64> {
+    match net {
+        Some(n) => crate::proxy::ping_rtt_ms(&n.workers.url_for(redis)?, 21).await,
+        None => Ok(0.0),
+    }
+}
+
+/// The proxies' counts over a run, per order.
+fn net_result(
+    net: &Option<Network>,
+    ping_ms: f64,
+    start: (u64, u64),
+    end: (u64, u64),
+    orders: usize,
+) -> Option<NetResult> {
+    let n = net.as_ref()?;
+    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / orders.max(1) as f64;
+    Some(NetResult {
+        rtt_ms: n.rtt_ms,
+        ping_ms,
+        submit_round_trips_per_order: per(start.0, end.0),
+        worker_round_trips_per_order: per(start.1, end.1),
+        worker_connections: n.workers.connections(),
+    })
 }
 
 impl SideResult {
@@ -383,8 +485,14 @@ pub async fn paywatch_run(
     let conn = connect(redis).await?;
     let store = OrderStore::new(conn.clone(), &prefix, o.shards);
     store.prepare().await?;
+    let net = Network::open(redis, o.rtt_ms)?;
+    let ping_ms = ping_of(&net, redis).await?;
+    let (submit_url, workers_url) = Network::urls(&net, redis)?;
+    // The harness's own reads (the count of finals, the records) go direct: only the submitter
+    // and the workers are measured.
+    let submit_conn = connect(&submit_url).await?;
     let args = worker_args(
-        redis,
+        &workers_url,
         &prefix,
         &sandbox.base_url(),
         o.concurrency,
@@ -400,8 +508,9 @@ pub async fn paywatch_run(
         .map(|id| (id.clone(), example_order(id, id)))
         .collect();
     let meter = CpuMeter::start(workers.iter().map(Proc::pid).collect(), redis_pids.to_vec());
+    let trips_at_start = counted(&net);
     let t0 = now_ms();
-    submit_pipelined(&store, &conn, &bodies, 1000, 1).await?;
+    submit_pipelined(&store, &submit_conn, &bodies, 1000, 1).await?;
     wait_count(
         "paywatch final orders",
         o.orders,
@@ -410,6 +519,7 @@ pub async fn paywatch_run(
     )
     .await?;
     let used = meter.used();
+    let network = net_result(&net, ping_ms, trips_at_start, counted(&net), o.orders);
     let rss = workers.iter().map(Proc::peak_rss_kb).max().unwrap_or(0);
     for w in &mut workers {
         w.kill();
@@ -431,7 +541,10 @@ pub async fn paywatch_run(
         "paywatch recorded {checks} checks but the sandbox served {calls}"
     );
     clean_prefix(&conn, &prefix).await;
-    Ok(side_result(o.orders, t0, last, calls, rss, &used))
+    Ok(SideResult {
+        network,
+        ..side_result(o.orders, t0, last, calls, rss, &used)
+    })
 }
 
 fn side_result(
@@ -452,6 +565,7 @@ fn side_result(
         worker_cpu_s: used.workers_s,
         redis_cpu_s: used.redis_s,
         machine_busy: used.machine_busy,
+        network: None,
     }
 }
 
@@ -499,7 +613,10 @@ pub async fn bullmq_run(
     let mut conn = client.get_multiplexed_async_connection().await?;
     let ready_key = format!("{prefix}:e2e:ready");
     let final_key = format!("{prefix}:e2e:final");
-    let common = |cmd: &mut Command| {
+    let net = Network::open(redis, o.rtt_ms)?;
+    let ping_ms = ping_of(&net, redis).await?;
+    let (submit_url, workers_url) = Network::urls(&net, redis)?;
+    let common = |cmd: &mut Command, redis: &str| {
         cmd.current_dir(bullmq_dir)
             .args(["--redis", redis, "--prefix", &prefix])
             .args(["--timeout-s", &o.timeout_s.to_string()]);
@@ -511,7 +628,7 @@ pub async fn bullmq_run(
             .args(["--sandbox", &sandbox.base_url()])
             .args(["--concurrency", &o.concurrency.to_string()])
             .args(["--delay-ms", &o.delay_ms.to_string()]);
-        common(&mut cmd);
+        common(&mut cmd, &workers_url);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -532,9 +649,10 @@ pub async fn bullmq_run(
     )
     .await?;
     let meter = CpuMeter::start(workers.iter().map(|w| w.0.id()).collect(), vec![redis_pid]);
+    let trips_at_start = counted(&net);
     let mut submit = Command::new("node");
     submit.args(["bench.mjs", "e2e-submit", "--jobs", &o.orders.to_string()]);
-    common(&mut submit);
+    common(&mut submit, &submit_url);
     let submitted = crate::report::run_json(submit)?;
     let t0 = submitted
         .get("first_enqueue_ms")
@@ -552,6 +670,7 @@ pub async fn bullmq_run(
     )
     .await?;
     let used = meter.used();
+    let network = net_result(&net, ping_ms, trips_at_start, counted(&net), o.orders);
     let rss = workers
         .iter()
         .map(|w| peak_rss_kb_of(w.0.id()))
@@ -571,7 +690,10 @@ pub async fn bullmq_run(
         .context("no final_at in the BullMQ side's final records")?;
     let calls = sandbox.state().request_stats().cashless.requests;
     clean_prefix(&connect(redis).await?, &prefix).await;
-    Ok(side_result(o.orders, t0, last, calls, rss, &used))
+    Ok(SideResult {
+        network,
+        ..side_result(o.orders, t0, last, calls, rss, &used)
+    })
 }
 
 /// The runtime a fleet-against-fleet run (`e2e`, `cluster`) drives its side of the bench from:

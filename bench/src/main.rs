@@ -5,6 +5,7 @@
 //! - `compare` (+ `preload`, `work`, `lateness`, `memory`, `clean`): the queue alone, each
 //!   measurement in its own process printing one JSON object as its last stdout line.
 //! - `e2e`, `webhook`, `idle`, `scale`, `cluster`: the fleet (modules of the same names).
+//! - `network`: `e2e` through a latency proxy at several round-trip times to Redis ([`proxy`]).
 //! - `economy`: provider calls against detection lag per polling policy ([`economy`],
 //!   docs/polling.md).
 //! - `all`: every benchmark, the report and the plots ([`suite`]).
@@ -16,7 +17,9 @@ mod economy;
 mod fleet;
 mod idle;
 mod measure;
+mod network;
 mod plot;
+mod proxy;
 mod report;
 mod scale;
 mod servers;
@@ -115,6 +118,12 @@ enum Command {
         #[arg(long, value_enum)]
         only: Option<e2e::Side>,
     },
+    /// The end-to-end comparison through a latency proxy at several round-trip times to Redis,
+    /// with round trips per order counted for both sides (JSON; --out writes a Markdown table).
+    Network {
+        #[command(flatten)]
+        opts: network::NetworkOpts,
+    },
     /// The webhook fast path's latency (JSON).
     Webhook {
         #[command(flatten)]
@@ -185,6 +194,9 @@ fn main() -> anyhow::Result<()> {
             runs,
             only,
         ))?)?,
+        Command::Network { opts } => {
+            serde_json::to_value(e2e::harness_runtime()?.block_on(network::run(&fleet, &opts))?)?
+        }
         Command::Webhook { opts } => {
             serde_json::to_value(runtime.block_on(webhook::run(&fleet, &opts))?)?
         }

@@ -179,6 +179,65 @@ pub fn cdf(
     Ok(())
 }
 
+/// Lines through points (x ascending), one per series, each point marked and labelled.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    let points = series.iter().flat_map(|(_, s)| s.iter());
+    let (right, top) = points.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
+    let right = if right > 0.0 { right * 1.1 } else { 1.0 };
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-right * 0.05..right, 0f64..top)
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FAMILY, 16))
+        .draw()
+        .map_err(draw)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(draw)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(draw)?;
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Text::new(format_value(y), (x, y + top * 0.02), (FAMILY, 16))),
+            )
+            .map_err(draw)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FAMILY, 16))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
+}
+
 fn format_value(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
