@@ -5,13 +5,15 @@
 #   queue              paywatch-queue vs BullMQ on $REDIS_URL (table in target/bench/queue.md)
 #   e2e | webhook | idle | scale | cluster | economy
 #                      one benchmark alone (report in target/bench/<what>.md, plots beside it)
+#   network            e2e through a latency proxy at 0, 0.5 and 1 ms RTT to Redis, round trips
+#                      per order counted (table in target/bench/network.md, plot network.png)
 # Extra arguments for paywatch-bench go in BENCH_ARGS (e.g. BENCH_ARGS="--runs 1 --e2e-orders 5000";
 # for economy alone, BENCH_ARGS=--smoke is the seconds-long run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 case "$what" in
-all | queue | e2e | webhook | idle | scale | cluster) ;;
+all | queue | e2e | webhook | idle | scale | cluster | network) ;;
 economy)
     bin="$(scripts/cargo-bins.sh --release -p paywatch-bench)"
     target_dir="$(cargo metadata --format-version 1 --no-deps |
@@ -23,7 +25,7 @@ economy)
     echo "section written to $target_dir/bench/economy.md (plot: economy-frontier.png beside it)"
     exit 0
     ;;
-*) echo "unknown benchmark: $what (known: all, queue, e2e, webhook, idle, scale, cluster, economy)" >&2; exit 2 ;;
+*) echo "unknown benchmark: $what (known: all, queue, e2e, webhook, idle, scale, cluster, network, economy)" >&2; exit 2 ;;
 esac
 scripts/ensure-bullmq.sh
 # The real release executables: the fleet benchmarks start paywatch-worker and paywatch-producer.
@@ -36,6 +38,12 @@ case "$what" in
 queue)
     "$bin/paywatch-bench" compare --redis "$REDIS_URL" --out "$target_dir/bench/queue.md" ${BENCH_ARGS:-}
     echo "table written to $target_dir/bench/queue.md"
+    ;;
+network)
+    # shellcheck disable=SC2086
+    "$bin/paywatch-bench" --bin-dir "$bin" network --out "$target_dir/bench/network.md" \
+        --plot "$target_dir/bench/network.png" --plot-link network.png ${BENCH_ARGS:-}
+    echo "table written to $target_dir/bench/network.md (plot: network.png beside it)"
     ;;
 all)
     # shellcheck disable=SC2086
