@@ -589,8 +589,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<Report> {
         // Two replicas in both modes: durable mode needs one after the failover too (the other
         // follows the promoted replica, so the fleet's `WAIT 1` is answered again without a
         // restart), and the modes are compared on the same topology.
-        Scenario::Failover => Topology::sentinel(2, config.link_delay).await?,
-        Scenario::ClusterFailover => Topology::cluster().await?,
+        Scenario::Failover => Topology::sentinel(2, config.link_delay, &config.logs).await?,
+        Scenario::ClusterFailover => Topology::cluster(&config.logs).await?,
     };
     let redis_url = topology.url();
     // In the failover scenarios the API is the real binary; the sandbox sends it the providers'

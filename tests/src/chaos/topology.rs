@@ -3,7 +3,7 @@
 //! keeps an append-only file with `appendfsync everysec`, as production runs it, so a `kill -9`
 //! takes whatever the kernel had not yet written with it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -137,19 +137,34 @@ impl Topology {
 
     /// A primary and `replicas` replicas, all durable, and three sentinels that know them all.
     /// With a `link_delay`, the replicas reach the primary through a [`SlowLink`] and lag by it.
-    pub async fn sentinel(replicas: usize, link_delay: Duration) -> anyhow::Result<Self> {
+    /// Every server logs to `logs`.
+    pub async fn sentinel(
+        replicas: usize,
+        link_delay: Duration,
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
+        let logs = std::path::absolute(logs)?;
+        let log = |name: &str| logs.join(name).display().to_string();
         // A replica's first sync starts at once instead of after the default 5 s delay.
         let quick_sync = ["--repl-diskless-sync-delay", "0"];
-        let primary = RedisServer::start_of(&redis7(), true, &quick_sync).await;
+        let primary_log = log("redis-primary.log");
+        let primary = RedisServer::start_of(
+            &redis7(),
+            true,
+            &[quick_sync[0], quick_sync[1], "--logfile", &primary_log],
+        )
+        .await;
         let link = match link_delay.is_zero() {
             true => None,
             false => Some(SlowLink::start(primary.port(), link_delay).await?),
         };
         let port = link.as_ref().map_or(primary.port(), |l| l.port).to_string();
         let mut nodes = vec![primary];
-        for _ in 0..replicas {
+        for i in 0..replicas {
+            let replica_log = log(&format!("redis-replica-{}.log", i + 1));
             let mut args = vec!["--replicaof", "127.0.0.1", &port];
             args.extend(quick_sync);
+            args.extend(["--logfile", &replica_log]);
             nodes.push(RedisServer::start_of(&redis7(), true, &args).await);
         }
         let primary = nodes[0].port();
@@ -158,7 +173,7 @@ impl Topology {
         // the run. (It also delays a second attempt should the first election fail.)
         let failover_timeout_ms = if link.is_some() { 120_000 } else { 5_000 };
         let sentinels = (0..3)
-            .map(|_| start_sentinel(primary, failover_timeout_ms))
+            .map(|_| start_sentinel(primary, failover_timeout_ms, &logs))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let set = SentinelSet {
             nodes,
@@ -188,11 +203,17 @@ impl Topology {
 
     /// Six durable Cluster nodes: three masters (the slots split evenly by `redis-cli --cluster
     /// create`) with one replica each.
-    pub async fn cluster() -> anyhow::Result<Self> {
+    /// Every node logs to `logs`.
+    pub async fn cluster(logs: &Path) -> anyhow::Result<Self> {
+        let logs = std::path::absolute(logs)?;
         let mut nodes = Vec::new();
-        for _ in 0..6 {
+        for i in 0..6 {
             let bus = free_port().to_string();
             let timeout = NODE_TIMEOUT_MS.to_string();
+            let log = logs
+                .join(format!("redis-cluster-{}.log", i + 1))
+                .display()
+                .to_string();
             let args = [
                 "--cluster-enabled",
                 "yes",
@@ -205,6 +226,8 @@ impl Topology {
                 &timeout,
                 "--repl-diskless-sync-delay",
                 "0",
+                "--logfile",
+                &log,
             ];
             nodes.push(RedisServer::start_of(&redis7(), true, &args).await);
         }
@@ -446,7 +469,7 @@ impl SentinelSet {
 }
 
 /// Starts a sentinel watching the primary on `primary`.
-fn start_sentinel(primary: u16, failover_timeout_ms: u64) -> anyhow::Result<Process> {
+fn start_sentinel(primary: u16, failover_timeout_ms: u64, logs: &Path) -> anyhow::Result<Process> {
     let [port] = free_ports();
     let dir = std::env::temp_dir().join(format!("paywatch-chaos-sentinel-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -461,7 +484,7 @@ fn start_sentinel(primary: u16, failover_timeout_ms: u64) -> anyhow::Result<Proc
              sentinel failover-timeout {SERVICE} {failover_timeout_ms}\n\
              sentinel parallel-syncs {SERVICE} 2\n",
             dir.display(),
-            dir.join("sentinel.log").display()
+            logs.join(format!("sentinel-{port}.log")).display()
         ),
     )?;
     let child = Command::new(redis_server_binary())
