@@ -312,9 +312,9 @@ async fn has_final_record(url: &str, keys: &ShardKeys, order_id: &str) -> bool {
 }
 
 /// Durable mode with a real primary and replica: while the replica is stopped (`SIGSTOP`), a
-/// final transition is recorded on the primary but nothing announces it, and a notifier that
-/// delivered a message takes no further job until the replica has its acknowledgement. Resumed
-/// (`SIGCONT`), both proceed.
+/// final transition is recorded on the primary but nothing announces it, and a notifier runs
+/// no job it leased until the replica has the lease (and, as before, takes no further job until
+/// the replica has its last acknowledgement). Resumed (`SIGCONT`), both proceed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_mode_waits_for_the_replica_before_announcing_and_before_the_next_job() {
     let primary = paywatch_tests::RedisServer::start().await;
@@ -390,8 +390,9 @@ async fn durable_mode_waits_for_the_replica_before_announcing_and_before_the_nex
     )
     .await;
 
-    // The notifier: with the replica stopped, it delivers the job it has, then waits for the
-    // replica to have that delivery's ack before it takes the next one.
+    // The notifier: with the replica stopped, it leases the next job but runs nothing until the
+    // replica has the lease (after a failover, the new primary must know the job is this
+    // process's, or its settle would not apply there and another notifier would send it again).
     replica.signal("STOP");
     let notification = |id: &str| {
         let n = paywatch_core::Notification {
@@ -410,51 +411,40 @@ async fn durable_mode_waits_for_the_replica_before_announcing_and_before_the_nex
         NewJob::new(serde_json::to_value(&n).expect("notification JSON"))
             .with_id(JobId::new(n.identity()).expect("job id"))
     };
+    let since = waits_answered(&url).await;
     webhooks
         .enqueue(notification("dur-3"))
         .await
         .expect("enqueue dur-3");
-    wait_for("dur-3's webhook", Duration::from_secs(30), || async {
-        (hooks.received().len() == 3).then_some(())
-    })
-    .await;
-    let since = waits_answered(&url).await;
-    wait_more_waits(
-        &url,
-        since,
-        1,
-        "the notifier to wait for the replica to have dur-3's ack",
-        || async { None },
-    )
-    .await;
-    webhooks
-        .enqueue(notification("dur-4"))
-        .await
-        .expect("enqueue dur-4");
-    let since = waits_answered(&url).await;
     wait_more_waits(
         &url,
         since,
         2,
-        "the notifier to keep waiting with dur-4 due",
+        "the notifier to wait for the replica to have dur-3's lease",
         || async {
-            (hooks.received().len() > 3)
-                .then(|| "dur-4 was sent before dur-3's ack was on the replica".to_string())
+            (hooks.received().len() > 2)
+                .then(|| "dur-3 was sent before its lease was on the replica".to_string())
         },
     )
     .await;
     let stats = webhooks.stats().await.expect("stats");
     assert_eq!(
         (stats.ready, stats.active),
-        (1, 0),
-        "dur-4 waits, untouched: {stats:?}"
+        (0, 1),
+        "dur-3 leased, not run: {stats:?}"
     );
 
     // Resumed: the notifier goes on.
     replica.signal("CONT");
-    wait_for("dur-4's webhook", Duration::from_secs(30), || async {
-        (hooks.received().len() == 4).then_some(())
+    wait_for("dur-3's webhook", Duration::from_secs(30), || async {
+        (hooks.received().len() == 3).then_some(())
     })
+    .await;
+    wait_for(
+        "the notifier queue to drain",
+        Duration::from_secs(30),
+        || async { (webhooks.stats().await.ok()?.total == 0).then_some(()) },
+    )
     .await;
     checker.stop().await;
     notifier.stop().await;

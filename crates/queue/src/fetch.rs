@@ -95,6 +95,21 @@ pub(crate) async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>)
                     tracing::info!(queue = %config.name, jobs = batch.reclaimed, "reclaimed jobs whose lease expired");
                 }
                 if !batch.jobs.is_empty() {
+                    // Durable mode: the leases must be on the replicas before anything runs, so
+                    // that after a failover this process still holds them on the new primary and
+                    // its settles apply there (nothing is run twice). When a connection broke
+                    // meanwhile they may be gone with the old primary: run nothing, fetch again.
+                    if config.durable_settles.is_some() && !shared.durable().await {
+                        let mut held = shared.held();
+                        for job in &batch.jobs {
+                            if held.get(&job.id) == Some(&job.token) {
+                                held.remove(&job.id);
+                            }
+                        }
+                        drop(held);
+                        tracing::warn!(queue = %config.name, jobs = batch.jobs.len(), "fetched jobs are not known to be durable (a connection broke): not running them; fetching again");
+                        continue;
+                    }
                     return batch.jobs;
                 }
                 // Sleep until the earliest due job or lease expiry, judged by the Redis clock.

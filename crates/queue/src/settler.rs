@@ -54,6 +54,7 @@ pub(crate) async fn run_settler(
             first = rx.recv() => {
                 let Some(first) = first else { return };
                 let mut flushes = Vec::new();
+                let mut durables = Vec::new();
                 let mut extend_leases = false;
                 let mut next = Some(first);
                 while let Some(req) = next.take() {
@@ -63,19 +64,40 @@ pub(crate) async fn run_settler(
                             extend_leases |= extend;
                             flushes.push(reply);
                         }
+                        SettleRequest::Durable { reply } => durables.push(reply),
                     }
-                    if batch.len() >= batch_max || !flushes.is_empty() {
+                    if batch.len() >= batch_max || !flushes.is_empty() || !durables.is_empty() {
                         break;
                     }
                     next = rx.try_recv().ok();
                 }
                 let Some(shared) = weak.upgrade() else { return };
-                if !batch.is_empty() {
+                // Whether the writes made before the durable requests are known to be durable.
+                let mut unbroken = true;
+                let batch_was_empty = batch.is_empty();
+                if !batch_was_empty {
                     write_batch(&shared, &mut batch).await;
                     if let Some(settles) = shared.config.durable_settles {
-                        durable.wait(&shared, settles).await;
+                        // A broken connection means the primary may have changed, and `WAIT` on
+                        // a new one proves nothing about writes made to the old: write the batch
+                        // again (settles are idempotent per lease token), then wait again.
+                        while !durable.wait(&shared, settles).await {
+                            unbroken = false;
+                            write_batch(&shared, &mut batch).await;
+                        }
                     }
                     reply(&shared, &mut batch);
+                }
+                if !durables.is_empty() {
+                    // A batch written and waited for above already covers the requests' writes.
+                    if let Some(settles) = shared.config.durable_settles
+                        && batch_was_empty
+                    {
+                        unbroken &= durable.wait(&shared, settles).await;
+                    }
+                    for reply in durables {
+                        let _ = reply.send(unbroken);
+                    }
                 }
                 // After the settles: a job settled above is no longer held, so it is neither extended
                 // nor reported as a lost lease.
@@ -150,7 +172,8 @@ async fn write_batch(shared: &Shared, batch: &mut [Pending]) {
         if held.get(id.as_str()) == Some(&*token) {
             held.remove(id.as_str());
         }
-        *applied = code == 1;
+        // Written again after a broken wait: applied if either write applied it.
+        *applied |= code == 1;
     }
 }
 
@@ -186,7 +209,9 @@ impl Durable {
     /// Waits until everything written to Redis so far is on the replicas (and the primary's
     /// disk) as `settles` asks, however long that takes: a settle that is not durable must not
     /// count as done. Held leases are extended meanwhile, so the jobs still running keep them.
-    async fn wait(&mut self, shared: &Shared, settles: DurableSettles) {
+    /// Returns `false`, at once, when the connection broke: the primary may have changed (a
+    /// failover), so the caller must write again what it wants durable, then wait again.
+    async fn wait(&mut self, shared: &Shared, settles: DurableSettles) -> bool {
         let mut backoff = Backoff::new(FIRST_RETRY_DELAY);
         let mut extended = Instant::now();
         let every = lease::extend_interval(shared.config.lease);
@@ -196,15 +221,17 @@ impl Durable {
                     if std::mem::take(&mut self.behind) {
                         tracing::info!(queue = %shared.config.name, "settles are durable again");
                     }
-                    return;
+                    return true;
                 }
                 // WAIT already waited its timeout: ask again at once.
                 Ok(Some(short)) => short,
                 Err(e) => {
-                    // The connection is suspect: a fresh one next time, after a pause.
+                    // The connection is suspect: a fresh one next time, after a pause; what was
+                    // to be made durable may be gone with the old primary.
                     self.conn = None;
+                    tracing::warn!(queue = %shared.config.name, error = %e, "waiting for the replicas failed; writing again what was to be durable");
                     tokio::time::sleep(backoff.next_delay()).await;
-                    e.to_string()
+                    return false;
                 }
             };
             if !std::mem::replace(&mut self.behind, true) {

@@ -177,6 +177,20 @@ impl Shared {
     }
 
     /// Waits until every settle sent so far is written.
+    /// With durable settles, whether everything written so far (a fetch's leases) reached the
+    /// replicas on the primary it was written to; `false` when a connection broke meanwhile.
+    pub(crate) async fn durable(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .settle_tx
+            .send(SettleRequest::Durable { reply: tx })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         let flush = SettleRequest::Flush {
