@@ -8,6 +8,8 @@
 //! under `PAYWATCH_EVENTS_SECRET`) that the shop's backend hands to its front end; see
 //! [`crate::events`] for what such a link may see and for how long.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -31,12 +33,50 @@ pub struct AuthConfigError {
     pub problem: String,
 }
 
+/// How long a signed events link works by default (`PAYWATCH_EVENTS_LINK_TTL`).
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// The longest lifetime a link may be given: links that never expire are what this replaces.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// Streams of one order open at once on one producer, by default
+/// (`PAYWATCH_EVENTS_STREAMS_PER_ORDER`).
+pub const DEFAULT_STREAMS_PER_ORDER: usize = 5;
+
+/// The most `PAYWATCH_EVENTS_STREAMS_PER_ORDER` may allow.
+pub const MAX_STREAMS_PER_ORDER: usize = 100;
+
+/// How signed events links behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRules {
+    /// How long a link works after the API hands it out.
+    pub ttl: Duration,
+    /// Streams of one order open at once on one producer (token or link alike).
+    pub streams_per_order: usize,
+}
+
+impl Default for LinkRules {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_LINK_TTL,
+            streams_per_order: DEFAULT_STREAMS_PER_ORDER,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The API's credentials.
 #[derive(Debug, Clone)]
 pub struct ApiAuth {
     tokens: Vec<Secret>,
     events_secret: Option<Secret>,
-    link_rules: crate::events::LinkRules,
+    link_rules: LinkRules,
 }
 
 fn check(variable: &'static str, value: &str) -> Result<(), AuthConfigError> {
@@ -77,18 +117,18 @@ impl ApiAuth {
         Ok(Self {
             tokens: tokens.into_iter().map(Secret::new).collect(),
             events_secret: events_secret.map(Secret::new),
-            link_rules: crate::events::LinkRules::default(),
+            link_rules: LinkRules::default(),
         })
     }
 
     /// The same credentials, with signed events links following `rules`.
-    pub fn with_link_rules(mut self, rules: crate::events::LinkRules) -> Self {
+    pub fn with_link_rules(mut self, rules: LinkRules) -> Self {
         self.link_rules = rules;
         self
     }
 
     /// How signed events links behave.
-    pub fn link_rules(&self) -> crate::events::LinkRules {
+    pub fn link_rules(&self) -> LinkRules {
         self.link_rules
     }
 
@@ -107,6 +147,14 @@ impl ApiAuth {
         self.tokens.iter().fold(false, |found, token| {
             found | bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()))
         })
+    }
+
+    /// The query of an order's signed events link, `exp=<unix seconds>&sig=<signature>`, valid
+    /// for the configured lifetime from now; `None` when no `PAYWATCH_EVENTS_SECRET` is set.
+    pub fn link_query(&self, order_id: &str) -> Option<String> {
+        let exp = unix_now().saturating_add(self.link_rules.ttl.as_secs());
+        let sig = self.events_signature(order_id, exp)?;
+        Some(format!("exp={exp}&sig={sig}"))
     }
 
     /// The signature that lets a browser follow one order's events until `exp` (Unix seconds),

@@ -6,12 +6,12 @@
 //!
 //! Two callers, two views. With the API token (the shop's backend) each event is the
 //! `GET /v1/orders/{id}` view. With a signed link (`links.events`: `?exp=…&sig=…`, what a shop
-//! hands to a buyer's browser, see [`link_query`]) each event is the [`browser_view`]: status,
-//! phase and times, never the notify targets, the metadata or the provider's error text. A signed
-//! link works until its `exp` (the signature covers it, so it cannot be moved), and a stream
-//! opened with it ends with an `event: expired` at that time. At most
+//! hands to a buyer's browser, see [`ApiAuth::link_query`]) each event is the [`browser_view`]:
+//! status, phase and times, never the notify targets, the metadata or the provider's error text.
+//! A signed link works until its `exp` (the signature covers it, so it cannot be moved), and a
+//! stream opened with it ends with an `event: expired` at that time. At most
 //! [`LinkRules::streams_per_order`] streams of one order are open at once on one producer, so a
-//! leaked link cannot take the producer's [`MAX_STREAMS`].
+//! leaked link cannot take the producer's [`crate::http::state::MAX_STREAMS`].
 //!
 //! It is fed from Redis, not from this process's memory: each stream reads its order through the
 //! same function as `GET` every [`POLL`], so it works whichever producer replica the browser
@@ -20,11 +20,8 @@
 //! Every refusal is `{"error", "field"}` JSON, as everywhere else in the API: a repeated or
 //! unknown query parameter is a 400 naming it.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -36,50 +33,19 @@ use paywatch_core::OrderId;
 use paywatch_core::store::{OrderView, Phase};
 use serde_json::{Value, json};
 
-use crate::auth::ApiAuth;
-use crate::http::{Api, OrderJson, error, internal, links, order_view};
+use crate::auth::{ApiAuth, unix_now};
+pub use crate::auth::{
+    DEFAULT_LINK_TTL, DEFAULT_STREAMS_PER_ORDER, LinkRules, MAX_LINK_TTL, MAX_STREAMS_PER_ORDER,
+};
+use crate::http::reply::{error, internal};
+use crate::http::state::{Api, Slot};
+use crate::views::{OrderJson, links, order_view};
 
 /// How often a stream reads its order.
 pub const POLL: Duration = Duration::from_millis(500);
 
 /// How often an idle stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Streams one producer serves at once; more get 503 (each costs a Redis read per [`POLL`]).
-pub const MAX_STREAMS: usize = 10_000;
-
-/// How long a signed events link works by default (`PAYWATCH_EVENTS_LINK_TTL`).
-pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(3600);
-
-/// The longest lifetime a link may be given: links that never expire are what this replaces.
-pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 86_400);
-
-/// Streams of one order open at once on one producer, by default
-/// (`PAYWATCH_EVENTS_STREAMS_PER_ORDER`).
-pub const DEFAULT_STREAMS_PER_ORDER: usize = 5;
-
-/// The most `PAYWATCH_EVENTS_STREAMS_PER_ORDER` may allow.
-pub const MAX_STREAMS_PER_ORDER: usize = 100;
-
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// How signed events links behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkRules {
-    /// How long a link works after the API hands it out.
-    pub ttl: Duration,
-    /// Streams of one order open at once on one producer (token or link alike).
-    pub streams_per_order: usize,
-}
-
-impl Default for LinkRules {
-    fn default() -> Self {
-        Self {
-            ttl: DEFAULT_LINK_TTL,
-            streams_per_order: DEFAULT_STREAMS_PER_ORDER,
-        }
-    }
-}
 
 /// Reads `PAYWATCH_EVENTS_LINK_TTL`: a duration from 1s to 30d.
 pub fn parse_link_ttl(text: &str) -> Result<Duration, String> {
@@ -89,21 +55,6 @@ pub fn parse_link_ttl(text: &str) -> Result<Duration, String> {
         return Err(problem());
     }
     Ok(ttl)
-}
-
-/// Seconds since the Unix epoch, now.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The query of an order's signed events link, `exp=<unix seconds>&sig=<signature>`, valid for
-/// the configured lifetime from now; `None` when no `PAYWATCH_EVENTS_SECRET` is set.
-pub fn link_query(auth: &ApiAuth, order_id: &str) -> Option<String> {
-    let exp = unix_now().saturating_add(auth.link_rules().ttl.as_secs());
-    let sig = auth.events_signature(order_id, exp)?;
-    Some(format!("exp={exp}&sig={sig}"))
 }
 
 /// What a buyer's browser is shown: where the payment stands and when, nothing about who is
@@ -143,67 +94,8 @@ enum Caller {
     Browser { exp: u64 },
 }
 
-/// The streams open per order on this producer, shared by its handlers.
-#[derive(Debug, Clone, Default)]
-pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
-
-impl OpenStreams {
-    /// Takes a slot for `order_id` unless it has `limit` already (or the producer is full).
-    fn take(&self, order_id: &str, limit: usize) -> Result<Slot, Refusal> {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(order_id.to_owned()).or_insert(0);
-        if *count >= limit {
-            drop(open);
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("this order has {limit} event streams open already; close one first"),
-                Some("order_id"),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return Err(Box::new(response));
-        }
-        if OPEN.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
-            OPEN.fetch_sub(1, Ordering::Relaxed);
-            if *count == 0 {
-                open.remove(order_id);
-            }
-            return Err(Box::new(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many open event streams; retry later",
-                None,
-            )));
-        }
-        *count += 1;
-        Ok(Slot {
-            streams: self.clone(),
-            order_id: order_id.to_owned(),
-        })
-    }
-}
-
 /// A refusal, boxed: a `Response` is large and refusals are rare.
 type Refusal = Box<Response>;
-
-/// Counts a stream as open, for the producer and for its order, until dropped.
-struct Slot {
-    streams: OpenStreams,
-    order_id: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::Relaxed);
-        let mut open = self.streams.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.order_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.order_id);
-            }
-        }
-    }
-}
 
 /// The credentials a request's query carries.
 #[derive(Debug, Default)]
@@ -490,7 +382,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             streams_per_order: 2,
         });
-        let query = link_query(&auth, "o-1").expect("signed");
+        let query = auth.link_query("o-1").expect("signed");
         let (exp, sig) = query
             .strip_prefix("exp=")
             .and_then(|rest| rest.split_once("&sig="))

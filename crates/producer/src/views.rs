@@ -26,7 +26,7 @@ pub fn order_path(order_id: &str) -> String {
 /// secret is set).
 pub fn order_links(auth: &ApiAuth, order_id: &str) -> Links {
     let path = order_path(order_id);
-    let events = match crate::events::link_query(auth, order_id) {
+    let events = match auth.link_query(order_id) {
         Some(query) => format!("{path}/events?{query}"),
         None => format!("{path}/events"),
     };

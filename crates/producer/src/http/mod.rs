@@ -33,7 +33,3 @@ pub mod state;
 pub use orders::CONFLICT;
 pub use router::{MAX_BODY, router};
 pub use state::Api;
-
-// The paths `crate::events` names these by (it moves to the modules above with its next change).
-pub(crate) use crate::views::{OrderJson, links, order_view};
-pub(crate) use reply::{error, internal};

@@ -15,7 +15,7 @@ use crate::openapi::{ProviderName, SubmitReply};
 use crate::views::{order_answer, order_links};
 use crate::{ProducerError, Submitted};
 
-/// What the function said of an order id taken with another body (`paywatch.lua`'s words).
+/// What the function said of an order id taken with another body (the submit function's words).
 pub const CONFLICT: &str = "an order with this id already exists with a different body";
 
 /// The fields of an order its answer repeats, read once (see [`create_order`]).

@@ -30,7 +30,7 @@ pub fn router(
         producer,
         auth,
         admin,
-        streams: crate::events::OpenStreams::default(),
+        streams: super::state::OpenStreams::default(),
     };
     let orders = Router::new()
         .route(
