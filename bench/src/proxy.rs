@@ -98,13 +98,13 @@ impl LatencyProxy {
 
     /// Starts a proxy in front of the single Redis at `url` (`redis://host:port[/db]`).
     pub fn in_front_of(url: &str, rtt: Duration) -> anyhow::Result<Self> {
-        let parsed = url::Url::parse(url).with_context(|| format!("not a Redis URL: {url}"))?;
+        let parsed = url::Url::parse(url).context("the Redis URL is not a URL")?;
         let upstream = parsed
             .socket_addrs(|| Some(6379))
-            .with_context(|| format!("cannot resolve {url}"))?
+            .context("cannot resolve the Redis URL's host")?
             .into_iter()
             .next()
-            .with_context(|| format!("no address for {url}"))?;
+            .context("the Redis URL's host has no address")?;
         Self::start(upstream, rtt)
     }
 
@@ -115,13 +115,13 @@ impl LatencyProxy {
 
     /// `url` (a Redis URL) pointed at this proxy instead: same scheme, credentials and database.
     pub fn url_for(&self, url: &str) -> anyhow::Result<String> {
-        let mut parsed = url::Url::parse(url).with_context(|| format!("not a Redis URL: {url}"))?;
+        let mut parsed = url::Url::parse(url).context("the Redis URL is not a URL")?;
         parsed
             .set_ip_host(self.addr().ip())
-            .map_err(|()| anyhow::anyhow!("cannot set the host of {url}"))?;
+            .map_err(|()| anyhow::anyhow!("cannot point the Redis URL at the proxy"))?;
         parsed
             .set_port(Some(self.addr().port()))
-            .map_err(|()| anyhow::anyhow!("cannot set the port of {url}"))?;
+            .map_err(|()| anyhow::anyhow!("cannot point the Redis URL at the proxy's port"))?;
         Ok(parsed.to_string())
     }
 
