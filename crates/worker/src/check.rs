@@ -324,6 +324,10 @@ impl<'a> Run<'a> {
         };
         let ((), sent) = tokio::join!(history, ctx.fanout.send(order_id, &holds));
         sent?;
+        // Durable mode: the notifications must be on the replicas before this check job is
+        // completed. Otherwise a failover could keep the completion (retried on the new primary)
+        // and lose the enqueue before it: a final order with no notification left to send.
+        wait_durable(ctx, order_id).await?;
         Ok(Next::Done)
     }
 }
