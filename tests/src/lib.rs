@@ -542,9 +542,15 @@ pub fn server_binary(kind: ServerKind) -> Option<ServerBinary> {
 /// The directory where cargo put the product's binaries (`paywatch-producer`, `paywatch-worker`,
 /// `paywatch-sandbox`, `paywatch-demo`), built once per test process through
 /// scripts/cargo-bins.sh, so tests run exactly what operators run.
+///
+/// `PAYWATCH_TEST_BINARIES`, when set, names a directory that already holds them (`just test`
+/// builds them once and sets it, so the many test processes of a nextest run build nothing).
 pub fn product_binaries() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PAYWATCH_TEST_BINARIES") {
+            return PathBuf::from(dir);
+        }
         let mut build = Command::new(repo_root().join("scripts/cargo-bins.sh"));
         // cargo test gives this process its package's variables; ring's build script watches
         // CARGO_MANIFEST_DIR, so passing them on would rebuild half the tree here and again at

@@ -4,9 +4,8 @@
 //! on the real `paywatch-producer serve` binary with its real environment — links expire at the
 //! configured time and one order's streams are capped, while bad link settings stop it at start.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eventsource_stream::Eventsource;
@@ -15,35 +14,9 @@ use paywatch_tests::stack::{API_TOKEN, EVENTS_SECRET, Stack};
 use paywatch_tests::{cleanup, free_port, redis_url, unique_prefix, wait_for};
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// `paywatch-producer`, built by cargo once per test process (scripts/cargo-bins.sh).
+/// `paywatch-producer`, as operators run it.
 fn producer_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let mut build = std::process::Command::new(root().join("scripts/cargo-bins.sh"));
-        // This process's package variables would make cargo rebuild build scripts needlessly.
-        for (name, _) in std::env::vars_os() {
-            if name.to_str().is_some_and(|n| {
-                n.starts_with("CARGO_") && n != "CARGO_TARGET_DIR" && n != "CARGO_HOME"
-            }) {
-                build.env_remove(name);
-            }
-        }
-        let output = build
-            .args(["-p", "paywatch-producer", "--bins"])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/cargo-bins.sh");
-        assert!(output.status.success(), "cargo build failed");
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("paywatch-producer")
-    })
-    .clone()
+    paywatch_tests::product_binaries().join("paywatch-producer")
 }
 
 fn unix_now() -> u64 {

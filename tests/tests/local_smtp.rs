@@ -3,7 +3,7 @@
 //! notify-email worker delivers a paid order's email to it, it prints the message as a JSON
 //! line, and Ctrl-C (SIGINT) stops it cleanly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,31 +13,9 @@ use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// `paywatch-demo`, built by cargo (scripts/cargo-bins.sh).
+/// `paywatch-demo`, as operators run it.
 fn demo_binary() -> PathBuf {
-    let mut build = std::process::Command::new(root().join("scripts/cargo-bins.sh"));
-    // This process's package variables would make cargo rebuild build scripts needlessly.
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(|n| {
-            n.starts_with("CARGO_") && n != "CARGO_TARGET_DIR" && n != "CARGO_HOME"
-        }) {
-            build.env_remove(name);
-        }
-    }
-    let output = build
-        .args(["-p", "paywatch-sandbox", "--bin", "paywatch-demo"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/cargo-bins.sh");
-    assert!(output.status.success(), "cargo build failed");
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("paywatch-demo")
+    paywatch_tests::product_binaries().join("paywatch-demo")
 }
 
 #[tokio::test]

@@ -138,12 +138,7 @@ async fn paid_email_is_multipart_with_codes() {
     let text = part(message, "text/plain");
     let html = part(message, "text/html");
     for body in [text, html] {
-        for expected in [
-            "ORD-1001",
-            "foxreload",
-            "fox-77",
-            "completed",
-        ] {
+        for expected in ["ORD-1001", "foxreload", "fox-77", "completed"] {
             assert!(body.contains(expected), "{expected} missing from {body}");
         }
         // No time in the content: a transition recorded again after a failover renders the same.

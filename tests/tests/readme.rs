@@ -6,45 +6,22 @@
 //! whole. Then the order is paid, the email was printed by the SMTP server, the Telegram message
 //! reached the sandbox, and the order submitted with redis-cli is there.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use paywatch_tests::{RedisServer, free_ports, wait_for};
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde_json::Value;
 
+/// The workspace root.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    paywatch_tests::repo_root()
 }
 
 /// Where cargo put the producer, worker, sandbox and paywatch-demo binaries (built once).
 fn binaries() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let mut build = std::process::Command::new(root().join("scripts/cargo-bins.sh"));
-        // This process's package variables would make cargo rebuild build scripts needlessly.
-        for (name, _) in std::env::vars_os() {
-            if name.to_str().is_some_and(|n| {
-                n.starts_with("CARGO_") && n != "CARGO_TARGET_DIR" && n != "CARGO_HOME"
-            }) {
-                build.env_remove(name);
-            }
-        }
-        let output = build
-            .args(["-p", "paywatch-sandbox", "-p", "paywatch-producer"])
-            .args(["-p", "paywatch-worker", "--bins"])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/cargo-bins.sh");
-        assert!(output.status.success(), "cargo build failed");
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
-    .clone()
+    paywatch_tests::product_binaries()
 }
 
 /// The `sh` code blocks of the README's "Running it" section, in order.

@@ -2,56 +2,17 @@
 //! adds): it starts, every URL it prints answers, the commands it prints work while it runs, and
 //! Ctrl-C (SIGINT) or SIGTERM stops everything it started and deletes its keys.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use paywatch_tests::{redis_url, wait_for};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 /// Where cargo put paywatch-demo and the binaries it starts (built once per test process).
 fn binaries() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let mut build = std::process::Command::new(root().join("scripts/cargo-bins.sh"));
-        // cargo test gives this process its package's variables; ring's build script watches
-        // CARGO_MANIFEST_DIR, so passing them on would rebuild half the tree here and again at
-        // the next plain `cargo build`.
-        for (name, _) in std::env::vars_os() {
-            let package_variable = name.to_str().is_some_and(|n| {
-                n.starts_with("CARGO_PKG_")
-                    || n.starts_with("CARGO_MANIFEST_")
-                    || n.starts_with("CARGO_BIN_")
-                    || [
-                        "CARGO_CRATE_NAME",
-                        "CARGO_PRIMARY_PACKAGE",
-                        "CARGO_TARGET_TMPDIR",
-                    ]
-                    .contains(&n)
-            });
-            if package_variable {
-                build.env_remove(name);
-            }
-        }
-        let output = build
-            .args(["-p", "paywatch-sandbox", "-p", "paywatch-producer"])
-            .args(["-p", "paywatch-worker", "--bins"])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/cargo-bins.sh");
-        assert!(output.status.success(), "cargo build failed");
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
-    .clone()
+    paywatch_tests::product_binaries()
 }
 
 /// The first `http://…` in a line, without trailing punctuation.

@@ -11,9 +11,9 @@ use paywatch_queue::{QueueConfig, RedisQueue};
 use paywatch_sandbox::{Fault, FaultScope, NewPayment, Provider as SandboxProvider, SandboxConfig};
 use paywatch_tests::stack::Stack;
 use paywatch_tests::{RedisServer, cleanup, free_port, redis_url, unique_prefix, wait_for};
+use paywatch_worker::config::WorkerConfig;
 use paywatch_worker::gate::breaker::BreakerConfig;
 use paywatch_worker::gate::budget::RateLimits;
-use paywatch_worker::config::WorkerConfig;
 use paywatch_worker::gate::{Admission, Gate, Hold, fingerprint};
 use serde_json::{Value, json};
 
