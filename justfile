@@ -22,7 +22,7 @@ build:
 # Run the whole test suite against a real Redis.
 test: redis
     scripts/ensure-test-tools.sh
-    cargo test --workspace
+    scripts/test.sh
 
 # docs/chaos.md: its own Redis with AOF, the sandbox, the API, 3 check and 2 notifier workers;
 # 10,000 orders while workers are `kill -9`'d and Redis is restarted gracefully and killed; one
