@@ -95,21 +95,6 @@ pub(crate) async fn next_batch(shared: Arc<Shared>, requesting: Arc<AtomicBool>)
                     tracing::info!(queue = %config.name, jobs = batch.reclaimed, "reclaimed jobs whose lease expired");
                 }
                 if !batch.jobs.is_empty() {
-                    // Durable mode: the leases must be on the replicas before anything runs, so
-                    // that after a failover this process still holds them on the new primary and
-                    // its settles apply there (nothing is run twice). When a connection broke
-                    // meanwhile they may be gone with the old primary: run nothing, fetch again.
-                    if config.durable_settles.is_some() && !shared.durable().await {
-                        let mut held = shared.held();
-                        for job in &batch.jobs {
-                            if held.get(&job.id) == Some(&job.token) {
-                                held.remove(&job.id);
-                            }
-                        }
-                        drop(held);
-                        tracing::warn!(queue = %config.name, jobs = batch.jobs.len(), "fetched jobs are not known to be durable (a connection broke): not running them; fetching again");
-                        continue;
-                    }
                     return batch.jobs;
                 }
                 // Sleep until the earliest due job or lease expiry, judged by the Redis clock.
@@ -140,10 +125,117 @@ struct Fetched {
 }
 
 /// Reclaims expired leases, then leases up to a batch of due jobs under `token`.
+///
+/// Durable mode: the fetch runs on a connection of its own, followed on that same connection by
+/// `WAIT` (and `WAITAOF`) until the replicas have the leases, before any job runs. So after a
+/// failover the new primary knows the jobs are this process's and its settles apply there
+/// (nothing is sent twice). A `WAIT` proves something only about writes to the server it runs
+/// on: when the connection breaks the jobs are not run (their leases, if they survived, lapse
+/// and the jobs are fetched again).
 async fn fetch(shared: &Shared, token: &str) -> Result<Fetched, redis::RedisError> {
+    let Some(durable) = shared.config.durable_settles else {
+        let mut conn = shared.conn.clone();
+        return fetch_on(shared, &mut conn, token).await;
+    };
+    let mut slot = shared.durable_fetch.lock().await;
+    let conn = match &mut *slot {
+        Some(conn) => conn,
+        None => {
+            let opened = shared
+                .client
+                .exclusive(durable.timeout + Duration::from_secs(5))
+                .await
+                .ok_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "durable fetches need one primary (a single server or Sentinel), not a Cluster",
+                    ))
+                })??;
+            slot.insert(opened)
+        }
+    };
+    let result = async {
+        let fetched = fetch_on(shared, conn, token).await?;
+        if !fetched.jobs.is_empty()
+            && let Err(e) = wait_replicas(shared, conn, durable).await
+        {
+            // Not run, so not held: nothing extends or settles these leases.
+            let mut held = shared.held();
+            for job in &fetched.jobs {
+                if held.get(&job.id) == Some(&job.token) {
+                    held.remove(&job.id);
+                }
+            }
+            drop(held);
+            tracing::warn!(queue = %shared.config.name, jobs = fetched.jobs.len(), error = %e, "fetched jobs are not known to be on the replicas (the connection broke): running none of them");
+            return Err(e);
+        }
+        Ok(fetched)
+    }
+    .await;
+    if result.is_err() {
+        // Broken or refused: a fresh connection (to whichever primary there is) next time.
+        *slot = None;
+    }
+    result
+}
+
+/// `WAIT` (and `WAITAOF` where asked and supported) on `conn` until `durable` is met; a shortfall
+/// is asked again on the same connection, an error ends it (the caller runs nothing).
+async fn wait_replicas(
+    shared: &Shared,
+    conn: &mut redis::aio::MultiplexedConnection,
+    durable: crate::DurableSettles,
+) -> Result<(), redis::RedisError> {
+    let timeout_ms = u64::try_from(durable.timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let mut warned = false;
+    loop {
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(durable.replicas)
+            .arg(timeout_ms)
+            .query_async(conn)
+            .await?;
+        let fsynced = if durable.local_fsync {
+            let reply: redis::RedisResult<(u32, u32)> = redis::cmd("WAITAOF")
+                .arg(1)
+                .arg(0)
+                .arg(timeout_ms)
+                .query_async(conn)
+                .await;
+            match reply {
+                Ok((local, _)) => local >= 1,
+                // No WAITAOF before Redis 7.2: replicas only, as the settles do.
+                Err(e)
+                    if e.to_string()
+                        .to_ascii_lowercase()
+                        .contains("unknown command") =>
+                {
+                    true
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            true
+        };
+        if acked >= durable.replicas && fsynced {
+            return Ok(());
+        }
+        if !std::mem::replace(&mut warned, true) {
+            tracing::warn!(queue = %shared.config.name, acked, wanted = durable.replicas, "fetched jobs are not on the replicas yet; running none of them until they are");
+        }
+    }
+}
+
+/// The fetch script on `conn`; records the leases it took as held.
+async fn fetch_on<C: redis::aio::ConnectionLike>(
+    shared: &Shared,
+    conn: &mut C,
+    token: &str,
+) -> Result<Fetched, redis::RedisError> {
     let keys = &shared.keys;
     let config = &shared.config;
-    let mut conn = shared.conn.clone();
     let (now, next_due, lease_head, reclaimed, flat): (i64, i64, i64, u64, Vec<redis::Value>) =
         scripts::FETCH
             .key(&keys.jobs)
@@ -155,7 +247,7 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Fetched, redis::RedisErro
             .arg(config.lease.as_millis() as u64)
             .arg(token)
             .arg(config.reclaim_limit)
-            .invoke_async(&mut conn)
+            .invoke_async(conn)
             .await?;
     let mut jobs = Vec::with_capacity(flat.len() / 4);
     let mut held = shared.held();

@@ -88,10 +88,6 @@ pub(crate) enum SettleRequest {
         reply: oneshot::Sender<bool>,
         extend_leases: bool,
     },
-    /// With durable settles: answered once everything this process wrote before it (a fetch's
-    /// leases) is as durable as the queue asks. `reply` learns `false` when a connection broke
-    /// meanwhile: the primary may have changed, so those writes may be gone.
-    Durable { reply: oneshot::Sender<bool> },
 }
 
 /// Decides how to settle a run from the handler's result.

@@ -54,7 +54,6 @@ pub(crate) async fn run_settler(
             first = rx.recv() => {
                 let Some(first) = first else { return };
                 let mut flushes = Vec::new();
-                let mut durables = Vec::new();
                 let mut extend_leases = false;
                 let mut next = Some(first);
                 while let Some(req) = next.take() {
@@ -64,40 +63,24 @@ pub(crate) async fn run_settler(
                             extend_leases |= extend;
                             flushes.push(reply);
                         }
-                        SettleRequest::Durable { reply } => durables.push(reply),
                     }
-                    if batch.len() >= batch_max || !flushes.is_empty() || !durables.is_empty() {
+                    if batch.len() >= batch_max || !flushes.is_empty() {
                         break;
                     }
                     next = rx.try_recv().ok();
                 }
                 let Some(shared) = weak.upgrade() else { return };
-                // Whether the writes made before the durable requests are known to be durable.
-                let mut unbroken = true;
-                let batch_was_empty = batch.is_empty();
-                if !batch_was_empty {
+                if !batch.is_empty() {
                     write_batch(&shared, &mut batch).await;
                     if let Some(settles) = shared.config.durable_settles {
                         // A broken connection means the primary may have changed, and `WAIT` on
                         // a new one proves nothing about writes made to the old: write the batch
                         // again (settles are idempotent per lease token), then wait again.
                         while !durable.wait(&shared, settles).await {
-                            unbroken = false;
                             write_batch(&shared, &mut batch).await;
                         }
                     }
                     reply(&shared, &mut batch);
-                }
-                if !durables.is_empty() {
-                    // A batch written and waited for above already covers the requests' writes.
-                    if let Some(settles) = shared.config.durable_settles
-                        && batch_was_empty
-                    {
-                        unbroken &= durable.wait(&shared, settles).await;
-                    }
-                    for reply in durables {
-                        let _ = reply.send(unbroken);
-                    }
                 }
                 // After the settles: a job settled above is no longer held, so it is neither extended
                 // nor reported as a lost lease.

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// Wake-up plumbing between idle workers and the signal listener; an `Arc` because the
     /// listener holds it only weakly, to end when the last handle is gone.
     pub(crate) wakeup: Arc<Wakeup>,
+    /// Durable mode: the connection fetches run on, so the `WAIT` after a fetch runs on the
+    /// server that took it (a connection that never reconnects: broken means start over).
+    pub(crate) durable_fetch: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// Whether the settler and listener were spawned: once per process, by the first worker.
     pub(crate) background_started: AtomicBool,
     /// Whether the last Redis call succeeded, so outages are logged once, not per call.
@@ -80,6 +83,7 @@ impl Shared {
             settle_rx: Mutex::new(Some(settle_rx)),
             wakeup: Arc::new(Wakeup::default()),
             background_started: AtomicBool::new(false),
+            durable_fetch: tokio::sync::Mutex::new(None),
             redis_up: AtomicBool::new(true),
             outages: AtomicU64::new(0),
             synced_outages: AtomicU64::new(0),
@@ -177,20 +181,6 @@ impl Shared {
     }
 
     /// Waits until every settle sent so far is written.
-    /// With durable settles, whether everything written so far (a fetch's leases) reached the
-    /// replicas on the primary it was written to; `false` when a connection broke meanwhile.
-    pub(crate) async fn durable(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .settle_tx
-            .send(SettleRequest::Durable { reply: tx })
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
-    }
-
     pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         let flush = SettleRequest::Flush {
