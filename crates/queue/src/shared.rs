@@ -122,7 +122,13 @@ impl Shared {
                 metrics::counter!(m::REDIS_ERRORS_TOTAL, "queue" => queue.clone(), "op" => what.to_string()).increment(1);
                 if self.redis_up.swap(false, Ordering::SeqCst) {
                     self.outages.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
+                    if crate::conn::is_transient(e) {
+                        tracing::warn!(queue = %queue, op = what, error = %e, "redis unavailable; retrying with backoff");
+                    } else {
+                        // Not an outage: waiting mends nothing until someone fixes the cause,
+                        // most often the Redis user's permissions (docs/operations.md).
+                        tracing::error!(queue = %queue, op = what, error = %e, "redis refused this queue's command (check the permissions of REDIS_URL's user); retrying with backoff");
+                    }
                     metrics::gauge!(m::REDIS_UP, "queue" => queue).set(0.0);
                 } else {
                     tracing::debug!(queue = %queue, op = what, error = %e, "redis still unavailable");
