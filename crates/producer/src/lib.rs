@@ -99,6 +99,16 @@ impl Producer {
         })
     }
 
+    /// One attempt at [`Producer::prepare_when_ready`]: `Ok(false)` when Redis is not there yet
+    /// (down, loading, between primaries), an error for what waiting cannot mend.
+    pub async fn try_prepare(&self) -> Result<bool, ProducerError> {
+        match self.store.prepare().await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_unavailable() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Waits until Redis answers (logging once while it does not), then loads the function
     /// library and checks the shard count; fails at once on what waiting cannot mend.
     pub async fn prepare_when_ready(&self) -> Result<(), ProducerError> {

@@ -38,6 +38,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Serve(args) => {
+            // A Redis that can never serve (no Functions, another shard count, no permission) is
+            // refused before anything listens; one that is not there yet is waited for below.
+            producer.try_prepare().await?;
             if let Some(addr) = args.metrics_listen {
                 let bound = telemetry::serve(
                     addr,
