@@ -49,6 +49,9 @@ all)
     # shellcheck disable=SC2086
     "$bin/paywatch-bench" --redis "$REDIS_URL" --bin-dir "$bin" all \
         --out BENCHMARKS.md --plots docs/bench --command "just bench" ${BENCH_ARGS:-}
+    # The network sweep, in the same command; BENCHMARKS.md links its tables and plot.
+    "$bin/paywatch-bench" --bin-dir "$bin" network --out docs/bench/network.md \
+        --plot docs/bench/network.png --plot-link network.png
     # The polling economy, in the same command; BENCHMARKS.md links its section and plot.
     "$bin/paywatch-bench" economy --redis "$REDIS_URL" --out docs/bench/economy.md \
         --plot docs/bench/economy-frontier.png

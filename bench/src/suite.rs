@@ -192,11 +192,30 @@ pub fn run(o: &SuiteOpts, fleet: &Fleet, redis: &str) -> anyhow::Result<String> 
         sections.push(section);
     }
     if o.only.len() > 1 {
+        sections.push(network_section());
         sections.push(economy_section());
     }
     let report = write_report(o, &sections)?;
     std::fs::write(&o.out, &report).with_context(|| format!("writing {}", o.out.display()))?;
     Ok(report)
+}
+
+/// The network sweep runs right after the suite in the same `just bench` (scripts/bench.sh) and
+/// writes its own tables and plot next to the others; the report links them.
+fn network_section() -> Section {
+    Section {
+        title: "Through a network: round trips per order, e2e at 0, 0.5 and 1 ms RTT".into(),
+        command: "just bench network".into(),
+        body: "The end-to-end run above with every process of both sides reaching Redis through \
+               a latency proxy in `paywatch-bench` (0, 0.5 and 1 ms round trip), and the Redis \
+               round trips per order counted for both sides against the floor a design could \
+               reach. `just bench` writes its tables to \
+               [docs/bench/network.md](docs/bench/network.md) right after this report, with the \
+               plot.\n\n\
+               ![orders/s against RTT](docs/bench/network.png)\n"
+            .into(),
+        summary: Vec::new(),
+    }
 }
 
 /// The polling economy runs right after the suite in the same `just bench` (scripts/bench.sh) and
