@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod chaos;
+pub mod cluster;
 pub mod door;
 pub mod property;
 pub mod shard;

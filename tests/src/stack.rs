@@ -89,6 +89,18 @@ impl WebhookReceiver {
     }
 }
 
+/// The sandbox on a free loopback port, sending provider webhooks to the producer API at `api`
+/// (for tests that run the producer as a binary).
+pub async fn sandbox_for(api: &str) -> SandboxHandle {
+    let config = SandboxConfig {
+        webhook_target: Some(api.to_owned()),
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("start the sandbox")
+}
+
 /// A running paywatch: sandbox, producer API and any number of workers.
 #[derive(Debug)]
 pub struct Stack {

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use paywatch_core::store::{ShardKeys, shard_of};
-use paywatch_sandbox::{NewPayment, Provider as SandboxProvider, Sandbox, SandboxConfig};
+use paywatch_sandbox::{NewPayment, Provider as SandboxProvider};
 use paywatch_tests::stack::{API_TOKEN, WEBHOOK_SECRET, WebhookReceiver, authorized_client};
 use paywatch_tests::{
     RedisServer, ServerKind, free_port, product_binaries, repo_root, server_binary, wait_for,
@@ -368,15 +368,7 @@ impl Fleet {
                 .await
                 .expect("ACL LOG RESET");
         }
-        let sandbox = Sandbox::start(
-            SandboxConfig {
-                webhook_target: Some(api.clone()),
-                ..SandboxConfig::default()
-            },
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .await
-        .expect("sandbox");
+        let sandbox = paywatch_tests::stack::sandbox_for(api).await;
         let receiver = WebhookReceiver::start().await;
         let sandbox_url = sandbox.base_url();
         let shards = self.shards.to_string();
@@ -514,36 +506,11 @@ async fn least_privilege_users_on_a_cluster() {
         ];
         nodes.push(RedisServer::start_of(&binary, false, &args).await);
     }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port()))
-        .collect();
-    let created = std::process::Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stdout)
-    );
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
+    if let Err(e) = paywatch_tests::cluster::form(&ports, 0).await {
+        panic!("{e}");
+    }
     for node in &nodes {
-        wait_for("the Cluster to be ok", Duration::from_secs(20), || async {
-            let mut conn = redis::Client::open(node.url())
-                .ok()?
-                .get_multiplexed_async_connection()
-                .await
-                .ok()?;
-            let info: String = redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query_async(&mut conn)
-                .await
-                .ok()?;
-            info.contains("cluster_state:ok").then_some(())
-        })
-        .await;
         for reply in apply_acl_conf(node) {
             assert!(
                 reply == "OK" || reply.contains("Unknown command"),

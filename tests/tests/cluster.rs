@@ -105,29 +105,11 @@ async fn orders_run_end_to_end_on_a_three_master_cluster() {
     for node in &mut nodes {
         wait_answering(node).await;
     }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stdout)
-    );
-    for node in &nodes {
-        wait_for("the cluster to be ok", Duration::from_secs(20), || async {
-            info(node.port, "cluster")
-                .await
-                .filter(|i| i.contains("cluster_state:ok"))
-        })
-        .await;
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    if let Err(e) = paywatch_tests::cluster::form(&ports, 0).await {
+        panic!("{e}");
     }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
 
     let url = addrs
         .iter()

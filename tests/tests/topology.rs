@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paywatch_sandbox::{Sandbox, SandboxConfig};
 use paywatch_tests::stack::{API_TOKEN, EVENTS_SECRET, WEBHOOK_SECRET, WebhookReceiver};
 use paywatch_tests::{free_port, free_ports, product_binaries, unique_prefix, wait_for};
 use serde_json::{Value, json};
@@ -136,15 +135,7 @@ impl Fleet {
         let prefix = unique_prefix(test);
         let port = free_port();
         let api = format!("http://127.0.0.1:{port}");
-        let sandbox = Sandbox::start(
-            SandboxConfig {
-                webhook_target: Some(api.clone()),
-                ..SandboxConfig::default()
-            },
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .await
-        .expect("start sandbox");
+        let sandbox = paywatch_tests::stack::sandbox_for(&api).await;
         let hooks = WebhookReceiver::start().await;
         let producer = Proc::spawn(
             "paywatch-producer serve",

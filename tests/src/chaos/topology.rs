@@ -231,34 +231,11 @@ impl Topology {
             ];
             nodes.push(RedisServer::start_of(&redis7(), true, &args).await);
         }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()?;
-        anyhow::ensure!(
-            created.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&created.stdout)
-        );
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
+        crate::cluster::form(&ports, 1)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let set = ClusterSet { nodes };
-        for node in &set.nodes {
-            let port = node.port();
-            until(
-                "the Cluster to be ok",
-                Duration::from_secs(30),
-                || async move {
-                    let info: String = query(port, redis::cmd("CLUSTER").arg("INFO")).await?;
-                    info.contains("cluster_state:ok").then_some(())
-                },
-            )
-            .await?;
-        }
         // Every replica attached and in sync before anything is killed.
         for node in &set.nodes[3..] {
             let port = node.port();
