@@ -41,9 +41,7 @@ const SECRETS: &[&str] = &[
 /// Where the binaries are: `PAYWATCH_TEST_BINARIES` when set (to hold another build to the same
 /// tests, such as a release or an older commit), else the ones cargo builds from this tree.
 fn binaries() -> PathBuf {
-    std::env::var_os("PAYWATCH_TEST_BINARIES")
-        .map(PathBuf::from)
-        .unwrap_or_else(product_binaries)
+    product_binaries()
 }
 
 /// One way an operator runs a binary.
