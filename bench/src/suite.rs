@@ -591,7 +591,7 @@ async fn idle_section(o: &SuiteOpts, fleet: &Fleet, plots: &Plots) -> anyhow::Re
         "One worker process with nothing to do on a private `redis-server`; `CONFIG RESETSTAT` \
          after {} s, `INFO commandstats` {} s later (the measurement's own `INFO`/`CONFIG` left \
          out). *Sent* counts the commands the worker sends (a script is one, as in the queue's \
-         own idle test, tests/tests/crash.rs); *all* adds the commands those scripts run inside \
+         own idle test, tests/it/crash.rs); *all* adds the commands those scripts run inside \
          Redis, which `INFO commandstats` counts too. Every command is listed.\n\n\
          | idle worker | sent/s | all/s | commands over {} s |\n|---|---|---|---|\n",
         i.warmup, i.seconds, i.seconds

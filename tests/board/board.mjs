@@ -1,5 +1,5 @@
 // Drives the operator board in a real browser (Debian's chromium through playwright-core), for
-// tests/tests/board.rs. Environment:
+// tests/it/board.rs. Environment:
 //   BOARD_URL    the producer's base URL (the board is at BOARD_URL/board)
 //   API_TOKEN    a token the producer accepts
 //   DEAD_QUEUE   the queue of the dead letter to retry, DEAD_ID its id (an order id)

@@ -1,6 +1,6 @@
 """Submit orders to paywatch on a Redis Cluster with redis-py's cluster client.
 
-Run by tests/tests/cluster.rs. Environment: CLUSTER_NODES (host:port,host:port,...),
+Run by tests/it/cluster.rs. Environment: CLUSTER_NODES (host:port,host:port,...),
 PAYWATCH_PREFIX, PAYWATCH_SHARDS, ORDERS (a JSON list of [order_id, payment_id]). Prints one
 reply per order; exits non-zero on any surprise.
 """

@@ -1,8 +1,8 @@
 //! The door's table of verdicts, shared by the tests that hold every door and every server to it.
 
 /// The door's table of bad orders: (body, the field the verdict must name). Every door (HTTP,
-/// `FCALL`) must refuse each with the same field and words; tests/tests/door.rs runs it on the
-/// shared Redis, tests/tests/servers.rs on every supported server.
+/// `FCALL`) must refuse each with the same field and words; tests/it/door.rs runs it on the
+/// shared Redis, tests/it/servers.rs on every supported server.
 pub fn bad_orders() -> Vec<(String, &'static str)> {
     let ok = r#""order_id":"o-1","provider":"cashless","payment_id":"bill-1""#;
     let with_notify = |notify: &str| format!(r#"{{{ok},"notify":{{{notify}}}}}"#);

@@ -407,7 +407,7 @@ pub fn redis_server_binary() -> String {
 /// The server `PAYWATCH_TEST_SERVER` (`redis7`, `valkey8`, `redis6`) asks the whole suite to run
 /// on: the shared server ([`redis_url`]) is then a private one of that kind, whatever answers at
 /// `REDIS_URL`, and so is every [`RedisServer`]. For example
-/// `PAYWATCH_TEST_SERVER=valkey8 cargo test -p paywatch-tests --test queue`. Panics on another
+/// `PAYWATCH_TEST_SERVER=valkey8 cargo test -p paywatch-tests --test it queue::`. Panics on another
 /// value, so a typo never silently tests the default.
 pub fn chosen_server() -> Option<ServerKind> {
     let name = std::env::var("PAYWATCH_TEST_SERVER").ok()?;

@@ -2,7 +2,7 @@
 //!
 //! The function library (`store/lua/`) is the judge at submission; the notifiers check
 //! again with these functions before sending, so a target can never be accepted by one and
-//! refused by the other. `tests/tests/door.rs` runs one table of targets through both.
+//! refused by the other. `tests/it/door.rs` runs one table of targets through both.
 //! Deliberately narrower than the RFCs: no quoted local parts, IP-literal mail domains, comments,
 //! lists or credentials — things a shop's checkout never means and a mail or HTTP client may
 //! read differently.

@@ -5,7 +5,7 @@
 //! The request type mirrors the rules of the `paywatch_submit` function (which stays the judge);
 //! the enums below name the core's values on the wire, converted by exhaustive matches so a new
 //! status or provider cannot reach the answers without reaching the document.
-//! `tests/tests/schemathesis.rs` checks the answers against the document.
+//! `tests/it/schemathesis.rs` checks the answers against the document.
 
 use chrono::{DateTime, Utc};
 use paywatch_core::store::{HistoryEntry, Phase, Receipt};
