@@ -10,7 +10,8 @@
 #   (none)   the servers, then every other tool the suite uses: the client examples' redis-py and
 #            ioredis, Prometheus, schemathesis, Chromium and playwright-core for the board test.
 #
-# The tests call the same scripts themselves when they run alone. Exit status: 0 ready, or some
+# Tests never install anything: a missing tool fails them under CI=true and skips them, loudly,
+# elsewhere (tests/src/tools.rs). Exit status: 0 ready, or some
 # tool cannot be installed here (no root or apt-get) and its tests will skip, loudly; 1 an
 # installation failed, or under CI=true a tool could not be installed.
 set -euo pipefail

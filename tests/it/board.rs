@@ -7,8 +7,8 @@
 //! text), opens the order's timeline, saves a screenshot, and clicks Retry. Then Redis must hold
 //! the job again, due now, and a worker must find the payment paid.
 //!
-//! Chromium comes from Debian (`scripts/ensure-chromium.sh` installs it when missing, as root);
-//! where it cannot be installed the test says so and passes without a browser.
+//! Chromium comes from Debian (`scripts/ensure-test-tools.sh`, which `just test` runs first);
+//! where it is missing the test skips with a loud banner (under `CI=true` it fails instead).
 //! `PAYWATCH_BOARD_SCREENSHOT=docs/board.png` keeps the screenshot (that is how docs/board.png
 //! is made).
 
@@ -20,6 +20,7 @@ use paywatch_core::{PaymentStatus, queues};
 use paywatch_queue::JobId;
 use paywatch_sandbox::{Fault, NewPayment, Provider};
 use paywatch_tests::stack::{API_TOKEN, Stack};
+use paywatch_tests::tools::{self, Tool};
 use paywatch_tests::wait_for;
 use serde_json::{Value, json};
 
@@ -30,22 +31,10 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Chromium and playwright-core, installed if need be; `false` when chromium cannot be had here.
+/// Chromium and playwright-core, as `just test`'s setup leaves them; `false` (after a loud
+/// banner) when they are missing outside CI.
 fn board_tools() -> bool {
-    let status = Command::new(root().join("scripts/ensure-board-tools.sh"))
-        .status()
-        .expect("run scripts/ensure-board-tools.sh");
-    match status.code() {
-        Some(0) => true,
-        Some(2) => {
-            eprintln!(
-                "SKIPPED: chromium is not installed and cannot be installed here (needs root and \
-                 apt-get); the board's browser test did not run"
-            );
-            false
-        }
-        _ => panic!("scripts/ensure-board-tools.sh failed: {status}"),
-    }
+    tools::require(Tool::Chromium, "the board's browser test")
 }
 
 /// A Cashless bill whose first status request is refused (401), paid soon after.

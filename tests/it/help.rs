@@ -1,7 +1,7 @@
 //! The test harness's worker binary (`pw-worker`, the real worker with fail points) prints no
 //! secret from the environment in `--help`.
 
-#[path = "../../support/help_secrets.rs"]
+#[path = "../support/help_secrets.rs"]
 mod help_secrets;
 
 use help_secrets::assert_help_hides_secrets;

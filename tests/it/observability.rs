@@ -3,8 +3,8 @@
 //! real Prometheus scrapes a producer and two worker processes through an end-to-end run, then
 //! answers every query of the Grafana dashboard, and every metric an alert reads, with data.
 //!
-//! Prometheus comes from Debian (`scripts/ensure-prometheus.sh` installs it when missing). Only
-//! when it cannot be installed do these tests skip, loudly.
+//! Prometheus comes from Debian (`scripts/ensure-test-tools.sh`, which `just test` runs first). Only
+//! when it is missing do these tests skip, loudly (under `CI=true` they fail instead).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use paywatch_core::PaymentStatus;
 use paywatch_sandbox::{Fault, NewPayment, Provider};
 use paywatch_tests::stack::{Stack, WebhookReceiver};
+use paywatch_tests::tools::{self, Tool};
 use paywatch_tests::{RedisServer, free_port, unique_prefix, wait_for};
 use serde_json::{Value, json};
 
@@ -23,24 +24,10 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether `prometheus` and `promtool` are available, installing them if need be. `false` only
-/// when they cannot be installed on this machine; a failed installation fails the test.
+/// Whether `prometheus` and `promtool` are there (`just test`'s setup installs them); `false`
+/// after a loud banner when they are missing outside CI.
 fn prometheus_available() -> bool {
-    let status = Command::new(repo().join("scripts/ensure-prometheus.sh"))
-        .status()
-        .expect("run scripts/ensure-prometheus.sh");
-    match status.code() {
-        Some(0) => return true,
-        Some(2) => {}
-        _ => panic!("installing Prometheus failed ({status}); see the output above"),
-    }
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: Prometheus is not installed and cannot be installed here      !!!\n\
-         !!! (needs root and apt-get). The dashboards and alerts were NOT checked. !!!\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    false
+    tools::require(Tool::Prometheus, "the dashboards, alerts and live scrapes")
 }
 
 fn promtool(args: &[&str]) {

@@ -14,6 +14,7 @@ pub mod door;
 pub mod property;
 pub mod shard;
 pub mod stack;
+pub mod tools;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -482,20 +483,10 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The binary of `kind`, installed first when missing (`scripts/ensure-test-tools.sh servers`,
-/// once per test process). `None` when it cannot be had on this machine: the caller skips, and
-/// this prints a loud SKIPPED banner. Under `CI=true` a missing server fails the test instead,
-/// so CI never passes by skipping.
+/// The binary of `kind`, as `scripts/ensure-test-tools.sh` installs it (under
+/// `.paywatch/servers/`). `None` when it is missing: the caller skips after a loud banner, or,
+/// under `CI=true`, the test fails instead, so CI never passes by skipping.
 pub fn server_binary(kind: ServerKind) -> Option<ServerBinary> {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let installed = INSTALLED.get_or_init(|| {
-        let script = repo_root().join("scripts/ensure-test-tools.sh");
-        match Command::new(&script).arg("servers").status() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("{} servers: {status}", script.display())),
-            Err(e) => Err(format!("{}: {e}", script.display())),
-        }
-    });
     let path = kind.path();
     let version = Command::new(&path)
         .arg("--version")
@@ -520,20 +511,9 @@ pub fn server_binary(kind: ServerKind) -> Option<ServerBinary> {
             version,
         }),
         Err(why) => {
-            let install = installed.as_ref().err().map(String::as_str).unwrap_or("ok");
-            let message = format!(
-                "{} cannot run here: {} ({why}; installation: {install})",
-                kind.label(),
-                path.display()
-            );
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("{message}; CI=true, so this is a failure, not a skip");
-            }
-            eprintln!(
-                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 !!! SKIPPED: {message}\n\
-                 !!! Nothing was checked on this server. scripts/ensure-test-tools.sh installs it.\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            tools::missing(
+                &format!("{} ({}: {why})", kind.label(), path.display()),
+                "every check on this server",
             );
             None
         }
