@@ -1,11 +1,9 @@
 //! Injected faults over real sockets: statuses with Retry-After, latency, malformed bodies,
 //! dropped connections, ordering and scopes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{client, create, start, status_request};
+use crate::common::{client, create, start, status_request};
 use paywatch_sandbox::{Fault, FaultScope, Provider, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 

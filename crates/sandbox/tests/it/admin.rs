@@ -1,11 +1,9 @@
 //! The admin API, the in-process helpers, server lifecycle and the binary.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{client, create, fetch, start, status_request, wait_for};
+use crate::common::{client, create, fetch, start, status_request, wait_for};
 use paywatch_sandbox::{NewPayment, Provider, Sandbox, SandboxConfig, SandboxError};
 use serde_json::{Value, json};
 

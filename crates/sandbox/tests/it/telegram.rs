@@ -1,8 +1,6 @@
 //! The fake Telegram Bot API over real sockets.
 
-mod common;
-
-use common::{client, start};
+use crate::common::{client, start};
 use paywatch_sandbox::{ChatId, SandboxHandle};
 use serde_json::{Value, json};
 

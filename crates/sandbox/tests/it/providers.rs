@@ -1,13 +1,11 @@
 //! Provider endpoints over real sockets: authentication, 404 shapes, timelines and shapes.
 
-mod common;
-
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+use crate::common::{PROVIDERS, client, create, fetch, start, status_request, wait_for};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use common::{PROVIDERS, client, create, fetch, start, status_request, wait_for};
 use paywatch_sandbox::Provider;
 use serde_json::{Value, json};
 

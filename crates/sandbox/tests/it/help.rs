@@ -1,6 +1,6 @@
 //! `paywatch-sandbox --help` and `paywatch-demo run --help` print no secret from the environment.
 
-#[path = "../../../tests/support/help_secrets.rs"]
+#[path = "../../../../tests/support/help_secrets.rs"]
 mod help_secrets;
 
 use help_secrets::assert_help_hides_secrets;

@@ -1,16 +1,14 @@
 //! Webhook emission to a tiny receiver on a random port.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{create, fetch, start_with, wait_for};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{create, fetch, start_with, wait_for};
 use paywatch_sandbox::{Provider, SandboxConfig, SandboxHandle};
 use serde_json::{Value, json};
 
