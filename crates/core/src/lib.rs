@@ -10,6 +10,7 @@
 //! - [`secret`]: the [`Secret`] credential wrapper and body-snippet redaction.
 //! - [`adapters`]: the [`ProviderClient`] adapters over HTTP, configured by
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
+//! - [`declared`]: providers declared in TOML files, polled by the generic adapter.
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`schedule`]: adaptive polling, a [`schedule::Plan`] learned from when payments settle.
 //! - [`cli`]: reading a binary's flags and environment; errors name the variable.
@@ -30,6 +31,7 @@ pub mod durations;
 pub mod ids;
 pub mod ip_ranges;
 pub mod metrics;
+pub mod declared;
 pub mod notification;
 pub mod observation;
 pub mod order;
@@ -53,7 +55,7 @@ pub use notification::{Channel, Notification};
 pub use observation::Observation;
 pub use order::{Metadata, NotifyTargets, OrderSpec};
 pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
-pub use provider::{Provider, UnknownProvider};
+pub use provider::{DeclareError, DeclaredName, Provider, UnknownProvider};
 pub use secret::{Secret, SecretUrl};
 pub use status::{PaymentStatus, UnknownPaymentStatus};
 pub use store::{

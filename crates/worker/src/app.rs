@@ -88,11 +88,17 @@ impl App {
                 .with_durability(&endpoint, config.durability())
                 .context("PAYWATCH_DURABLE_REPLICAS")?;
         }
+        let rate_limits = checked
+            .definitions
+            .iter()
+            .fold(config.rate_limits(), |limits, d| {
+                limits.with_declared(d.provider, d.rate_limit)
+            });
         let gate = Gate::new(
             conn.clone(),
             &config.prefix,
             &checked.providers_config,
-            &config.rate_limits(),
+            &rate_limits,
             config.rate_young_share,
             config.breaker(checked.providers_config.request_timeout),
         );
