@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod board;
 pub mod config;
+pub mod declared_webhooks;
 pub mod events;
 pub mod http;
 pub mod metrics;

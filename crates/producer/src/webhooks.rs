@@ -126,7 +126,12 @@ pub async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Respons
     check_now(&state, Provider::HandCash, id).await
 }
 
-async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -> Response {
+/// Moves the check of the order watching `payment_id` to now (the declared webhooks too).
+pub(crate) async fn check_now(
+    state: &WebhookState,
+    provider: Provider,
+    payment_id: &str,
+) -> Response {
     let Ok(payment_id) = payment_id.parse::<PaymentId>() else {
         return received(
             provider,
@@ -174,7 +179,8 @@ async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -
     }
 }
 
-fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
+/// Counts a webhook by provider and outcome, and passes its answer on.
+pub(crate) fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
     metrics::counter!(crate::metrics::PROVIDER_WEBHOOKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
     response
 }

@@ -80,6 +80,15 @@ impl App {
             // Submissions are judged by the allow-list this notifier delivers under.
             store = store.with_webhook_allow(published);
         }
+        if config.queues.iter().any(|q| q == queues::CHECK_PAYMENT) {
+            // The submit function accepts a declared provider's orders once a checker serves it.
+            let declared = checked.providers_config.declared.iter();
+            store = store.with_declared_providers(
+                declared
+                    .map(|r| r.definition.provider.as_str().to_owned())
+                    .collect(),
+            );
+        }
         if config.durability().is_required() {
             // Durable mode: a final status is on the replicas before it is announced.
             let endpoint = paywatch_queue::RedisEndpoint::open(config.redis_url.expose())

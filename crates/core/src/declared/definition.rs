@@ -910,6 +910,13 @@ impl Definition {
                 format!("{path:?} must be /webhooks/<name> (letters, digits, - and _)"),
             ));
         }
+        if matches!(path.as_str(), "/webhooks/cashless" | "/webhooks/handcash") {
+            return Err(ctx.at(
+                &w.path,
+                "webhook.path",
+                format!("{path:?} is a built-in provider's webhook"),
+            ));
+        }
         let kind = w.verify.get_ref().as_str();
         let why = format!("for verify = \"{kind}\"");
         let verify = match kind {

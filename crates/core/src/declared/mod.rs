@@ -58,6 +58,18 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Arc<Definition>>, DefinitionError> {
                 ),
             });
         }
+        let path = definition.webhook.as_ref().map(|w| w.path.as_str());
+        if let Some(first) = loaded
+            .iter()
+            .find(|d| path.is_some() && d.webhook.as_ref().map(|w| w.path.as_str()) == path)
+        {
+            return Err(DefinitionError {
+                file: file.display().to_string(),
+                line: definition.name_line,
+                field: "webhook.path".into(),
+                problem: format!("is already the webhook of {}", first.file.display()),
+            });
+        }
         loaded.push(Arc::new(definition));
     }
     Ok(loaded)

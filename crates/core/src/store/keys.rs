@@ -30,6 +30,11 @@ pub const META_SHARDS: &str = "shards";
 /// blocked range unless they fall in one.
 pub const META_WEBHOOK_ALLOW: &str = "webhook_allow";
 
+/// The prefix of the meta hash's fields naming declared providers (`provider:<name>` → `1`):
+/// written by every check worker that serves the provider, read by the submit function, which
+/// accepts an order for a built-in provider or for one of these.
+pub const META_PROVIDER_PREFIX: &str = "provider:";
+
 /// The keys of one shard under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardKeys {
