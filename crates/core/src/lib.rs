@@ -15,6 +15,7 @@
 //! - [`schedule`]: adaptive polling, a [`schedule::Plan`] learned from when payments settle.
 //! - [`cli`]: reading a binary's flags and environment; errors name the variable.
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
+//! - [`health`]: the signals processes leave in Redis for the operator's health verdict.
 //! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
 //!   the one door every language submits through.
 //! - [`targets`]: the rules for notification targets, shared with the function library.
@@ -28,6 +29,7 @@
 pub mod adapters;
 pub mod cli;
 pub mod durations;
+pub mod health;
 pub mod ids;
 pub mod ip_ranges;
 pub mod metrics;

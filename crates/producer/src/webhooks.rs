@@ -34,10 +34,19 @@ pub struct WebhookState {
 
 /// The webhook routes.
 pub fn router(state: WebhookState) -> Router {
+    let seen = crate::webhook_seen::Seen {
+        conn: state.producer.connection(),
+        prefix: state.producer.prefix().to_owned(),
+    };
     Router::new()
         .route("/webhooks/cashless", post(cashless))
         .route("/webhooks/handcash", post(handcash))
         .with_state(state)
+        // Last seen per provider, for the health verdict.
+        .layer(axum::middleware::from_fn_with_state(
+            seen,
+            crate::webhook_seen::note,
+        ))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

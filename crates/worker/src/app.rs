@@ -32,6 +32,8 @@ pub struct App {
     base: RedisQueue<StoredOrder>,
     check_context: CheckContext,
     notify_context: NotifyContext,
+    /// The providers this process has credentials for.
+    providers_configured: Vec<paywatch_core::Provider>,
 }
 
 /// Something that hands back the leases a process still holds on one queue.
@@ -111,6 +113,7 @@ impl App {
             config.rate_young_share,
             config.breaker(checked.providers_config.request_timeout),
         );
+        let providers_configured = configured(&checked.providers_config);
         let policies = checked.policies;
         let check_context = CheckContext {
             providers: checked.providers,
@@ -132,6 +135,7 @@ impl App {
             base,
             check_context,
             notify_context,
+            providers_configured,
         })
     }
 
@@ -153,6 +157,7 @@ impl App {
         let concurrency = self.config.concurrency;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut pools = Pools::new(&name, stop_rx.clone());
+        pools.helper(self.health_reporter(&name).run(stop_rx.clone()));
         if self.serves(queues::CHECK_PAYMENT) {
             let start = starter!(
                 check_payment,
@@ -208,6 +213,29 @@ impl App {
             .await
     }
 
+    /// This process's health report: its queues and, when it checks payments, the breakers of
+    /// the providers it has credentials for.
+    fn health_reporter(&self, name: &str) -> crate::health::Reporter {
+        let breakers = if self.serves(queues::CHECK_PAYMENT) {
+            let configured = &self.providers_configured;
+            self.check_context
+                .gate
+                .breaker_keys()
+                .into_iter()
+                .filter(|(p, _)| configured.contains(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        crate::health::Reporter {
+            conn: self.conn.clone(),
+            prefix: self.config.prefix.clone(),
+            name: name.to_owned(),
+            queues: self.config.queues.clone(),
+            breakers,
+        }
+    }
+
     /// The fleet's ops watcher candidate in this process: it reports every other queue's dead
     /// letters through `ops`.
     fn ops_watcher(&self, name: &str, ops: RedisQueue<OpsDigest>) -> OpsWatcher {
@@ -231,6 +259,21 @@ impl App {
             watched,
         }
     }
+}
+
+/// The providers `config` has credentials for.
+fn configured(config: &paywatch_core::ProvidersConfig) -> Vec<paywatch_core::Provider> {
+    use paywatch_core::Provider;
+    [
+        (Provider::Cashless, config.cashless.is_some()),
+        (Provider::HandCash, config.handcash.is_some()),
+        (Provider::MiracleCash, config.miraclecash.is_some()),
+        (Provider::FoxReload, config.foxreload.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(p, on)| on.then_some(p))
+    .chain(config.declared.iter().map(|r| r.definition.provider))
+    .collect()
 }
 
 /// Digests are rare (at most one per interval and destination): two at once is plenty.

@@ -212,6 +212,17 @@ impl Gate {
         })
     }
 
+    /// The key of each provider's breaker (the health report names them for the operator).
+    pub fn breaker_keys(&self) -> Vec<(Provider, String)> {
+        let mut keys: Vec<(Provider, String)> = self
+            .lanes
+            .iter()
+            .map(|(p, lane)| (*p, lane.keys.breaker()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Asks whether a call to `provider` may go now; `young` orders (in their fast phase) may use
     /// the part of the budget reserved for them.
     pub async fn admit(
