@@ -15,7 +15,6 @@ mod clients;
 mod cluster;
 mod config_errors;
 mod crash;
-mod declared;
 mod deploy;
 mod doc_numbers;
 mod door;

@@ -126,7 +126,6 @@ fn same(policy: PollPolicy) -> PollPolicies {
         handcash: policy.clone(),
         miraclecash: policy.clone(),
         foxreload: policy,
-        declared: Default::default(),
     }
 }
 

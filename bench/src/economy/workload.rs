@@ -74,13 +74,12 @@ fn order(rng: &mut StdRng) -> Order {
     let provider = Provider::ALL[rng.random_range(0..Provider::ALL.len())];
     let initial = match provider {
         Provider::Cashless => "NOT_PAID",
-        // The workload draws built-ins only; a declared provider would be scripted like these.
-        Provider::HandCash | Provider::MiracleCash | Provider::Declared(_) => "pending",
+        Provider::HandCash | Provider::MiracleCash => "pending",
         Provider::FoxReload => "active",
     };
     let paid = match provider {
         Provider::Cashless => "FULLY_PAID",
-        Provider::HandCash | Provider::Declared(_) => "paid",
+        Provider::HandCash => "paid",
         Provider::MiracleCash => "successful",
         Provider::FoxReload => "completed",
     };
@@ -100,7 +99,7 @@ fn order(rng: &mut StdRng) -> Order {
                 timeline.push((progress, "paid"));
                 timeline.push((progress + (at - progress) / 2, "processing"));
             }
-            Provider::HandCash | Provider::MiracleCash | Provider::Declared(_) => {}
+            Provider::HandCash | Provider::MiracleCash => {}
         }
         timeline.push((at, paid));
         Some((at, PaymentStatus::Paid))
@@ -114,7 +113,7 @@ fn order(rng: &mut StdRng) -> Order {
             Provider::MiracleCash => Some(("unsuccessful", PaymentStatus::Failed)),
             Provider::FoxReload => Some(("failed", PaymentStatus::Failed)),
             Provider::HandCash => Some(("expired", PaymentStatus::Expired)),
-            Provider::Cashless | Provider::Declared(_) => None,
+            Provider::Cashless => None,
         };
         match end {
             Some((raw, status)) => {
@@ -137,7 +136,7 @@ fn order(rng: &mut StdRng) -> Order {
                 timeline.push((3_600_000, "expired"));
                 Some((3_600_000, PaymentStatus::Expired))
             }
-            Provider::Cashless | Provider::FoxReload | Provider::Declared(_) => None,
+            Provider::Cashless | Provider::FoxReload => None,
         }
     };
     Order {

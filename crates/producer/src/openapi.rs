@@ -25,9 +25,6 @@ pub enum ProviderName {
     Miraclecash,
     /// FoxReload orders.
     Foxreload,
-    /// A provider declared in a definition file (`PAYWATCH_PROVIDERS_DIR`), by its name.
-    #[serde(untagged)]
-    Declared(String),
 }
 
 /// A normalized payment status.
@@ -71,7 +68,6 @@ impl From<Provider> for ProviderName {
             Provider::HandCash => Self::Handcash,
             Provider::MiracleCash => Self::Miraclecash,
             Provider::FoxReload => Self::Foxreload,
-            Provider::Declared(name) => Self::Declared(name.as_str().to_owned()),
         }
     }
 }

@@ -106,7 +106,9 @@ pub enum EnqueueOutcome {
 }
 
 impl EnqueueOutcome {
-    pub(crate) fn from_code(code: i64) -> Result<Self, QueueError> {
+    /// The outcome an enqueue script (or a library function adding jobs by the same rule,
+    /// `queue_enqueue` in `lua/writes.lua`) replied with its code.
+    pub fn from_code(code: i64) -> Result<Self, QueueError> {
         Ok(match code {
             1 => Self::Created,
             0 => Self::Duplicate,

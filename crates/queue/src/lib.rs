@@ -85,5 +85,5 @@ pub use keys::Keys;
 pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
-pub use scripts::JOB_WRITES_LUA;
+pub use scripts::{JOB_WRITES_LUA, script_names};
 pub use settle::DurableSettles;

@@ -40,3 +40,20 @@ pub(crate) static DEAD: LazyLock<Script> =
 /// Make a scheduled job due now.
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_writes!("lua/promote.lua")));
+
+/// The SHA1 of each of the queue's scripts with its name (`fetch`, `settle`, …), for tools that
+/// watch Redis traffic and name what they see (the benchmark's latency proxy).
+pub fn script_names() -> Vec<(String, &'static str)> {
+    [
+        (&*ENQUEUE, "enqueue"),
+        (&*FETCH, "fetch"),
+        (&*SETTLE, "settle"),
+        (&*EXTEND, "extend"),
+        (&*STATS, "stats"),
+        (&*DEAD, "dead"),
+        (&*PROMOTE, "promote"),
+    ]
+    .into_iter()
+    .map(|(script, name)| (script.get_hash().to_owned(), name))
+    .collect()
+}

@@ -267,6 +267,27 @@ pub enum Promotion {
     NotScheduled,
 }
 
+/// A job [`OrderStore::finalize_notify`] enqueues with an order's final record.
+#[derive(Debug, Clone, Copy)]
+pub struct FinalJob<'a> {
+    /// The keys of the queue it joins (due now).
+    pub queue: &'a paywatch_queue::Keys,
+    /// Its job id.
+    pub id: &'a str,
+    /// Its payload, as the queue stores it (JSON).
+    pub payload: &'a str,
+}
+
+/// What [`OrderStore::finalize_notify`] did.
+#[derive(Debug, Clone)]
+pub enum Finalized {
+    /// The record was written now, with its history count and its jobs: their outcomes, in order.
+    Written(Vec<paywatch_queue::EnqueueOutcome>),
+    /// A record was there first (another run's, or this run's own from a call whose reply was
+    /// lost): nothing was written; this is the record that holds.
+    Held(Box<StoredOrder>),
+}
+
 /// Whether any store of this process has prepared Redis (see [`process_prepared`]).
 static PROCESS_PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -285,7 +306,6 @@ pub struct OrderStore {
     shards: u32,
     durable: Option<DurableWrites>,
     webhook_allow: Option<String>,
-    declared_providers: Vec<String>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -295,7 +315,6 @@ impl std::fmt::Debug for OrderStore {
             .field("shards", &self.shards)
             .field("durable", &self.durable)
             .field("webhook_allow", &self.webhook_allow)
-            .field("declared_providers", &self.declared_providers)
             .finish()
     }
 }
@@ -317,7 +336,6 @@ impl OrderStore {
             shards: shards.clamp(1, MAX_SHARDS),
             durable: None,
             webhook_allow: None,
-            declared_providers: Vec::new(),
         }
     }
 
@@ -326,14 +344,6 @@ impl OrderStore {
     /// does, so that submissions are judged by the rule its deliveries follow.
     pub fn with_webhook_allow(mut self, published: String) -> Self {
         self.webhook_allow = Some(published);
-        self
-    }
-
-    /// Publishes the declared providers this worker checks (their names) in every shard whenever
-    /// [`OrderStore::prepare`] runs, so the submit function accepts their orders. Publishing only
-    /// adds: a name stays accepted while any worker of the fleet may still serve it.
-    pub fn with_declared_providers(mut self, names: Vec<String>) -> Self {
-        self.declared_providers = names;
         self
     }
 
@@ -393,13 +403,6 @@ impl OrderStore {
                     .arg(&keys.meta)
                     .arg(keys::META_WEBHOOK_ALLOW)
                     .arg(published)
-                    .ignore();
-            }
-            for name in &self.declared_providers {
-                pipe.cmd("HSET")
-                    .arg(&keys.meta)
-                    .arg(format!("{}{name}", keys::META_PROVIDER_PREFIX))
-                    .arg(1)
                     .ignore();
             }
             let (_, stored): (i64, Option<u32>) = pipe
@@ -669,6 +672,98 @@ impl OrderStore {
             order_id: id.to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// Whether [`OrderStore::finalize_notify`] may be used: on one Redis (a Cluster keeps the
+    /// notifier queues in slots of their own) without durable acknowledgements (in durable mode
+    /// the final record must be on the replicas before anything announces it).
+    pub fn finalizes_in_one_call(&self) -> bool {
+        self.durable.is_none() && !matches!(self.conn, RedisConn::Cluster(_))
+    }
+
+    /// [`OrderStore::finalize`], and in the same call, when the record is written now, one count
+    /// in the poll history (`HINCRBY history.0 history.1 1`) and the notification `jobs`
+    /// (enqueued as the queue's enqueue does, idempotent on the job id): one round trip for a
+    /// final answer. Only where [`OrderStore::finalizes_in_one_call`] says so.
+    pub async fn finalize_notify(
+        &self,
+        id: &OrderId,
+        record: &StoredOrder,
+        history: (&str, &str),
+        jobs: &[FinalJob<'_>],
+    ) -> Result<Finalized, StoreError> {
+        let keys = self.keys_for(id.as_str());
+        let json = record.to_json().map_err(StoreError::Encode)?;
+        // Each notifier queue's keys once; each job names its queue by position.
+        let mut queues: Vec<&paywatch_queue::Keys> = Vec::new();
+        let mut args: Vec<(usize, &str, &str)> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let q = match queues.iter().position(|k| k.jobs == job.queue.jobs) {
+                Some(q) => q,
+                None => {
+                    queues.push(job.queue);
+                    queues.len() - 1
+                }
+            };
+            args.push((q + 1, job.id, job.payload));
+        }
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("paywatch_finalize_notify")
+            .arg(2 + 5 * queues.len())
+            .arg(&keys.base)
+            .arg(history.0);
+        for q in &queues {
+            cmd.arg(&q.jobs)
+                .arg(&q.due)
+                .arg(&q.dead)
+                .arg(&q.signal)
+                .arg(&q.done);
+        }
+        cmd.arg(id.as_str())
+            .arg(&json)
+            .arg(format!("{}:{}", record.provider, record.payment_id))
+            .arg(history.1)
+            .arg(args.len());
+        for (q, job_id, payload) in &args {
+            cmd.arg(*q).arg(*job_id).arg(*payload);
+        }
+        let reply: Vec<redis::Value> = self.call(&cmd).await?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            order_id: id.to_string(),
+            reason,
+        };
+        let mut reply = reply.into_iter();
+        let (Some(holds), Some(written)) = (reply.next(), reply.next()) else {
+            return Err(corrupt(
+                "finalize_notify replied fewer than 2 values".into(),
+            ));
+        };
+        let holds: String = redis::from_redis_value(holds).map_err(|e| corrupt(e.to_string()))?;
+        let written: i64 = redis::from_redis_value(written).map_err(|e| corrupt(e.to_string()))?;
+        if written != 1 {
+            if holds == json {
+                return Ok(Finalized::Held(Box::new(record.clone())));
+            }
+            return StoredOrder::from_json(&holds)
+                .map(|held| Finalized::Held(Box::new(held)))
+                .map_err(|e| corrupt(e.to_string()));
+        }
+        let outcomes = reply
+            .map(|code| {
+                let code: i64 =
+                    redis::from_redis_value(code).map_err(|e| corrupt(e.to_string()))?;
+                paywatch_queue::EnqueueOutcome::from_code(code)
+                    .map_err(|e| corrupt(format!("finalize_notify: {e}")))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if outcomes.len() != jobs.len() {
+            return Err(corrupt(format!(
+                "finalize_notify answered {} of {} jobs",
+                outcomes.len(),
+                jobs.len()
+            )));
+        }
+        Ok(Finalized::Written(outcomes))
     }
 
     /// A provider's webhook named this payment: makes the check of every order watching it due

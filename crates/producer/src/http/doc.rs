@@ -44,7 +44,6 @@ impl Modify for BearerAuth {
         crate::admin::http::retry,
         crate::admin::http::purge,
         crate::admin::http::order,
-        crate::admin::http::health,
         openapi_json,
     ),
     components(schemas(
@@ -61,7 +60,6 @@ impl Modify for BearerAuth {
         crate::admin::model::ActionRequest,
         crate::admin::model::ActionReport,
         crate::admin::model::OrderReport,
-        crate::admin::health::model::HealthReport,
     )),
     modifiers(&BearerAuth)
 )]

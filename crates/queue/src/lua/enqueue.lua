@@ -19,21 +19,13 @@ for i = 0, n - 1 do
   local kind = ARGV[5 + i * 5]
   local ms = tonumber(ARGV[6 + i * 5])
   local k = 5 * (q - 1)
-  local existing = redis.call('HGET', KEYS[k + 1], id)
-  if existing then
-    if existing == payload then out[#out + 1] = 0 else out[#out + 1] = -1 end
-  elseif redis.call('HEXISTS', KEYS[k + 3], id) == 1 then
-    out[#out + 1] = -2
-  elseif redis.call('ZSCORE', KEYS[k + 5], id) then
-    out[#out + 1] = -3
-  else
-    local due = now
-    if kind == 'after' then due = now + ms elseif kind == 'at' then due = ms end
-    local woke
-    woke, head[q] = queue_add(KEYS[k + 1], KEYS[k + 2], id, payload, due, now, head[q])
-    if woke then wake[q] = (wake[q] or 0) + 1 end
-    out[#out + 1] = 1
-  end
+  local due = now
+  if kind == 'after' then due = now + ms elseif kind == 'at' then due = ms end
+  local code, woke
+  code, woke, head[q] = queue_enqueue(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 5], id,
+    payload, due, now, head[q])
+  if woke then wake[q] = (wake[q] or 0) + 1 end
+  out[#out + 1] = code
 end
 for q, count in pairs(wake) do queue_signal(KEYS[5 * (q - 1) + 4], count) end
 return out

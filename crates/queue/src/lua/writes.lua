@@ -46,6 +46,24 @@ local function queue_add(jobs_key, due_key, id, payload, due, now, head)
   return wake, head
 end
 
+-- Adds a job unless its id is taken, idempotently on the id: returns 1 created, 0 duplicate (same
+-- payload), -1 conflict (other payload), -2 the id is in the dead letters, -3 it completed within
+-- the queue's remembered window; then whether idle workers must be woken and the head, as
+-- queue_add does. The queue's enqueue and paywatch's final record with its notifications
+-- (crates/core/src/store/lua/functions.lua) both add jobs through this one rule.
+local function queue_enqueue(jobs_key, due_key, dead_key, done_key, id, payload, due, now, head)
+  local existing = redis.call('HGET', jobs_key, id)
+  if existing then
+    if existing == payload then return 0, false, head end
+    return -1, false, head
+  end
+  if redis.call('HEXISTS', dead_key, id) == 1 then return -2, false, head end
+  if redis.call('ZSCORE', done_key, id) then return -3, false, head end
+  local wake
+  wake, head = queue_add(jobs_key, due_key, id, payload, due, now, head)
+  return 1, wake, head
+end
+
 -- Moves a scheduled job (one in the due set) to a new due time, waking idle workers by the same
 -- rule as an add.
 local function queue_move(due_key, signal_key, id, due, now)

@@ -1,5 +1,6 @@
 -- functions.lua: the registered functions, the library's doors. Every write to the queue's keys
--- goes through writes.lua (queue_add, queue_move, queue_promote_running, queue_signal).
+-- goes through writes.lua (queue_add, queue_enqueue, queue_move, queue_promote_running,
+-- queue_signal).
 -- Uses from earlier parts: the contract and MAX_BODY, fail (prelude.lua), parse_json (json.lua),
 -- check_webhook_ip (targets.lua), read_order, is_object (order.lua), writes.lua, and the
 -- records, shards and find_order of storage.lua.
@@ -31,8 +32,8 @@ local function submit(keys, args)
   if type(body) ~= 'string' then fail('body', 'is required (the order JSON)') end
   if #args > 1 then fail('body', 'takes exactly one argument, the order JSON') end
   if #body > MAX_BODY then fail('body', 'is larger than ' .. MAX_BODY .. ' bytes') end
+  local order = read_order(body)
   local base = keys[1]
-  local order = read_order(body, base)
   check_shard(base, order.order_id)
   if order.webhook_ip then check_webhook_ip(base, order.webhook_ip) end
   local id = order.order_id
@@ -104,6 +105,54 @@ local function finalize(keys, args)
   return rec
 end
 
+-- FCALL paywatch_finalize_notify <2 + 5q> <shard key> <history key> <per notifier queue: jobs, due,
+--   dead, signal, done> <order id> <final record> <provider>:<payment id> <history field>
+--   <job count n> then per job: <queue 1..q> <job id> <payload>
+-- -> {record that holds, 1, enqueue code per job} | {record that holds, 0}
+-- For one Redis only: the notifier queues have hash tags of their own, which a Cluster keeps in
+-- other slots. paywatch_finalize, the poll history's count and the notification jobs in one
+-- step, so a final answer costs one round trip and no crash falls between them. When a record
+-- was there first (another run's, or this call's own whose reply was lost) nothing is written:
+-- the caller fans out the record that holds, as after paywatch_finalize.
+local function finalize_notify(keys, args)
+  local base, history = keys[1], keys[2]
+  local id, rec, index, field = args[1], args[2], args[3], args[4]
+  local n = tonumber(args[5])
+  local queues = (#keys - 2) / 5
+  if #keys < 2 or queues ~= math.floor(queues) then
+    fail('shard', 'takes the shard key, the history key and five keys per notifier queue')
+  end
+  if type(id) ~= 'string' or type(rec) ~= 'string' or type(index) ~= 'string'
+      or type(field) ~= 'string' or not n or n < 0 or n ~= math.floor(n) or #args ~= 5 + 3 * n then
+    fail('body', 'expects an order id, a record, its payment, a history field and the jobs')
+  end
+  for i = 0, n - 1 do
+    local q = tonumber(args[6 + 3 * i])
+    if not q or q < 1 or q > queues or q ~= math.floor(q) then
+      fail('body', 'job ' .. (i + 1) .. ' names no notifier queue')
+    end
+  end
+  shard_of(base)
+  local first = redis.call('HGET', base .. ':orders', id)
+  if first then return {first, 0} end
+  finalize({base}, {id, rec, index})
+  redis.call('HINCRBY', history, field, 1)
+  local now = queue_now()
+  local out = {rec, 1}
+  local head, wake = {}, {}
+  for i = 0, n - 1 do
+    local q = tonumber(args[6 + 3 * i])
+    local k = 2 + 5 * (q - 1)
+    local code, woke
+    code, woke, head[q] = queue_enqueue(keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 5],
+      args[7 + 3 * i], args[8 + 3 * i], now, now, head[q])
+    if woke then wake[q] = true end
+    out[#out + 1] = code
+  end
+  for q in pairs(wake) do queue_signal(keys[2 + 5 * (q - 1) + 4], 1) end
+  return out
+end
+
 -- FCALL paywatch_check_now 1 <shard key> <provider> <payment id> [min gap ms]
 -- A provider webhook named this payment: check its order now. Storms coalesce: however many
 -- webhooks arrive, a check never follows the previous one by less than the gap (default 2000 ms),
@@ -163,6 +212,7 @@ redis.register_function('paywatch_submit', guarded(submit))
 redis.register_function{function_name = 'paywatch_get', callback = guarded(get),
   flags = {'no-writes'}}
 redis.register_function('paywatch_finalize', guarded(finalize))
+redis.register_function('paywatch_finalize_notify', guarded(finalize_notify))
 redis.register_function('paywatch_check_now', guarded(check_now))
 redis.register_function{function_name = 'paywatch_version', callback = version,
   flags = {'no-writes', 'allow-stale'}}
