@@ -15,6 +15,7 @@ mod clients;
 mod cluster;
 mod config_errors;
 mod crash;
+mod declared;
 mod deploy;
 mod doc_numbers;
 mod door;

@@ -126,6 +126,7 @@ fn same(policy: PollPolicy) -> PollPolicies {
         handcash: policy.clone(),
         miraclecash: policy.clone(),
         foxreload: policy,
+        declared: Default::default(),
     }
 }
 

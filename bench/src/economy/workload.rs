@@ -74,12 +74,13 @@ fn order(rng: &mut StdRng) -> Order {
     let provider = Provider::ALL[rng.random_range(0..Provider::ALL.len())];
     let initial = match provider {
         Provider::Cashless => "NOT_PAID",
-        Provider::HandCash | Provider::MiracleCash => "pending",
+        // The workload draws built-ins only; a declared provider would be scripted like these.
+        Provider::HandCash | Provider::MiracleCash | Provider::Declared(_) => "pending",
         Provider::FoxReload => "active",
     };
     let paid = match provider {
         Provider::Cashless => "FULLY_PAID",
-        Provider::HandCash => "paid",
+        Provider::HandCash | Provider::Declared(_) => "paid",
         Provider::MiracleCash => "successful",
         Provider::FoxReload => "completed",
     };
@@ -99,7 +100,7 @@ fn order(rng: &mut StdRng) -> Order {
                 timeline.push((progress, "paid"));
                 timeline.push((progress + (at - progress) / 2, "processing"));
             }
-            Provider::HandCash | Provider::MiracleCash => {}
+            Provider::HandCash | Provider::MiracleCash | Provider::Declared(_) => {}
         }
         timeline.push((at, paid));
         Some((at, PaymentStatus::Paid))
@@ -113,7 +114,7 @@ fn order(rng: &mut StdRng) -> Order {
             Provider::MiracleCash => Some(("unsuccessful", PaymentStatus::Failed)),
             Provider::FoxReload => Some(("failed", PaymentStatus::Failed)),
             Provider::HandCash => Some(("expired", PaymentStatus::Expired)),
-            Provider::Cashless => None,
+            Provider::Cashless | Provider::Declared(_) => None,
         };
         match end {
             Some((raw, status)) => {
@@ -136,7 +137,7 @@ fn order(rng: &mut StdRng) -> Order {
                 timeline.push((3_600_000, "expired"));
                 Some((3_600_000, PaymentStatus::Expired))
             }
-            Provider::Cashless | Provider::FoxReload => None,
+            Provider::Cashless | Provider::FoxReload | Provider::Declared(_) => None,
         }
     };
     Order {

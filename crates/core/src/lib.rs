@@ -10,10 +10,12 @@
 //! - [`secret`]: the [`Secret`] credential wrapper and body-snippet redaction.
 //! - [`adapters`]: the [`ProviderClient`] adapters over HTTP, configured by
 //!   [`ProvidersConfig`], failing with a classified [`CheckError`].
+//! - [`declared`]: providers declared in TOML files, polled by the generic adapter.
 //! - [`policy`]: the [`PollPolicy`] state machine deciding the next check ([`PollDecision`]).
 //! - [`schedule`]: adaptive polling, a [`schedule::Plan`] learned from when payments settle.
 //! - [`cli`]: reading a binary's flags and environment; errors name the variable.
 //! - [`durations`]: human-friendly durations (`"3s"`, `"5m"`) for config.
+//! - [`health`]: the signals processes leave in Redis for the operator's health verdict.
 //! - [`store`]: the [`OrderStore`]: orders in Redis through the `paywatch` function library,
 //!   the one door every language submits through.
 //! - [`targets`]: the rules for notification targets, shared with the function library.
@@ -27,9 +29,11 @@
 pub mod adapters;
 pub mod cli;
 pub mod durations;
+pub mod health;
 pub mod ids;
 pub mod ip_ranges;
 pub mod metrics;
+pub mod declared;
 pub mod notification;
 pub mod observation;
 pub mod order;
@@ -53,7 +57,7 @@ pub use notification::{Channel, Notification};
 pub use observation::Observation;
 pub use order::{Metadata, NotifyTargets, OrderSpec};
 pub use policy::{GiveUpReason, PolicyError, PollDecision, PollPolicies, PollPolicy, PollState};
-pub use provider::{Provider, UnknownProvider};
+pub use provider::{DeclareError, DeclaredName, Provider, UnknownProvider};
 pub use secret::{Secret, SecretUrl};
 pub use status::{PaymentStatus, UnknownPaymentStatus};
 pub use store::{

@@ -120,6 +120,9 @@ impl PollPolicy {
             Provider::HandCash => Self::handcash(),
             Provider::MiracleCash => Self::miraclecash(),
             Provider::FoxReload => Self::foxreload(),
+            // A definition file's policy lives in PollPolicies::declared; without one, the
+            // seeds' common shape.
+            Provider::Declared(_) => Self::handcash(),
         }
     }
 
@@ -337,6 +340,10 @@ pub struct PollPolicies {
     /// FoxReload policy.
     #[serde(default = "PollPolicy::foxreload")]
     pub foxreload: PollPolicy,
+    /// Declared providers' policies, from their definition files (not from
+    /// `PAYWATCH_POLICIES`, so one file says everything about its provider).
+    #[serde(skip)]
+    pub declared: std::collections::BTreeMap<Provider, PollPolicy>,
 }
 
 fn default_time_scale() -> f64 {
@@ -351,6 +358,7 @@ impl Default for PollPolicies {
             handcash: PollPolicy::handcash(),
             miraclecash: PollPolicy::miraclecash(),
             foxreload: PollPolicy::foxreload(),
+            declared: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -371,6 +379,10 @@ impl PollPolicies {
             Provider::HandCash => &self.handcash,
             Provider::MiracleCash => &self.miraclecash,
             Provider::FoxReload => &self.foxreload,
+            Provider::Declared(_) => match self.declared.get(&provider) {
+                Some(policy) => policy,
+                None => return PollPolicy::for_provider(provider).scaled(self.time_scale),
+            },
         };
         if self.time_scale == 1.0 {
             policy.clone()
@@ -388,7 +400,10 @@ impl PollPolicies {
                 reason: "must be a positive finite number",
             });
         }
-        for provider in Provider::ALL {
+        for provider in Provider::ALL
+            .into_iter()
+            .chain(self.declared.keys().copied())
+        {
             self.for_provider(provider)
                 .validate()
                 .map_err(|e| PolicyError {

@@ -26,6 +26,7 @@ fn sandbox_provider(provider: Provider) -> SandboxProvider {
         Provider::HandCash => SandboxProvider::HandCash,
         Provider::MiracleCash => SandboxProvider::MiracleCash,
         Provider::FoxReload => SandboxProvider::FoxReload,
+        Provider::Declared(_) => unreachable!("these tests are of the built-in adapters"),
     }
 }
 

@@ -43,6 +43,10 @@ pub struct RedisArgs {
     #[arg(long, env = "PAYWATCH_SHARDS", default_value_t = paywatch_core::store::DEFAULT_SHARDS,
         value_parser = clap::value_parser!(u32).range(1..=i64::from(paywatch_core::store::MAX_SHARDS)), global = true)]
     pub shards: u32,
+    /// A directory of provider definition files (`*.toml`, docs/providers.md): the same as the
+    /// workers', so their providers' orders can be read back and their webhooks served.
+    #[arg(long, env = "PAYWATCH_PROVIDERS_DIR", global = true)]
+    pub providers_dir: Option<std::path::PathBuf>,
     /// Acknowledge an order (202) only once this many replicas have it (Redis `WAIT`); 0 does
     /// not wait. See docs/durability.md.
     #[arg(
@@ -155,7 +159,22 @@ impl ServeArgs {
                 .take()
                 .map(paywatch_core::Secret::new),
             webhook_min_gap: self.webhook_min_gap,
+            declared: Vec::new(),
         })
+    }
+}
+
+impl RedisArgs {
+    /// The provider definitions of PAYWATCH_PROVIDERS_DIR (none when unset), each provider
+    /// registered in this process; the error names the file, the line and the field.
+    pub fn definitions(
+        &self,
+    ) -> Result<Vec<std::sync::Arc<paywatch_core::declared::Definition>>, String> {
+        match &self.providers_dir {
+            None => Ok(Vec::new()),
+            Some(dir) => paywatch_core::declared::load_dir(dir)
+                .map_err(|e| format!("PAYWATCH_PROVIDERS_DIR: {e}")),
+        }
     }
 }
 
@@ -165,13 +184,27 @@ pub struct ApiSettings {
     auth: crate::auth::ApiAuth,
     handcash: Option<paywatch_core::Secret>,
     webhook_min_gap: std::time::Duration,
+    declared: Vec<crate::declared_webhooks::DeclaredWebhook>,
 }
 
 impl ApiSettings {
     /// The API on `producer`.
     pub fn router(self, producer: crate::Producer) -> axum::Router {
         let producer = producer.with_webhook_gap(self.webhook_min_gap);
-        crate::http::router(producer, self.handcash, self.auth)
+        let declared = crate::declared_webhooks::router(producer.clone(), self.declared);
+        crate::http::router(producer, self.handcash, self.auth).merge(declared)
+    }
+
+    /// These settings serving the webhooks of `definitions` (secrets from the environment).
+    pub fn with_declared(
+        mut self,
+        definitions: &[std::sync::Arc<paywatch_core::declared::Definition>],
+    ) -> Self {
+        self.declared = crate::declared_webhooks::DeclaredWebhook::from_definitions(
+            definitions,
+            |name| std::env::var(name).ok(),
+        );
+        self
     }
 }
 

@@ -10,12 +10,14 @@ pub mod admin;
 pub mod auth;
 pub mod board;
 pub mod config;
+pub mod declared_webhooks;
 pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod telemetry;
 pub mod views;
+pub mod webhook_seen;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -195,6 +197,21 @@ impl Producer {
             self.conn.clone(),
             QueueConfig::new(name).with_prefix(self.store.prefix()),
         )
+    }
+
+    /// The deployment's key prefix.
+    pub fn prefix(&self) -> &str {
+        self.store.prefix()
+    }
+
+    /// The producer's shared Redis connection.
+    pub fn connection(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    /// Whether Redis is reached through Sentinel (a failover then needs a replica).
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.endpoint, RedisEndpoint::Sentinel(_))
     }
 
     /// The shard count of this deployment.

@@ -19,9 +19,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     // clap's errors, reworded to name the environment variable at fault.
     let mut cli: Cli = paywatch_core::cli::parse();
     paywatch_core::telemetry::init_logs()?;
-    // Settings that need no Redis are checked before connecting to it.
+    // Settings that need no Redis are checked before connecting to it. Provider definitions
+    // first: loading one registers its provider, which reading an order may name.
+    let definitions = cli.redis.definitions().map_err(anyhow::Error::msg)?;
     let api = match &mut cli.command {
-        Command::Serve(args) => Some(args.api()?),
+        Command::Serve(args) => Some(args.api()?.with_declared(&definitions)),
         _ => None,
     };
     // Reading REDIS_URL and the durability settings contacts nothing: Redis may come later.

@@ -25,6 +25,9 @@ pub enum ProviderName {
     Miraclecash,
     /// FoxReload orders.
     Foxreload,
+    /// A provider declared in a definition file (`PAYWATCH_PROVIDERS_DIR`), by its name.
+    #[serde(untagged)]
+    Declared(String),
 }
 
 /// A normalized payment status.
@@ -68,6 +71,7 @@ impl From<Provider> for ProviderName {
             Provider::HandCash => Self::Handcash,
             Provider::MiracleCash => Self::Miraclecash,
             Provider::FoxReload => Self::Foxreload,
+            Provider::Declared(name) => Self::Declared(name.as_str().to_owned()),
         }
     }
 }

@@ -34,10 +34,19 @@ pub struct WebhookState {
 
 /// The webhook routes.
 pub fn router(state: WebhookState) -> Router {
+    let seen = crate::webhook_seen::Seen {
+        conn: state.producer.connection(),
+        prefix: state.producer.prefix().to_owned(),
+    };
     Router::new()
         .route("/webhooks/cashless", post(cashless))
         .route("/webhooks/handcash", post(handcash))
         .with_state(state)
+        // Last seen per provider, for the health verdict.
+        .layer(axum::middleware::from_fn_with_state(
+            seen,
+            crate::webhook_seen::note,
+        ))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -126,7 +135,12 @@ pub async fn handcash(State(state): State<WebhookState>, body: Bytes) -> Respons
     check_now(&state, Provider::HandCash, id).await
 }
 
-async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -> Response {
+/// Moves the check of the order watching `payment_id` to now (the declared webhooks too).
+pub(crate) async fn check_now(
+    state: &WebhookState,
+    provider: Provider,
+    payment_id: &str,
+) -> Response {
     let Ok(payment_id) = payment_id.parse::<PaymentId>() else {
         return received(
             provider,
@@ -174,7 +188,8 @@ async fn check_now(state: &WebhookState, provider: Provider, payment_id: &str) -
     }
 }
 
-fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
+/// Counts a webhook by provider and outcome, and passes its answer on.
+pub(crate) fn received(provider: Provider, outcome: &'static str, response: Response) -> Response {
     metrics::counter!(crate::metrics::PROVIDER_WEBHOOKS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome).increment(1);
     response
 }

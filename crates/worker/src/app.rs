@@ -32,6 +32,8 @@ pub struct App {
     base: RedisQueue<StoredOrder>,
     check_context: CheckContext,
     notify_context: NotifyContext,
+    /// The providers this process has credentials for.
+    providers_configured: Vec<paywatch_core::Provider>,
 }
 
 /// Something that hands back the leases a process still holds on one queue.
@@ -80,6 +82,15 @@ impl App {
             // Submissions are judged by the allow-list this notifier delivers under.
             store = store.with_webhook_allow(published);
         }
+        if config.queues.iter().any(|q| q == queues::CHECK_PAYMENT) {
+            // The submit function accepts a declared provider's orders once a checker serves it.
+            let declared = checked.providers_config.declared.iter();
+            store = store.with_declared_providers(
+                declared
+                    .map(|r| r.definition.provider.as_str().to_owned())
+                    .collect(),
+            );
+        }
         if config.durability().is_required() {
             // Durable mode: a final status is on the replicas before it is announced.
             let endpoint = paywatch_queue::RedisEndpoint::open(config.redis_url.expose())
@@ -88,14 +99,21 @@ impl App {
                 .with_durability(&endpoint, config.durability())
                 .context("PAYWATCH_DURABLE_REPLICAS")?;
         }
+        let rate_limits = checked
+            .definitions
+            .iter()
+            .fold(config.rate_limits(), |limits, d| {
+                limits.with_declared(d.provider, d.rate_limit)
+            });
         let gate = Gate::new(
             conn.clone(),
             &config.prefix,
             &checked.providers_config,
-            &config.rate_limits(),
+            &rate_limits,
             config.rate_young_share,
             config.breaker(checked.providers_config.request_timeout),
         );
+        let providers_configured = configured(&checked.providers_config);
         let policies = checked.policies;
         let check_context = CheckContext {
             providers: checked.providers,
@@ -117,6 +135,7 @@ impl App {
             base,
             check_context,
             notify_context,
+            providers_configured,
         })
     }
 
@@ -138,6 +157,7 @@ impl App {
         let concurrency = self.config.concurrency;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut pools = Pools::new(&name, stop_rx.clone());
+        pools.helper(self.health_reporter(&name).run(stop_rx.clone()));
         if self.serves(queues::CHECK_PAYMENT) {
             let start = starter!(
                 check_payment,
@@ -193,6 +213,29 @@ impl App {
             .await
     }
 
+    /// This process's health report: its queues and, when it checks payments, the breakers of
+    /// the providers it has credentials for.
+    fn health_reporter(&self, name: &str) -> crate::health::Reporter {
+        let breakers = if self.serves(queues::CHECK_PAYMENT) {
+            let configured = &self.providers_configured;
+            self.check_context
+                .gate
+                .breaker_keys()
+                .into_iter()
+                .filter(|(p, _)| configured.contains(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        crate::health::Reporter {
+            conn: self.conn.clone(),
+            prefix: self.config.prefix.clone(),
+            name: name.to_owned(),
+            queues: self.config.queues.clone(),
+            breakers,
+        }
+    }
+
     /// The fleet's ops watcher candidate in this process: it reports every other queue's dead
     /// letters through `ops`.
     fn ops_watcher(&self, name: &str, ops: RedisQueue<OpsDigest>) -> OpsWatcher {
@@ -216,6 +259,21 @@ impl App {
             watched,
         }
     }
+}
+
+/// The providers `config` has credentials for.
+fn configured(config: &paywatch_core::ProvidersConfig) -> Vec<paywatch_core::Provider> {
+    use paywatch_core::Provider;
+    [
+        (Provider::Cashless, config.cashless.is_some()),
+        (Provider::HandCash, config.handcash.is_some()),
+        (Provider::MiracleCash, config.miraclecash.is_some()),
+        (Provider::FoxReload, config.foxreload.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(p, on)| on.then_some(p))
+    .chain(config.declared.iter().map(|r| r.definition.provider))
+    .collect()
 }
 
 /// Digests are rare (at most one per interval and destination): two at once is plenty.

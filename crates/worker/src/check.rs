@@ -369,6 +369,7 @@ fn count_check(provider: Provider, result: &Result<Observation, CheckError>) {
         Err(e) => e.kind(),
     };
     metrics::counter!(crate::metrics::CHECKS_TOTAL, "provider" => provider.as_str(), "outcome" => outcome).increment(1);
+    crate::health::provider_call(provider, matches!(result, Err(CheckError::Transient(_))));
 }
 
 fn history_entry(

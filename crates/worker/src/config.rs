@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use paywatch_core::adapters::{CashlessConfig, FoxReloadConfig, HandCashConfig, MiracleCashConfig};
+use paywatch_core::declared::{Definition, Resolved};
 use paywatch_core::durations::parse_duration;
 use paywatch_core::schedule::Budget;
 use paywatch_core::{
@@ -142,6 +144,11 @@ pub struct WorkerConfig {
     /// Point every provider at a paywatch-sandbox at this URL, with its default credentials.
     #[arg(long, env = "PAYWATCH_SANDBOX_URL")]
     pub sandbox_url: Option<Url>,
+    /// A directory of provider definition files (`*.toml`, docs/providers.md); a declared
+    /// provider is configured when the base URL variable its file names is set (or with
+    /// PAYWATCH_SANDBOX_URL).
+    #[arg(long, env = "PAYWATCH_PROVIDERS_DIR")]
+    pub providers_dir: Option<std::path::PathBuf>,
     /// Provider endpoints and credentials.
     #[command(flatten)]
     pub providers: ProviderArgs,
@@ -352,6 +359,7 @@ impl WorkerConfig {
     /// it writes anything). The error names the variable at fault.
     pub fn check(&self) -> Result<Checked, ConfigError> {
         self.check_settings()?;
+        let definitions = self.definitions()?;
         let providers_config = self.providers_config()?;
         let providers = ProviderClient::new(&providers_config).map_err(provider_error)?;
         let policies = self.poll_policies()?;
@@ -423,6 +431,7 @@ impl WorkerConfig {
         Ok(Checked {
             providers,
             providers_config,
+            definitions,
             policies,
             webhook_allow,
             email,
@@ -639,10 +648,25 @@ impl WorkerConfig {
         }
     }
 
-    /// The poll policies, time-scaled.
+    /// The provider definitions of PAYWATCH_PROVIDERS_DIR (none when unset), each provider
+    /// registered in this process; the error names the file, the line and the field.
+    pub fn definitions(&self) -> Result<Vec<Arc<Definition>>, ConfigError> {
+        match &self.providers_dir {
+            None => Ok(Vec::new()),
+            Some(dir) => paywatch_core::declared::load_dir(dir)
+                .map_err(|e| bad("PAYWATCH_PROVIDERS_DIR", e.to_string())),
+        }
+    }
+
+    /// The poll policies, time-scaled (declared providers' from their files).
     pub fn poll_policies(&self) -> Result<PollPolicies, ConfigError> {
         let mut policies = self.policies.clone().unwrap_or_default();
         policies.time_scale = self.time_scale;
+        for definition in self.definitions()? {
+            policies
+                .declared
+                .insert(definition.provider, definition.policy.clone());
+        }
         let variable = if self.policies.is_some() {
             "PAYWATCH_POLICIES"
         } else {
@@ -688,6 +712,22 @@ impl WorkerConfig {
                 api_key: secret(&p.foxreload_api_key, "FOXRELOAD_API_KEY")?,
             });
         }
+        for definition in self.definitions()? {
+            let env = |name: &str| std::env::var(name).ok();
+            let resolved = if env(&definition.base_url_env).is_some() {
+                Resolved::from_env(definition, env).map_err(|e| {
+                    // ConfigError names variables statically; a file's are few and read once.
+                    let variable: &'static str = Box::leak(e.variable.clone().into_boxed_str());
+                    bad(variable, format!("{} ({} for {})", e.problem, e.file, e.provider))
+                })?
+            } else if let Some(url) = &self.sandbox_url {
+                Resolved::sandbox(definition, url)
+            } else {
+                // Not configured here, like a built-in without its base URL.
+                continue;
+            };
+            config.declared.push(resolved);
+        }
         Ok(config)
     }
 
@@ -732,6 +772,8 @@ pub struct Checked {
     pub providers_config: ProvidersConfig,
     /// The poll policies, time-scaled.
     pub policies: PollPolicies,
+    /// The provider definitions of PAYWATCH_PROVIDERS_DIR.
+    pub definitions: Vec<Arc<Definition>>,
     /// The allow-list to publish for the submit function, when this process serves
     /// notify-webhook.
     pub webhook_allow: Option<String>,
@@ -801,6 +843,7 @@ fn provider_error(e: ClientBuildError) -> ConfigError {
             Provider::HandCash => "HANDCASH_BASE_URL",
             Provider::MiracleCash => "MIRACLECASH_BASE_URL",
             Provider::FoxReload => "FOXRELOAD_BASE_URL",
+            Provider::Declared(_) => "PAYWATCH_PROVIDERS_DIR",
         },
         ClientBuildError::EmptyCredential { provider, field }
         | ClientBuildError::InvalidCredential { provider, field } => {
@@ -829,6 +872,8 @@ fn credential_variable(provider: Provider, field: &str) -> &'static str {
         (Provider::MiracleCash, "client_id") => "MIRACLECASH_CLIENT_ID",
         (Provider::MiracleCash, _) => "MIRACLECASH_API_KEY",
         (Provider::FoxReload, _) => "FOXRELOAD_API_KEY",
+        // The file names its variables; its errors say which.
+        (Provider::Declared(_), _) => "PAYWATCH_PROVIDERS_DIR",
     }
 }
 

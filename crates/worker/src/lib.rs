@@ -10,6 +10,8 @@
 //! - [`notify`]: delivery per channel (email, Telegram, signed webhooks) and the notifier handler.
 //! - [`schedules`]: adaptive polling — the fleet's history of when orders settle, and the plans
 //!   learned from it.
+//! - [`health`]: the worker's health report (presence, provider and delivery failure counts,
+//!   breaker keys) for the operator's health verdict.
 //! - [`ops`]: digests of unresolved orders and dead letters for operators.
 //! - [`app`]: builds the workers for the selected queues and drains them on shutdown.
 //! - [`metrics`]: the names of the worker's metrics; [`telemetry`]: logs and the
@@ -20,6 +22,7 @@ pub mod check;
 pub mod config;
 pub mod fanout;
 pub mod gate;
+pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod notify;

@@ -40,6 +40,17 @@ pub enum CheckError {
         message: String,
     },
     /// This worker has no configuration (base URL, credentials) for the provider.
+    /// A declared provider answered a status its definition does not map (under
+    /// `unknown = "error"`): permanent, so the check is dead-lettered naming the value.
+    #[error(
+        "{provider} answered status {raw:?}, which its definition does not map (add it to [answer.statuses])"
+    )]
+    UnknownStatus {
+        /// Which provider.
+        provider: Provider,
+        /// The status, bounded and printable.
+        raw: String,
+    },
     #[error("provider {0} is not configured")]
     NotConfigured(Provider),
 }
@@ -57,6 +68,7 @@ impl CheckError {
             CheckError::Unauthorized(_)
             | CheckError::Malformed { .. }
             | CheckError::Rejected { .. }
+            | CheckError::UnknownStatus { .. }
             | CheckError::NotConfigured(_) => true,
         }
     }
@@ -78,6 +90,7 @@ impl CheckError {
             CheckError::Unauthorized(_) => "unauthorized",
             CheckError::Malformed { .. } => "malformed",
             CheckError::Rejected { .. } => "rejected",
+            CheckError::UnknownStatus { .. } => "unknown_status",
             CheckError::NotConfigured(_) => "not_configured",
         }
     }

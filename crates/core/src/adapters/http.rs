@@ -32,7 +32,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-fn retry_after_header(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn retry_after_header(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -41,7 +41,7 @@ fn retry_after_header(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duratio
 
 /// The provider's own error message, if the body is JSON with an `error`/`message` string,
 /// otherwise the start of the body; redacted either way.
-fn error_message(body: &[u8], secrets: &[&Secret]) -> String {
+pub(crate) fn error_message(body: &[u8], secrets: &[&Secret]) -> String {
     let extracted = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|json| {

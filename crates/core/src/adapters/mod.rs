@@ -5,10 +5,11 @@
 //! module knows its URL path, its authentication headers and how to read its body.
 
 pub mod cashless;
+pub(crate) mod declared;
 mod error;
 pub mod foxreload;
 pub mod handcash;
-mod http;
+pub(crate) mod http;
 pub mod miraclecash;
 #[cfg(test)]
 mod proptests;
@@ -66,6 +67,10 @@ pub struct ProvidersConfig {
     /// FoxReload settings.
     #[serde(default)]
     pub foxreload: Option<FoxReloadConfig>,
+    /// Providers declared in files, resolved (never deserialized: they come from
+    /// `PAYWATCH_PROVIDERS_DIR` and their environment variables).
+    #[serde(skip)]
+    pub declared: Vec<crate::declared::Resolved>,
     /// Time allowed to establish a TCP/TLS connection.
     #[serde(default = "default_connect_timeout", with = "serde_humane")]
     pub connect_timeout: Duration,
@@ -89,6 +94,7 @@ impl Default for ProvidersConfig {
             handcash: None,
             miraclecash: None,
             foxreload: None,
+            declared: Vec::new(),
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
         }
@@ -344,6 +350,7 @@ impl UnknownStatuses {
 struct Inner {
     http: reqwest::Client,
     endpoints: Vec<Endpoint>,
+    declared: declared::Declared,
     unknown: UnknownStatuses,
 }
 
@@ -402,6 +409,11 @@ impl ProviderClient {
                 vec![c.api_key.clone()],
             )?);
         }
+        let mut declared = declared::Declared::new();
+        for resolved in &config.declared {
+            declared::validate(resolved)?;
+            declared.insert(resolved.definition.provider, resolved.clone());
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -418,6 +430,7 @@ impl ProviderClient {
             inner: Arc::new(Inner {
                 http,
                 endpoints,
+                declared,
                 unknown: UnknownStatuses::default(),
             }),
         })
@@ -425,7 +438,14 @@ impl ProviderClient {
 
     /// Whether `provider` has configuration in this client.
     pub fn is_configured(&self, provider: Provider) -> bool {
-        self.endpoint(provider).is_some()
+        self.endpoint(provider).is_some() || self.inner.declared.contains_key(&provider)
+    }
+
+    /// The providers this client can check, built-ins first.
+    pub fn configured(&self) -> Vec<Provider> {
+        let mut all: Vec<Provider> = self.inner.endpoints.iter().map(|e| e.provider).collect();
+        all.extend(self.inner.declared.keys().copied());
+        all
     }
 
     fn endpoint(&self, provider: Provider) -> Option<&Endpoint> {
@@ -441,6 +461,9 @@ impl ProviderClient {
         provider: Provider,
         payment_id: &PaymentId,
     ) -> Result<Observation, CheckError> {
+        if provider.is_declared() {
+            return self.check_declared(provider, payment_id).await;
+        }
         let endpoint = self
             .endpoint(provider)
             .ok_or(CheckError::NotConfigured(provider))?;
@@ -509,6 +532,8 @@ impl ProviderClient {
                 Provider::HandCash => handcash::parse(&body, now),
                 Provider::MiracleCash => miraclecash::parse(&body, now),
                 Provider::FoxReload => foxreload::parse(&body, now),
+                // check() sent declared providers to check_declared.
+                Provider::Declared(_) => Err(BodyError::new("declared provider")),
             }
         };
         match parsed {
@@ -522,6 +547,107 @@ impl ProviderClient {
             }
             Err(reason) => {
                 tracing::debug!(%provider, reason = %reason.0, "provider body did not parse");
+                Err(CheckError::Malformed {
+                    snippet: redacted_snippet(&body, &secrets),
+                })
+            }
+        }
+    }
+}
+
+impl ProviderClient {
+    /// [`ProviderClient::check`] for a provider declared in a file: the request its definition
+    /// describes, the answer read by its pointers and tables, errors by its HTTP classes.
+    async fn check_declared(
+        &self,
+        provider: Provider,
+        payment_id: &PaymentId,
+    ) -> Result<Observation, CheckError> {
+        let resolved = self
+            .inner
+            .declared
+            .get(&provider)
+            .ok_or(CheckError::NotConfigured(provider))?;
+        let definition = &resolved.definition;
+        // URL parsing collapses "." and ".." segments, which would turn a status call into a
+        // different endpoint.
+        if matches!(payment_id.as_str(), "." | "..") {
+            return Err(CheckError::NotFound(format!(
+                "{provider}: payment id {payment_id:?} cannot be expressed as a URL path segment"
+            )));
+        }
+        let prepared = declared::prepare(resolved, payment_id, Utc::now()).map_err(|e| {
+            CheckError::Rejected {
+                status: 0,
+                message: format!("{provider}: the request cannot be built: {e}"),
+            }
+        })?;
+        let mut request = self
+            .inner
+            .http
+            .request(prepared.method, prepared.url)
+            .headers(prepared.headers);
+        if let Some(body) = prepared.body {
+            request = request.body(body);
+        }
+        let started = std::time::Instant::now();
+        let response = request.send().await.map_err(|e| {
+            crate::metrics::provider_request(
+                provider,
+                crate::metrics::transport_outcome(&e),
+                started.elapsed(),
+            );
+            http::transport_error(provider, &e.without_url())
+        })?;
+        crate::metrics::provider_request(
+            provider,
+            crate::metrics::http_outcome(response.status().as_u16()),
+            started.elapsed(),
+        );
+        let status = response.status();
+        let headers = response.headers().clone();
+        let secrets_owned = resolved.secrets();
+        let secrets: Vec<&Secret> = secrets_owned.iter().collect();
+        if !status.is_success() {
+            let body = read_capped(response, MAX_ERROR_BODY_BYTES)
+                .await
+                .map(|(body, _)| body)
+                .unwrap_or_default();
+            return Err(definition.http.classify(
+                provider,
+                status,
+                &headers,
+                &body,
+                payment_id,
+                &secrets,
+                Utc::now(),
+            ));
+        }
+        let (body, truncated) = read_capped(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| http::transport_error(provider, &e.without_url()))?;
+        let reading = if truncated {
+            Err("body larger than the limit".to_owned())
+        } else {
+            definition.answer.read(&body, Utc::now())
+        };
+        match reading {
+            Ok(crate::declared::answer::Reading::Observed {
+                observation,
+                recognised,
+            }) => {
+                if !recognised {
+                    self.inner.unknown.record(provider, &observation.raw_status);
+                }
+                Ok(observation)
+            }
+            Ok(crate::declared::answer::Reading::Unmapped(raw)) => {
+                metrics::counter!(UNKNOWN_STATUS_METRIC, "provider" => provider.as_str())
+                    .increment(1);
+                Err(CheckError::UnknownStatus { provider, raw })
+            }
+            Err(reason) => {
+                tracing::debug!(%provider, %reason, "provider body did not parse");
                 Err(CheckError::Malformed {
                     snippet: redacted_snippet(&body, &secrets),
                 })

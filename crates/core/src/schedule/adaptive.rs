@@ -23,7 +23,10 @@ use crate::schedule::plan::Plan;
 pub fn provider_expiry(provider: Provider) -> Option<Duration> {
     match provider {
         Provider::MiracleCash => Some(Duration::from_secs(24 * 60 * 60)),
-        Provider::Cashless | Provider::HandCash | Provider::FoxReload => None,
+        // A declared provider's expiry is its policy's deadline; none is known beyond it.
+        Provider::Cashless | Provider::HandCash | Provider::FoxReload | Provider::Declared(_) => {
+            None
+        }
     }
 }
 

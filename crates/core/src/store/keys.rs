@@ -30,6 +30,11 @@ pub const META_SHARDS: &str = "shards";
 /// blocked range unless they fall in one.
 pub const META_WEBHOOK_ALLOW: &str = "webhook_allow";
 
+/// The prefix of the meta hash's fields naming declared providers (`provider:<name>` → `1`):
+/// written by every check worker that serves the provider, read by the submit function, which
+/// accepts an order for a built-in provider or for one of these.
+pub const META_PROVIDER_PREFIX: &str = "provider:";
+
 /// The keys of one shard under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardKeys {
@@ -59,6 +64,30 @@ impl ShardKeys {
             base,
         }
     }
+}
+
+/// ZSET `<queues> <worker name>` → Unix ms of the worker's last health report: which workers are
+/// alive and what they serve (written every few seconds by each worker, old members trimmed).
+pub fn health_workers(prefix: &str) -> String {
+    format!("{prefix}:health:workers")
+}
+
+/// HASH of one minute's counters (`provider:<name>:calls`, `…:failures`,
+/// `notify:<channel>:attempts`, `…:failures`), added to by every worker's health report; it
+/// expires a few minutes after its minute (`minute` is Unix ms / 60 000).
+pub fn health_minute(prefix: &str, minute: u64) -> String {
+    format!("{prefix}:health:minute:{minute}")
+}
+
+/// HASH provider → the key of its credential's circuit breaker, written by the workers that
+/// have the provider configured (the key's name holds a fingerprint only they can compute).
+pub fn health_providers(prefix: &str) -> String {
+    format!("{prefix}:health:providers")
+}
+
+/// ZSET `<provider>` (webhook accepted) or `<provider>:refused` → Unix ms it was last seen.
+pub fn health_webhooks(prefix: &str) -> String {
+    format!("{prefix}:health:webhooks")
 }
 
 #[cfg(test)]

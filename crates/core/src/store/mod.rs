@@ -306,6 +306,7 @@ pub struct OrderStore {
     shards: u32,
     durable: Option<DurableWrites>,
     webhook_allow: Option<String>,
+    declared_providers: Vec<String>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -315,6 +316,7 @@ impl std::fmt::Debug for OrderStore {
             .field("shards", &self.shards)
             .field("durable", &self.durable)
             .field("webhook_allow", &self.webhook_allow)
+            .field("declared_providers", &self.declared_providers)
             .finish()
     }
 }
@@ -336,6 +338,7 @@ impl OrderStore {
             shards: shards.clamp(1, MAX_SHARDS),
             durable: None,
             webhook_allow: None,
+            declared_providers: Vec::new(),
         }
     }
 
@@ -344,6 +347,14 @@ impl OrderStore {
     /// does, so that submissions are judged by the rule its deliveries follow.
     pub fn with_webhook_allow(mut self, published: String) -> Self {
         self.webhook_allow = Some(published);
+        self
+    }
+
+    /// Publishes the declared providers this worker checks (their names) in every shard whenever
+    /// [`OrderStore::prepare`] runs, so the submit function accepts their orders. Publishing only
+    /// adds: a name stays accepted while any worker of the fleet may still serve it.
+    pub fn with_declared_providers(mut self, names: Vec<String>) -> Self {
+        self.declared_providers = names;
         self
     }
 
@@ -403,6 +414,13 @@ impl OrderStore {
                     .arg(&keys.meta)
                     .arg(keys::META_WEBHOOK_ALLOW)
                     .arg(published)
+                    .ignore();
+            }
+            for name in &self.declared_providers {
+                pipe.cmd("HSET")
+                    .arg(&keys.meta)
+                    .arg(format!("{}{name}", keys::META_PROVIDER_PREFIX))
+                    .arg(1)
                     .ignore();
             }
             let (_, stored): (i64, Option<u32>) = pipe

@@ -37,6 +37,10 @@ pub enum AdminCommand {
         /// The order id.
         order_id: String,
     },
+    /// The health verdict: are checks on time, providers answering, webhooks arriving,
+    /// notifications flowing, orders without a check job, Redis healthy; each with its likely
+    /// cause. Exits 0 whatever the verdict (read it from the output or `--json`).
+    Health,
 }
 
 /// `admin dead …`.
@@ -185,6 +189,13 @@ pub async fn run(
                 return Err(AdminCliError::Unconfirmed(targets.queue.clone()));
             }
             act(admin, args, out, Action::Purge, targets).await?;
+        }
+        AdminCommand::Health => {
+            let report = admin.health().await?;
+            if args.json {
+                return json(out, &report);
+            }
+            health_text(out, &report)?;
         }
         AdminCommand::Order { order_id } => {
             let report = admin.order(order_id).await?;
@@ -371,6 +382,131 @@ fn stats_table(out: &mut impl Write, queues: &[QueueReport]) -> Result<(), Admin
             &rows,
         )
     )?;
+    Ok(())
+}
+
+fn health_text(
+    out: &mut impl Write,
+    report: &super::health::model::HealthReport,
+) -> Result<(), AdminCliError> {
+    use super::health::model::Verdict;
+    let v = |verdict: Verdict| verdict.as_str().to_uppercase();
+    writeln!(
+        out,
+        "paywatch health: {} (at {})",
+        v(report.verdict),
+        report.checked_at
+    )?;
+    let c = &report.checks;
+    let p = &report.providers;
+    let w = &report.webhooks;
+    let n = &report.notifications;
+    let o = &report.orphans;
+    let r = &report.redis;
+    let rows: Vec<Vec<String>> = vec![
+        vec![
+            "checks".into(),
+            v(c.verdict),
+            format!(
+                "{} due, late {}, {} running, {} scheduled, {} worker(s)",
+                c.due,
+                span(c.late_seconds),
+                c.leased,
+                c.scheduled,
+                c.workers
+            ),
+        ],
+        vec![
+            "providers".into(),
+            v(p.verdict),
+            p.providers
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} breaker {}, {}/{} failed",
+                        clean(&x.provider),
+                        x.breaker,
+                        x.failures,
+                        x.calls
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ],
+        vec![
+            "webhooks".into(),
+            v(w.verdict),
+            w.providers
+                .iter()
+                .map(|x| {
+                    let when = x
+                        .last_seen_seconds_ago
+                        .map_or(String::new(), |s| format!(" {} ago", span(s)));
+                    format!("{} {}{when}", clean(&x.provider), x.state)
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ],
+        vec![
+            "notifications".into(),
+            v(n.verdict),
+            n.channels
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {} due, {} dead, {}/{} failed",
+                        x.channel, x.due, x.dead, x.failures, x.attempts
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ],
+        vec![
+            "orphans".into(),
+            v(o.verdict),
+            format!(
+                "{} orphan(s) among {} looked at{}",
+                o.orphans,
+                o.scanned,
+                if o.complete {
+                    ""
+                } else {
+                    " (incomplete: budget reached)"
+                }
+            ),
+        ],
+        vec![
+            "redis".into(),
+            v(r.verdict),
+            r.nodes
+                .iter()
+                .map(|x| {
+                    let memory = x.memory_ratio.map_or("no maxmemory".to_owned(), |m| {
+                        format!("memory {:.0}%", m * 100.0)
+                    });
+                    format!(
+                        "{} {memory}, policy {}, {} replica(s), aof {}",
+                        x.node,
+                        x.maxmemory_policy,
+                        x.connected_replicas,
+                        if x.aof_enabled { "on" } else { "off" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ],
+    ];
+    write!(out, "{}", table(&["SUBSYSTEM", "VERDICT", "SEEN"], &rows))?;
+    if !report.causes.is_empty() {
+        writeln!(out, "\nlikely causes (worst first):")?;
+        for cause in &report.causes {
+            writeln!(out, "- {}", clean(cause))?;
+        }
+    }
+    if !o.examples.is_empty() {
+        let ids: Vec<String> = o.examples.iter().map(|id| clean(id)).collect();
+        writeln!(out, "\norphans: {}", ids.join(", "))?;
+    }
     Ok(())
 }
 

@@ -42,6 +42,7 @@ pub fn routes() -> Router<Api> {
             post(purge).layer(axum::extract::DefaultBodyLimit::max(MAX_ACTION_BODY)),
         )
         .route("/v1/admin/orders/{order_id}", get(order))
+        .route("/v1/admin/health", get(health))
 }
 
 /// The largest retry or purge body: 1000 ids of up to 512 bytes, quoted, and some slack.
@@ -367,6 +368,21 @@ pub async fn order(State(api): State<Api>, path: Result<Path<String>, PathReject
             report.order["links"] = crate::views::links(&api.auth, &order_id);
             Json::<OrderReport>(report).into_response()
         }
+        Err(e) => failure(&e),
+    }
+}
+
+/// `GET /v1/admin/health`.
+#[utoipa::path(get, path = "/v1/admin/health", tag = "admin",
+    responses(
+        (status = 200, description = "The health verdict: overall, per subsystem, each with its likely cause (200 whatever the verdict)", body = super::health::model::HealthReport),
+        (status = 401, description = "No valid API token", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Redis is unreachable; retry", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn health(State(api): State<Api>) -> Response {
+    match api.admin.health().await {
+        Ok(report) => Json(report).into_response(),
         Err(e) => failure(&e),
     }
 }

@@ -5,9 +5,11 @@
 //! ([`cli`]) and the `/v1/admin/*` HTTP API ([`http`]) that the web board (`/board`) uses. Both
 //! speak the same answer types ([`model`]), so the CLI's `--json` and the API agree. Queue names
 //! come from [`paywatch_core::queues`] and the shard count ([`paywatch_core::store::check_queue`]);
-//! payloads are shown with their secrets redacted ([`redact`]).
+//! payloads are shown with their secrets redacted ([`redact`]). [`health`] makes the health
+//! verdict (`admin health`, `GET /v1/admin/health`).
 
 pub mod cli;
+pub mod health;
 pub mod http;
 pub mod kind;
 pub mod model;

@@ -44,6 +44,7 @@ impl Modify for BearerAuth {
         crate::admin::http::retry,
         crate::admin::http::purge,
         crate::admin::http::order,
+        crate::admin::http::health,
         openapi_json,
     ),
     components(schemas(
@@ -60,6 +61,7 @@ impl Modify for BearerAuth {
         crate::admin::model::ActionRequest,
         crate::admin::model::ActionReport,
         crate::admin::model::OrderReport,
+        crate::admin::health::model::HealthReport,
     )),
     modifiers(&BearerAuth)
 )]

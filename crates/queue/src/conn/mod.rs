@@ -77,6 +77,48 @@ impl std::fmt::Debug for RedisConn {
     }
 }
 
+impl RedisConn {
+    /// `INFO <sections>` of every primary: the one server, the primary Sentinel names now, or
+    /// each primary of a Cluster (named by its address; the others are named `primary`). Read
+    /// only, for the operator's view of Redis's health.
+    pub async fn info_per_primary(&self, sections: &[&str]) -> RedisResult<Vec<(String, String)>> {
+        let mut cmd = redis::cmd("INFO");
+        for section in sections {
+            cmd.arg(*section);
+        }
+        match self {
+            Self::Cluster(lazy) => {
+                use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                let mut conn = lazy.get().await?;
+                let reply = conn
+                    .route_command(
+                        cmd,
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                    )
+                    .await?;
+                let Value::Map(nodes) = reply else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Parse,
+                        "INFO of every primary: not a map of nodes",
+                    )));
+                };
+                let mut infos = Vec::with_capacity(nodes.len());
+                for (node, info) in nodes {
+                    let node: String = redis::from_redis_value(node)?;
+                    let info: String = redis::from_redis_value(info)?;
+                    infos.push((node, info));
+                }
+                infos.sort();
+                Ok(infos)
+            }
+            _ => {
+                let info: String = cmd.query_async(&mut self.clone()).await?;
+                Ok(vec![("primary".to_owned(), info)])
+            }
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

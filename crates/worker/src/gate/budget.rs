@@ -118,6 +118,15 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
+    /// These limits with `provider`'s budget from its definition file, unless
+    /// PAYWATCH_RATE_LIMITS names the provider already.
+    pub fn with_declared(mut self, provider: Provider, limit: Option<(u32, Duration)>) -> Self {
+        self.limits
+            .entry(provider)
+            .or_insert(limit.map(|(limit, window)| RateLimit { limit, window }));
+        self
+    }
+
     /// The budget of `provider`, if it has one.
     pub fn for_provider(&self, provider: Provider) -> Option<RateLimit> {
         self.limits.get(&provider).copied().flatten()

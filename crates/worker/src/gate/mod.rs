@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use paywatch_core::{Provider, ProvidersConfig};
+use paywatch_core::{Provider, ProvidersConfig, Secret};
 use paywatch_queue::RedisConn;
 use redis::Script;
 use sha2::{Digest, Sha256};
@@ -145,6 +145,11 @@ pub fn fingerprint(provider: Provider, providers: &ProvidersConfig) -> String {
             .foxreload
             .as_ref()
             .map(|c| vec![c.api_key.expose()]),
+        Provider::Declared(_) => providers
+            .declared
+            .iter()
+            .find(|r| r.definition.provider == provider)
+            .map(|r| r.credentials.values().map(Secret::expose).collect()),
     }
     .unwrap_or_default();
     let mut hash = Sha256::new();
@@ -170,8 +175,10 @@ impl Gate {
         young_share: f64,
         breaker: BreakerConfig,
     ) -> Self {
+        let declared = providers.declared.iter().map(|r| r.definition.provider);
         let lanes = Provider::ALL
             .into_iter()
+            .chain(declared)
             .map(|p| {
                 let limit = limits.for_provider(p);
                 let lane = Lane {
@@ -203,6 +210,17 @@ impl Gate {
         self.lanes.get(&provider).ok_or_else(|| {
             redis::RedisError::from((redis::ErrorKind::Client, "provider without a gate lane"))
         })
+    }
+
+    /// The key of each provider's breaker (the health report names them for the operator).
+    pub fn breaker_keys(&self) -> Vec<(Provider, String)> {
+        let mut keys: Vec<(Provider, String)> = self
+            .lanes
+            .iter()
+            .map(|(p, lane)| (*p, lane.keys.breaker()))
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Asks whether a call to `provider` may go now; `young` orders (in their fast phase) may use

@@ -190,6 +190,13 @@ pub async fn deliver(
         Err(DeliveryError::Permanent(_)) => "permanent",
     };
     crate::metrics::notification_attempt(channel, outcome);
+    // Pacing is our own restraint, not the target failing.
+    crate::health::notification(
+        channel,
+        result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, DeliveryError::Paced { .. })),
+    );
     // The crash tests stop the process here: delivered, not yet acknowledged.
     fail::fail_point!("notify-delivered", result.is_ok(), |_| Ok(Next::Done));
     if result.is_ok() {

@@ -32,8 +32,8 @@ local function submit(keys, args)
   if type(body) ~= 'string' then fail('body', 'is required (the order JSON)') end
   if #args > 1 then fail('body', 'takes exactly one argument, the order JSON') end
   if #body > MAX_BODY then fail('body', 'is larger than ' .. MAX_BODY .. ' bytes') end
-  local order = read_order(body)
   local base = keys[1]
+  local order = read_order(body, base)
   check_shard(base, order.order_id)
   if order.webhook_ip then check_webhook_ip(base, order.webhook_ip) end
   local id = order.order_id

@@ -12,6 +12,31 @@ local KNOWN_FIELDS = {order_id = true, provider = true, payment_id = true, notif
 local KNOWN_NOTIFY_FIELDS = {email = true, telegram_chat_id = true, webhook_url = true}
 local PROVIDERS = {cashless = true, handcash = true, miraclecash = true, foxreload = true}
 local PROVIDER_LIST = 'cashless, handcash, miraclecash, foxreload'
+-- Declared providers (definition files, crates/core/src/declared) are published by the check
+-- workers that serve them as meta fields `provider:<name>` (keys.rs META_PROVIDER_PREFIX).
+local DECLARED_PREFIX = 'provider:'
+
+-- Whether `name` is a provider some worker serves: a built-in, or one published in the meta.
+local function served(base, name)
+  if PROVIDERS[name] then return true end
+  if not base or #name > 32 then return false end
+  return redis.call('HEXISTS', base .. ':meta', DECLARED_PREFIX .. name) == 1
+end
+
+-- The built-ins, then the declared providers published in the shard's meta.
+local function provider_list(base)
+  local list = PROVIDER_LIST
+  if not base then return list end
+  local declared = {}
+  for _, field in ipairs(redis.call('HKEYS', base .. ':meta')) do
+    if string.sub(field, 1, #DECLARED_PREFIX) == DECLARED_PREFIX then
+      declared[#declared + 1] = string.sub(field, #DECLARED_PREFIX + 1)
+    end
+  end
+  table.sort(declared)
+  for _, name in ipairs(declared) do list = list .. ', ' .. name end
+  return list
+end
 
 local function is_object(v) return type(v) == 'table' and v.obj ~= nil end
 local function absent(v) return v == nil or v == NULL end
@@ -47,16 +72,17 @@ local function reject_unknown(obj, known, path, list)
   end
 end
 
--- Validates a parsed order and returns its canonical parts.
-local function validate(body)
+-- Validates a parsed order and returns its canonical parts; `base` (the shard's key) is where
+-- the declared providers are published.
+local function validate(body, base)
   if not is_object(body) then fail('body', 'must be a JSON object, not ' .. kind_of(body)) end
   reject_unknown(body, KNOWN_FIELDS, '', FIELDS)
   local o = body.obj
   local order = {}
   order.order_id = identifier('order_id', o.order_id)
   if absent(o.provider) then fail('provider', 'is required') end
-  if type(o.provider) ~= 'string' or not PROVIDERS[o.provider] then
-    fail('provider', 'must be one of ' .. PROVIDER_LIST)
+  if type(o.provider) ~= 'string' or not served(base, o.provider) then
+    fail('provider', 'must be one of ' .. provider_list(base))
   end
   order.provider = o.provider
   order.payment_id = identifier('payment_id', o.payment_id)
@@ -103,11 +129,11 @@ end
 
 -- A submitted body's order: by the fast path when it is plain and valid, else by the strict
 -- parser and the same validation, which give the verdict and its message.
-local function read_order(body)
+local function read_order(body, base)
   local plain = parse_plain(body)
   if plain then
-    local ok, order = pcall(validate, plain)
+    local ok, order = pcall(validate, plain, base)
     if ok then return order end
   end
-  return validate(parse_json(body))
+  return validate(parse_json(body), base)
 end

@@ -47,7 +47,7 @@
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 13       -- bumped on every change of any part (library.rs checks it)
+local REVISION = 14       -- bumped on every change of any part (library.rs checks it)
 
 local MAX_BODY = 65536
 
