@@ -416,3 +416,95 @@ fn cashless_webhook_reads_the_bill_as_the_builtin() -> TestResult {
     }
     Ok(())
 }
+
+/// Paylink exists only as a file: the sandbox serves it from the same file, checking its signed
+/// requests; the generic adapter reads its statuses, amounts, receipt and vouchers.
+#[tokio::test]
+async fn a_provider_that_is_only_a_file_is_served_and_read() -> TestResult {
+    let paylink = example("paylink.toml")?;
+    let sandbox = Sandbox::start_with(
+        SandboxConfig::default(),
+        "127.0.0.1:0".parse()?,
+        &[Arc::clone(&paylink)],
+    )
+    .await?;
+    let base = Url::parse(&sandbox.base_url())?;
+    let mut config = ProvidersConfig::default();
+    config
+        .declared
+        .push(Resolved::sandbox(Arc::clone(&paylink), &base));
+    let client = ProviderClient::new(&config)?;
+    let step = |after_ms, status: &str, fields: Value| paywatch_sandbox::declared::DeclaredStep {
+        after_ms,
+        status: status.to_owned(),
+        fields: fields.as_object().cloned().unwrap_or_default(),
+    };
+    sandbox.declared().create(
+        "paylink",
+        "ch-1",
+        vec![step(
+            0,
+            "awaiting_payment",
+            json!({"charge": {"amount": 500}}),
+        )],
+    )?;
+    let seen = client
+        .check(paylink.provider, &PaymentId::new("ch-1")?)
+        .await?;
+    assert_eq!(seen.status, PaymentStatus::Pending);
+    assert_eq!(seen.detail.as_deref(), Some("amount=500"));
+    sandbox.declared().create(
+        "paylink",
+        "ch-2",
+        vec![step(
+            0,
+            "succeeded",
+            json!({"charge": {"amount": 500, "amount_received": 500, "receipt_no": "R-7", "vouchers": ["V-1", "V-2"]}}),
+        )],
+    )?;
+    let seen = client
+        .check(paylink.provider, &PaymentId::new("ch-2")?)
+        .await?;
+    assert_eq!(seen.status, PaymentStatus::Paid);
+    assert_eq!(
+        seen.detail.as_deref(),
+        Some("amount=500, paid=500, receipt=R-7")
+    );
+    assert_eq!(seen.delivered_codes, ["V-1", "V-2"]);
+    assert!(
+        !format!("{seen:?}").contains("V-1"),
+        "codes stay out of Debug"
+    );
+    // A status the file does not map is an error naming it (Paylink keeps the default).
+    sandbox
+        .declared()
+        .create("paylink", "ch-3", vec![step(0, "refunded", json!({}))])?;
+    let error = client
+        .check(paylink.provider, &PaymentId::new("ch-3")?)
+        .await
+        .expect_err("unmapped");
+    assert!(
+        error.is_permanent() && error.to_string().contains("\"refunded\""),
+        "{error}"
+    );
+    // Unknown payment; and a wrong signing secret is refused by the sandbox.
+    let error = client
+        .check(paylink.provider, &PaymentId::new("nope")?)
+        .await
+        .expect_err("unknown");
+    assert_eq!(error.kind(), "not_found");
+    let mut wrong = Resolved::sandbox(Arc::clone(&paylink), &base);
+    wrong
+        .credentials
+        .insert("signing_secret".into(), Secret::new("wrong"));
+    let client = ProviderClient::new(&ProvidersConfig {
+        declared: vec![wrong],
+        ..ProvidersConfig::default()
+    })?;
+    let error = client
+        .check(paylink.provider, &PaymentId::new("ch-1")?)
+        .await
+        .expect_err("bad signature");
+    assert_eq!(error.kind(), "unauthorized");
+    Ok(())
+}

@@ -24,6 +24,7 @@
 
 mod admin;
 mod config;
+pub mod declared;
 mod error;
 mod faults;
 mod listener;
@@ -71,6 +72,16 @@ impl Sandbox {
         config: SandboxConfig,
         addr: SocketAddr,
     ) -> Result<SandboxHandle, SandboxError> {
+        Self::start_with(config, addr, &[]).await
+    }
+
+    /// [`Sandbox::start`], also serving the providers of `definitions` (files declaring
+    /// providers, docs/providers.md) as [`declared`] describes.
+    pub async fn start_with(
+        config: SandboxConfig,
+        addr: SocketAddr,
+        definitions: &[std::sync::Arc<paywatch_core::declared::Definition>],
+    ) -> Result<SandboxHandle, SandboxError> {
         config.validate()?;
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
@@ -78,7 +89,13 @@ impl Sandbox {
         let local = tcp
             .local_addr()
             .map_err(|source| SandboxError::Bind { addr, source })?;
+        let declared = declared::DeclaredProviders::new(
+            definitions,
+            config.webhook_target.clone(),
+            config.time_scale,
+        );
         let (router, state) = Self::router(config);
+        let router = router.merge(declared.routes());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = router.into_make_service_with_connect_info::<ConnControl>();
         let server = tokio::spawn(async move {
@@ -93,6 +110,7 @@ impl Sandbox {
         Ok(SandboxHandle {
             addr: local,
             state,
+            declared,
             stop: Some(stop_tx),
             server: Some(server),
         })
@@ -133,6 +151,7 @@ impl Sandbox {
 pub struct SandboxHandle {
     addr: SocketAddr,
     state: SandboxState,
+    declared: declared::DeclaredProviders,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -151,6 +170,11 @@ impl SandboxHandle {
     /// The sandbox's state, for the in-process admin helpers.
     pub fn state(&self) -> &SandboxState {
         &self.state
+    }
+
+    /// The declared providers it serves, to script their payments in-process.
+    pub fn declared(&self) -> &declared::DeclaredProviders {
+        &self.declared
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to a few seconds) and

@@ -27,6 +27,10 @@ struct Args {
     /// Each provider key's request limit, e.g. `100/min` or `100/6s` (429 with Retry-After past it).
     #[arg(long, env = "SANDBOX_RATE_LIMIT")]
     rate_limit: Option<RateLimit>,
+    /// A directory of provider definition files (docs/providers.md): each provider is served
+    /// at `/{name}` from its file, its payments scripted with `POST /_admin/declared/payments`.
+    #[arg(long, env = "PAYWATCH_PROVIDERS_DIR")]
+    providers_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     credentials: CredentialArgs,
 }
@@ -145,6 +149,10 @@ async fn main() -> anyhow::Result<()> {
     let args: Args = paywatch_core::cli::parse();
     paywatch_core::telemetry::init_logs()?;
     args.check()?;
+    let definitions = match &args.providers_dir {
+        Some(dir) => paywatch_core::declared::load_dir(dir).context("PAYWATCH_PROVIDERS_DIR")?,
+        None => Vec::new(),
+    };
     let config = SandboxConfig {
         credentials: args.credentials.into(),
         webhook_target: args.webhook_target,
@@ -152,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         rate_limit: args.rate_limit,
     };
     let webhooks = config.webhook_target.as_deref().map(redact_userinfo);
-    let sandbox = Sandbox::start(config, args.listen)
+    let sandbox = Sandbox::start_with(config, args.listen, &definitions)
         .await
         .map_err(|e| match e {
             SandboxError::Bind { .. } => anyhow::Error::new(e).context("SANDBOX_LISTEN"),

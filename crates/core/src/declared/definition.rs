@@ -430,6 +430,16 @@ fn rate_limit(ctx: &Ctx<'_>, value: &Spanned<String>) -> Result<(u32, Duration),
 }
 
 impl Definition {
+    /// The header an HMAC-signed request carries its timestamp in, if any.
+    pub fn auth_timestamp_header(&self) -> Option<&HeaderName> {
+        match &self.auth {
+            Auth::Hmac {
+                timestamp_header, ..
+            } => timestamp_header.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Parses and validates the text of `file`, registering the provider it declares.
     pub fn parse(text: &str, file: &Path) -> Result<Self, DefinitionError> {
         let ctx = Ctx { text, file };
