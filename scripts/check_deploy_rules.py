@@ -75,6 +75,96 @@ for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy n
 
 
 
+def dockerfile_facts():
+    """What deploy/Dockerfile promises a manifest: the user, exposed ports, metrics port, the
+    binaries and the health check, read from the file itself."""
+    text = re.sub(r"\\\n", " ", (root / "deploy/Dockerfile").read_text())
+    stages, stage = {}, None
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            stage = words[-1] if len(words) >= 4 and words[-2].upper() == "AS" else words[1]
+            stages[stage] = []
+        elif stage:
+            stages[stage].append(line)
+    runtime = "\n".join(stages.get("runtime", []))
+    prebuilt = "\n".join(stages.get("prebuilt", []))
+    user = re.search(r"^USER (\d+):(\d+)$", runtime, re.M)
+    metrics = re.search(r"PAYWATCH_METRICS_LISTEN=[^:\s]+:(\d+)", runtime)
+    copy = re.search(r"^COPY (.+) /usr/local/bin/$", prebuilt, re.M)
+    health = re.search(r"^HEALTHCHECK .*CMD (\[.*\])$", runtime, re.M)
+    expose = re.search(r"^EXPOSE (.+)$", runtime, re.M)
+    if not (user and metrics and copy and health and expose):
+        problems.append("Dockerfile: the runtime stage lost USER, PAYWATCH_METRICS_LISTEN, "
+                        "EXPOSE or HEALTHCHECK, or the prebuilt stage its COPY of the binaries")
+        return None
+    return {
+        "uid": int(user[1]),
+        "gid": int(user[2]),
+        "metrics_port": int(metrics[1]),
+        "ports": {int(p) for p in expose[1].split()},
+        "binaries": set(copy[1].split()),
+        "health": json.loads(health[1]),
+    }
+
+
+def version():
+    text = (root / "Cargo.toml").read_text()
+    return re.search(r'^\[workspace\.package\][^\[]*?^version = "([^"]+)"', text, re.M | re.S)[1]
+
+
+def flag_port(args, flag):
+    """The port of `--flag host:port` in `args`, or None."""
+    if flag in args[:-1]:
+        return int(args[args.index(flag) + 1].rsplit(":", 1)[1])
+    return None
+
+
+# The manifests run the image scripts/image.sh builds (paywatch:<version>), as its user, on its
+# ports, with probes on the port the binaries' --metrics-listen serves: a drift fails here.
+image = dockerfile_facts()
+if image:
+    tag = f"paywatch:{version()}"
+    if image["health"][:1] != ["paywatch-probe"] or "paywatch-probe" not in image["binaries"]:
+        problems.append(f"Dockerfile: HEALTHCHECK must run paywatch-probe, not {image['health']}")
+    if image["metrics_port"] not in image["ports"]:
+        problems.append(f"Dockerfile: the metrics port {image['metrics_port']} is not EXPOSEd")
+    for name, doc in deployments.items():
+        pod = doc["spec"]["template"]["spec"]
+        context = pod.get("securityContext", {})
+        if (context.get("runAsUser"), context.get("runAsGroup")) != (image["uid"], image["gid"]):
+            problems.append(f"{name}: runAsUser/runAsGroup must be the image's {image['uid']}:{image['gid']}")
+        for c in pod["containers"]:
+            where = f"{name}/{c['name']}"
+            if c.get("image") != tag:
+                problems.append(f"{where}: image {c.get('image')!r}, but the build makes {tag!r}")
+            args = c.get("args", [])
+            if not args or args[0] not in image["binaries"]:
+                problems.append(f"{where}: args[0] {args[:1]} is not a binary of the image {sorted(image['binaries'])}")
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            for port in ports.values():
+                if port not in image["ports"]:
+                    problems.append(f"{where}: containerPort {port} is not EXPOSEd by the image")
+            if ports.get("metrics") != image["metrics_port"] or flag_port(args, "--metrics-listen") != ports.get("metrics"):
+                problems.append(f"{where}: the metrics port must be {image['metrics_port']}, in "
+                                "--metrics-listen and containerPort alike")
+            if "http" in ports and flag_port(args, "--listen") != ports["http"]:
+                problems.append(f"{where}: --listen and the http containerPort disagree")
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                get = c.get(probe, {}).get("httpGet", {})
+                if get.get("path") != path or ports.get(get.get("port"), get.get("port")) != image["metrics_port"]:
+                    problems.append(f"{where}: {probe} must GET {path} on the metrics port")
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if isinstance(command, list) and command[0].startswith("paywatch-"):
+            if command[0] not in image["binaries"]:
+                problems.append(f"compose {name}: {command[0]} is not a binary of the image")
+            if service.get("image") not in (tag, "paywatch:latest"):
+                problems.append(f"compose {name}: image {service.get('image')!r}, not the one built")
+
+
 def interpolate(value, env):
     """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error}, from `env`."""
 

@@ -8,7 +8,8 @@
 #            tests/servers/requirements.txt) in .paywatch/servers-venv, linked as
 #            .paywatch/servers/valkey-server and .paywatch/servers/redis-server-6.
 #   (none)   the servers, then every other tool the suite uses: the client examples' redis-py and
-#            ioredis, Prometheus, schemathesis, Chromium and playwright-core for the board test.
+#            ioredis, Prometheus, schemathesis, Chromium and playwright-core for the board test,
+#            podman and the other container tools of the image test (ensure-image-tools.sh).
 #
 # Tests never install anything: a missing tool fails them under CI=true and skips them, loudly,
 # elsewhere (tests/src/tools.rs). Exit status: 0 ready, or some
@@ -51,7 +52,8 @@ if [[ "${1:-}" == servers ]]; then
 fi
 
 failed=0
-for step in servers ensure-client-tools.sh ensure-prometheus.sh ensure-schemathesis.sh ensure-board-tools.sh; do
+for step in servers ensure-client-tools.sh ensure-prometheus.sh ensure-schemathesis.sh ensure-board-tools.sh \
+    ensure-image-tools.sh; do
     status=0
     if [[ $step == servers ]]; then
         servers || status=$?
