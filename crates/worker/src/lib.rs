@@ -27,5 +27,6 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
+pub mod provider_cmd;
 pub mod schedules;
 pub mod telemetry;

@@ -10,6 +10,11 @@ use paywatch_worker::telemetry;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // `provider check FILE`: the definition-file tools, before the worker's own flags.
+    let args: Vec<String> = std::env::args().collect();
+    if paywatch_worker::provider_cmd::wanted(&args) {
+        return paywatch_worker::provider_cmd::run(&args);
+    }
     // clap's errors, reworded to name the environment variable at fault.
     let config: WorkerConfig = paywatch_core::cli::parse();
     config.runtime()?.block_on(async {
