@@ -10,10 +10,10 @@
 //! Chromium comes from Debian (`scripts/ensure-test-tools.sh`, which `just test` runs first);
 //! where it is missing the test skips with a loud banner (under `CI=true` it fails instead).
 //! `PAYWATCH_BOARD_SCREENSHOT=docs/board.png` keeps the screenshot (that is how docs/board.png
-//! is made).
+//! is made); `PAYWATCH_HEALTH_SCREENSHOT=docs/health.png` keeps the health verdict's, on top of
+//! the board, which names the dead letters' channel and the missing workers.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use paywatch_core::{PaymentStatus, queues};
@@ -110,6 +110,7 @@ async fn an_operator_retries_a_dead_letter_from_the_board_in_a_real_browser() {
         .env("DEAD_ID", denied)
         .env("HOSTILE_ID", hostile)
         .env("SCREENSHOT", &screenshot)
+        .env("HEALTH_SCREENSHOT", dir.path().join("health.png"))
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), browser.output())
         .await
@@ -136,6 +137,36 @@ async fn an_operator_retries_a_dead_letter_from_the_board_in_a_real_browser() {
             .is_some_and(|p| p.contains("\"order_id\": \"board-denied\"")),
         "{seen}"
     );
+
+    // The health verdict is on top, every subsystem with its verdict, as the API says.
+    let health = &seen["health"];
+    assert_eq!(health["first"], "health", "{seen}");
+    let parts: Vec<&str> = health["parts"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["part"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        parts,
+        [
+            "checks",
+            "providers",
+            "webhooks",
+            "notifications",
+            "orphans",
+            "redis"
+        ],
+        "{seen}"
+    );
+    assert!(
+        ["ok", "degraded", "failing"].contains(&health["verdict"].as_str().unwrap_or_default()),
+        "{seen}"
+    );
+    let orphans = &health["parts"][4];
+    assert_eq!(orphans["verdict"], "ok", "{seen}");
+    if let Ok(keep) = std::env::var("PAYWATCH_HEALTH_SCREENSHOT") {
+        let png = std::fs::read(dir.path().join("health.png")).expect("health screenshot");
+        std::fs::write(root().join(&keep), &png).expect("keep the health screenshot");
+    }
 
     // The screenshot is a real PNG.
     let png = std::fs::read(&screenshot).expect("screenshot saved");

@@ -2,7 +2,6 @@
 //! sends, no 5xx, and every answer is documented (status, content type, body schema).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use paywatch_tests::stack::{API_TOKEN, Stack};
