@@ -45,6 +45,12 @@ lint:
 deploy-check:
     scripts/check-deploy.sh
 
+# The container image with podman: a local Debian base when none is given (BASE=debian:bookworm-slim
+# where a registry answers), release binaries in target/image, then paywatch:<version>; prints its size.
+# The container image (podman): base, release binaries, paywatch:<version> and its size.
+image *args:
+    scripts/image.sh "$@"
+
 # Benchmarks side by side with the reference peer (BullMQ): `just bench` runs them all and writes
 # BENCHMARKS.md and docs/bench/*.png; `just bench queue|e2e|webhook|idle|scale|cluster` runs one.
 bench what="all": redis

@@ -12,7 +12,8 @@
 #      paywatch:<version> and paywatch:latest (or --tag NAME).
 #
 # Then it prints the image's size, uncompressed and as `podman save | gzip` (--no-measure skips
-# that). Options: --binaries DIR, --tag NAME, --no-measure. Needs podman (and debootstrap and root
+# that). Options: --binaries DIR, --tag NAME, --no-measure, --no-strip (keep the binaries' debug
+# sections; they are stripped by default). Needs podman (and debootstrap and root
 # for the base): scripts/ensure-image-tools.sh installs them on Debian.
 #
 # Machine settings: podman reads CONTAINERS_CONF; when unset, .paywatch/containers.conf is
@@ -26,12 +27,14 @@ cd "$(dirname "$0")/.."
 binaries=""
 tag=""
 measure=1
+strip=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --binaries) binaries="$2"; shift 2 ;;
         --tag) tag="$2"; shift 2 ;;
         --no-measure) measure=0; shift ;;
-        *) echo "image: unknown argument $1 (--binaries DIR, --tag NAME, --no-measure)" >&2; exit 2 ;;
+        --no-strip) strip=0; shift ;;
+        *) echo "image: unknown argument $1 (--binaries DIR, --tag NAME, --no-measure, --no-strip)" >&2; exit 2 ;;
     esac
 done
 
@@ -110,13 +113,21 @@ context="$(mktemp -d "$PWD/.paywatch/image-context.XXXXXX")"
 trap 'rm -rf "$context"' EXIT
 for bin in paywatch-producer paywatch-worker paywatch-sandbox paywatch-probe; do
     [[ -x "$binaries/$bin" ]] || { echo "image: $binaries/$bin is missing" >&2; exit 1; }
-    # A hard link when the binaries are on this file system: nothing is copied twice.
-    ln "$binaries/$bin" "$context/$bin" 2>/dev/null || cp "$binaries/$bin" "$context/$bin"
+    # Without debug sections (the release profile keeps line tables for local backtraces):
+    # they are most of each binary's size, and the symbols stay for panics' backtraces.
+    if [[ $strip == 1 ]]; then
+        objcopy --strip-debug "$binaries/$bin" "$context/$bin"
+    else
+        # A hard link when on this file system: nothing is copied twice.
+        ln "$binaries/$bin" "$context/$bin" 2>/dev/null || cp "$binaries/$bin" "$context/$bin"
+    fi
 done
 
 # ---- 3. the image ----
-# --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
-podman build --quiet --format docker --network host -f deploy/Dockerfile --target prebuilt \
+# --format docker keeps HEALTHCHECK (the OCI image format has no field for it). --no-cache:
+# buildah 1.28 reuses a cached LABEL layer whatever the revision argument, so the label would
+# name an old commit; the steps after the base take seconds.
+podman build --quiet --no-cache --format docker --network host -f deploy/Dockerfile --target prebuilt \
     --build-arg BASE="$base" --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" --build-arg SOURCE="$source_url" \
     -t "$image" "$context" >/dev/null

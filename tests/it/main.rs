@@ -25,6 +25,7 @@ mod events;
 mod failover;
 mod harness;
 mod help;
+mod image;
 mod local_smtp;
 mod notify_email;
 mod notify_once;
