@@ -48,14 +48,20 @@ async fn demo(fleet: &mut Fleet, logs: &Path, timeout: Duration) -> anyhow::Resu
     fleet.cleanup = Some((redis.clone(), prefix.clone()));
     let sandbox = format!("http://127.0.0.1:{sandbox_port}");
     let api = format!("http://127.0.0.1:{api_port}");
+    // The provider files every process reads (docs/providers.md): the sandbox imitates Paylink
+    // from its file, the workers poll it, the producer verifies its webhooks.
+    let providers = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/providers");
     let env = [
         ("REDIS_URL", redis.as_str()),
         ("PAYWATCH_PREFIX", prefix.as_str()),
+        ("PAYWATCH_PROVIDERS_DIR", providers),
     ];
     // The demo's own API token, new each run: the API never runs without one.
     let api_token = fresh_token("demo");
     let mut producer_env = env.to_vec();
     producer_env.push(("PAYWATCH_API_TOKENS", api_token.as_str()));
+    // The secret the sandbox signs Paylink's webhooks with (sandbox-<provider>-<credential>).
+    producer_env.push(("PAYLINK_WEBHOOK_SECRET", "sandbox-paylink-webhook_secret"));
 
     fleet.spawn(
         logs,

@@ -386,6 +386,28 @@ async fn run(
             sc.note,
         ));
     }
+    // Paylink exists only as a file (deploy/providers/paylink.toml): when the sandbox serves it,
+    // one of its payments is paid with a voucher, its signed webhook waking the check.
+    let paylink = http
+        .post(format!("{sandbox}/_admin/declared/payments"))
+        .json(&json!({"provider": "paylink", "timeline": [
+            {"after_ms": 0, "status": "awaiting_payment", "fields": {"charge": {"amount": 1500}}},
+            {"after_ms": 2500, "status": "succeeded", "fields": {"charge": {"amount": 1500,
+                "amount_received": 1500, "receipt_no": "R-1042", "vouchers": ["PL-VOUCHER-1"]}}}]}))
+        .send()
+        .await;
+    if let Ok(created) = paylink
+        && created.status().as_u16() == 201
+        && let Ok(created) = created.json::<Value>().await
+        && let Some(id) = created["id"].as_str()
+    {
+        orders.push((
+            format!("demo-{run_id}-{i:02}", i = orders.len()),
+            "paylink",
+            id.to_owned(),
+            "paylink, a provider declared in a file: paid, webhook-woken",
+        ));
+    }
     orders.push((
         format!("demo-{run_id}-{:02}", orders.len()),
         "miraclecash",
