@@ -407,6 +407,7 @@ async fn durable_mode_waits_for_the_replica_before_announcing_and_before_the_nex
             metadata: None,
             delivered_codes: Vec::new(),
             occurred_at: Utc::now(),
+            traceparent: None,
         };
         NewJob::new(serde_json::to_value(&n).expect("notification JSON"))
             .with_id(JobId::new(n.identity()).expect("job id"))

@@ -48,3 +48,4 @@ mod spine;
 mod topology;
 mod up;
 mod worst_day;
+mod traces;

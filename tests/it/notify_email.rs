@@ -90,6 +90,7 @@ fn notification(status: PaymentStatus, target: &str) -> Notification {
             Vec::new()
         },
         occurred_at: Utc.with_ymd_and_hms(2025, 3, 4, 5, 6, 7).unwrap(),
+        traceparent: None,
     }
 }
 

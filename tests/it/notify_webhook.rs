@@ -211,6 +211,7 @@ fn notification(target: String, status: PaymentStatus) -> Notification {
         ),
         delivered_codes: vec![CODE.into()],
         occurred_at: Utc::now(),
+        traceparent: None,
     }
 }
 

@@ -97,6 +97,8 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // The workers' histograms carry trace ids (docs/observability.md).
+            .arg("--enable-feature=exemplar-storage")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -165,8 +167,8 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Starts a worker process logging JSON lines to `log`.
-fn spawn_worker(mut args: Vec<String>, metrics_port: u16, log: &Path) -> WorkerProcess {
+/// Starts a worker process logging JSON lines to `log`, exporting its traces to `otlp`.
+fn spawn_worker(mut args: Vec<String>, metrics_port: u16, log: &Path, otlp: &str) -> WorkerProcess {
     args.remove(0);
     args.extend([
         "--metrics-listen".into(),
@@ -178,6 +180,8 @@ fn spawn_worker(mut args: Vec<String>, metrics_port: u16, log: &Path) -> WorkerP
             .args(&args)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -262,11 +266,13 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
     check_args.extend(["--queues".into(), "check-payment".into()]);
     let logs = tempfile::tempdir().expect("tempdir");
     let check_log = logs.path().join("checks.log");
-    let _checker = spawn_worker(check_args, check_port, &check_log);
+    let (otlp, spans) = paywatch_tests::otlp::receiver().await;
+    let _checker = spawn_worker(check_args, check_port, &check_log, &otlp);
     let _notifier = spawn_worker(
         stack.notifier_args(),
         notify_port,
         &logs.path().join("notify.log"),
+        &otlp,
     );
     let prometheus = Prometheus::start(
         &producer.to_string(),
@@ -426,7 +432,22 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
         names += 1;
         let kind = entries[0]["type"].as_str().unwrap_or_default();
         match kind {
-            "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+            // Scraped as OpenMetrics, a counter's family is named without `_total` and its
+            // series with it.
+            "counter" => {
+                let series = match name.strip_suffix("_total") {
+                    Some(_) => name.clone(),
+                    None => format!("{name}_total"),
+                };
+                assert!(
+                    !prometheus
+                        .query(&format!("count({series})"))
+                        .await
+                        .is_empty()
+                        || !name.ends_with("_total"),
+                    "counter {name}"
+                );
+            }
             "histogram" => assert!(
                 name.ends_with("_seconds") || name == "paywatch_order_provider_calls",
                 "histogram {name} has no unit"
@@ -479,6 +500,75 @@ async fn prometheus_answers_every_dashboard_and_alert_query() {
     assert_eq!(settled["span"]["provider"], "cashless", "{settled}");
     assert!(settled["span"]["attempt"].as_u64().is_some(), "{settled}");
     assert!(!log.contains("sandbox-cashless"), "no credentials in logs");
+
+    // Exemplars: the slow buckets of lateness, detection lag and provider requests name the
+    // trace of an observation, and that trace reached the collector.
+    for histogram in [
+        "paywatch_queue_lateness_seconds_bucket",
+        "paywatch_order_detection_lag_seconds_bucket",
+        "paywatch_provider_request_duration_seconds_bucket",
+    ] {
+        let found = wait_for(
+            &format!("exemplars of {histogram}"),
+            Duration::from_secs(30),
+            || async {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_secs();
+                let body: Value = reqwest::Client::new()
+                    .get(format!("{}/api/v1/query_exemplars", prometheus.url))
+                    .query(&[
+                        ("query", histogram.to_string()),
+                        ("start", (now - 600).to_string()),
+                        ("end", (now + 60).to_string()),
+                    ])
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let traces: Vec<String> = body["data"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_string))
+                    .collect();
+                (!traces.is_empty()).then_some(traces)
+            },
+        )
+        .await;
+        for trace in &found {
+            assert_eq!(trace.len(), 32, "{histogram}: {trace}");
+        }
+        wait_for(
+            &format!("a trace of {histogram}'s exemplars at the collector"),
+            Duration::from_secs(10),
+            || {
+                let known = paywatch_tests::otlp::snapshot(&spans)
+                    .iter()
+                    .any(|s| found.contains(&s.trace_id));
+                async move { known.then_some(()) }
+            },
+        )
+        .await;
+    }
+    // The plain text format stays exemplar-free and as it was for scrapers that ask for it.
+    let plain = reqwest::get(format!("http://127.0.0.1:{check_port}/metrics"))
+        .await
+        .expect("GET /metrics");
+    assert!(
+        plain
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "{:?}",
+        plain.headers()
+    );
+    let plain = plain.text().await.expect("metrics text");
+    assert!(!plain.contains("trace_id") && !plain.contains("# EOF"));
     stack.finish().await;
 }
 

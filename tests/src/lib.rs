@@ -11,6 +11,7 @@ pub mod bins;
 pub mod chaos;
 pub mod cluster;
 pub mod door;
+pub mod otlp;
 pub mod property;
 pub mod shard;
 pub mod stack;

@@ -23,6 +23,9 @@
 //! - [`notification`]: a [`Notification`] job, identified by (order, status, [`Channel`]).
 //! - [`queues`]: the names of paywatch's queues.
 //! - [`shutdown`]: the shutdown signal every binary waits for.
+//! - [`exemplars`]: trace ids on histogram buckets, in the OpenMetrics exposition.
+//! - [`traces`]: OpenTelemetry traces (OTLP) and the shape of an order's traces; [`traceparent`]:
+//!   the W3C trace context an order may carry.
 //! - [`metrics`]: provider metric names; [`telemetry`]: logs (`LOG_FORMAT`), the Prometheus
 //!   exporter and the `/metrics`, `/healthz`, `/readyz` listener every binary serves.
 
@@ -30,6 +33,7 @@ pub mod adapters;
 pub mod cli;
 pub mod durations;
 pub mod health;
+pub mod exemplars;
 pub mod ids;
 pub mod ip_ranges;
 pub mod metrics;
@@ -47,6 +51,8 @@ pub mod status;
 pub mod store;
 pub mod targets;
 pub mod telemetry;
+pub mod traceparent;
+pub mod traces;
 
 pub use adapters::{
     CashlessConfig, CheckError, ClientBuildError, FoxReloadConfig, HandCashConfig,

@@ -63,6 +63,11 @@ pub fn transport_outcome(error: &reqwest::Error) -> &'static str {
 pub fn provider_request(provider: Provider, outcome: &'static str, took: Duration) {
     metrics::histogram!(PROVIDER_REQUEST_SECONDS, "provider" => provider.as_str(), "outcome" => outcome)
         .record(took.as_secs_f64());
+    crate::exemplars::observe(
+        PROVIDER_REQUEST_SECONDS,
+        &[("provider", provider.as_str()), ("outcome", outcome)],
+        took.as_secs_f64(),
+    );
 }
 
 #[cfg(test)]

@@ -73,6 +73,9 @@ pub struct Notification {
     pub delivered_codes: Vec<String>,
     /// When the terminal status was observed.
     pub occurred_at: DateTime<Utc>,
+    /// The order's W3C trace context, which the delivery's own trace links to; never sent.
+    #[serde(default, rename = "tp", skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Notification {

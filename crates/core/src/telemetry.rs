@@ -42,34 +42,98 @@ pub enum TelemetryError {
     /// `REDIS_URL` cannot be read.
     #[error(transparent)]
     Url(#[from] paywatch_queue::UrlError),
+    /// The `OTEL_*` settings of the trace exporter.
+    #[error(transparent)]
+    Traces(#[from] crate::traces::TracesError),
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (`info` by default), as text or, with
 /// `LOG_FORMAT=json`, one JSON object per line carrying the fields of the current spans.
+/// No traces: for processes that only log (the sandbox, the tools). The product's binaries call
+/// [`init`].
 pub fn init_logs() -> Result<(), TelemetryError> {
+    install(&crate::traces::Traces::default())
+}
+
+/// Logs as [`init_logs`] does, and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+/// ([`crate::traces`]); `service` is the default `service.name`. JSON log lines then carry the
+/// `trace_id` and `span_id` of the span they were logged in. Call inside the Tokio runtime, and
+/// [`crate::traces::Traces::shutdown`] once the process has drained.
+pub fn init(service: &str) -> Result<crate::traces::Traces, TelemetryError> {
+    let traces = crate::traces::provider(service)?;
+    install(&traces)?;
+    Ok(traces)
+}
+
+fn install(traces: &crate::traces::Traces) -> Result<(), TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let directives = log_filter(std::env::var_os("RUST_LOG"))?;
-    let filter = || tracing_subscriber::EnvFilter::new(&directives);
+    let filter = tracing_subscriber::EnvFilter::new(&directives);
     let format = std::env::var("LOG_FORMAT").unwrap_or_default();
-    // try_init: a second call (tests running several components in one process) is harmless.
-    match format.as_str() {
-        "" | "text" => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        "json" => {
-            let _ = tracing_subscriber::fmt()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
+    // The log filter is the log layer's own: RUST_LOG=warn must not switch the traces off.
+    let logs = match format.as_str() {
+        "" | "text" => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .event_format(JsonWithTraceIds(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            ))
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
         other => return Err(TelemetryError::LogFormat(other.to_string())),
-    }
+    };
+    // try_init: a second call (tests running several components in one process) is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(crate::traces::layer(traces))
+        .try_init();
     Ok(())
+}
+
+/// The JSON log line of tracing-subscriber, with `"trace_id"` and `"span_id"` added when the
+/// event happened in a traced span, so a log line leads to its trace and back.
+struct JsonWithTraceIds(
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
+);
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonWithTraceIds
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        if let Some((trace_id, span_id)) = crate::traces::current_ids()
+            && let Some(end) = line.rfind('}')
+        {
+            line.insert_str(
+                end,
+                &format!(r#","trace_id":"{trace_id}","span_id":"{span_id}""#),
+            );
+        }
+        writer.write_str(&line)
+    }
 }
 
 /// The filter directives `RUST_LOG` holds, checked: `info` when it is unset or empty, an error
@@ -99,6 +163,7 @@ pub fn install_recorder(buckets: &[(&str, &[f64])]) -> Result<PrometheusHandle, 
         builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), values)?;
     }
     let handle = builder.install_recorder()?;
+    crate::exemplars::register(buckets);
     // Without a listener from the exporter itself, histograms are drained by this upkeep.
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -156,7 +221,19 @@ fn ops_router(metrics: PrometheusHandle, redis: paywatch_queue::RedisConn) -> Ro
         .with_state(Ops { metrics, redis })
 }
 
-async fn render(State(ops): State<Ops>) -> impl IntoResponse {
+/// Prometheus text, or OpenMetrics with exemplars when the scraper asks for it
+/// ([`crate::exemplars`]).
+async fn render(State(ops): State<Ops>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::exemplars::wants_openmetrics(accept) {
+        return (
+            [(
+                header::CONTENT_TYPE,
+                crate::exemplars::OPENMETRICS_CONTENT_TYPE,
+            )],
+            crate::exemplars::openmetrics(&ops.metrics.render()),
+        );
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ops.metrics.render(),

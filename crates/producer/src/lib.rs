@@ -162,6 +162,22 @@ impl Producer {
         Ok((submitted, receipt))
     }
 
+    /// [`Producer::submit_json_for`] with the order's W3C trace context, stored with it (see
+    /// [`paywatch_core::traces`]); `order_id` is `None` when the caller could not read it.
+    pub async fn submit_json_traced(
+        &self,
+        order_id: Option<&str>,
+        body: &[u8],
+        traceparent: Option<&str>,
+    ) -> Result<(Submitted, Receipt), ProducerError> {
+        let (submitted, receipt) = self
+            .store
+            .submit_json_traced(order_id, body, traceparent)
+            .await?;
+        count(submitted);
+        Ok((submitted, receipt))
+    }
+
     /// Accepts an order: validates it, records it and makes its first check due now, once per
     /// order id. Re-submitting the same order is harmless; a different body under the same id is
     /// a [`ProducerError::Conflict`].

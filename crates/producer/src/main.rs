@@ -18,7 +18,8 @@ const CLI_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 async fn main() -> anyhow::Result<ExitCode> {
     // clap's errors, reworded to name the environment variable at fault.
     let mut cli: Cli = paywatch_core::cli::parse();
-    paywatch_core::telemetry::init_logs()?;
+    // Logs, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (flushed before exiting).
+    let traces = paywatch_core::telemetry::init("paywatch-producer")?;
     // Settings that need no Redis are checked before connecting to it. Provider definitions
     // first: loading one registers its provider, which reading an order may name.
     let definitions = cli.redis.definitions().map_err(anyhow::Error::msg)?;
@@ -110,5 +111,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }
     }
+    traces.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use paywatch_core::{PaymentId, Provider, Secret};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use crate::Producer;
 
@@ -151,7 +152,22 @@ pub(crate) async fn check_now(
             ),
         );
     };
-    match state.producer.check_now(provider, &payment_id).await {
+    // A wake is a trace of its own; the store links it to each order it wakes.
+    let span = tracing::info_span!("webhook", otel.name = "provider webhook", otel.kind = "server", provider = %provider);
+    paywatch_core::traces::link_order(&span, None);
+    paywatch_core::traces::set_attributes(
+        &span,
+        [
+            ("http.request.method", "POST".into()),
+            ("paywatch.provider", provider.as_str().into()),
+        ],
+    );
+    let woken = state
+        .producer
+        .check_now(provider, &payment_id)
+        .instrument(span)
+        .await;
+    match woken {
         Ok(found) if !found.is_empty() => {
             for (order_id, promotion) in &found {
                 tracing::info!(%provider, order = %order_id, ?promotion, "provider webhook: checking now");

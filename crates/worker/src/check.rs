@@ -14,11 +14,13 @@ use std::time::Duration;
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use paywatch_core::store::{CheckState, OrderStore, StoreError, StoredOrder};
+use paywatch_core::traces;
 use paywatch_core::{
     CheckError, GiveUpReason, HistoryEntry, Observation, OrderId, PaymentStatus, PollDecision,
     PollPolicies, PollPolicy, PollState, Provider, ProviderClient,
 };
 use paywatch_queue::{JobInfo, Next};
+use tracing::Instrument as _;
 
 use crate::fanout::Fanout;
 use crate::gate::{Admission, Gate, Ticket};
@@ -50,12 +52,64 @@ pub struct CheckContext {
 /// Checks one order's payment once and decides what comes next: [`Run::admit`] (the gate),
 /// [`Run::ask`] (the provider, and the schedule's decision), then [`Run::reschedule`],
 /// [`Run::settle`] or [`Run::unresolved`] (both end in [`Run::finish`]), or [`Run::give_up`].
-#[tracing::instrument(name = "check", skip_all, fields(order = %job.id, provider = %record.provider, attempt = job.attempt))]
+///
+/// Each run is a span: the order's first check continues the order's trace (its submit);
+/// every later run starts a short trace linked to it ([`paywatch_core::traces`]).
 pub async fn check_payment(
     record: StoredOrder,
     job: JobInfo,
     ctx: Data<Arc<CheckContext>>,
 ) -> Result<Next<StoredOrder>, BoxDynError> {
+    let span = check_span(&record, &job);
+    run_check(record, job, ctx).instrument(span).await
+}
+
+/// The span of one check run, as the messaging conventions name a consumer's processing.
+fn check_span(record: &StoredOrder, job: &JobInfo) -> tracing::Span {
+    let span = tracing::info_span!("check", otel.name = "process check-payment", otel.kind = "consumer", order = %job.id, provider = %record.provider, attempt = job.attempt);
+    let order_trace = record.traceparent.as_deref();
+    if record.state.is_none() {
+        traces::continue_order(&span, order_trace);
+    } else {
+        traces::link_order(&span, order_trace);
+    }
+    traces::set_attributes(
+        &span,
+        [
+            ("messaging.system", "redis".into()),
+            ("messaging.operation.type", "process".into()),
+            ("messaging.operation.name", "process".into()),
+            ("messaging.destination.name", "check-payment".into()),
+            ("messaging.message.id", job.id.to_string().into()),
+        ],
+    );
+    span
+}
+
+/// A client span around one Redis call of a check (the gate's scripts).
+fn redis_span(operation: &'static str) -> tracing::Span {
+    let span = tracing::info_span!("redis", otel.name = operation, otel.kind = "client");
+    traces::set_attributes(
+        &span,
+        [
+            ("db.system.name", "redis".into()),
+            ("db.operation.name", operation.into()),
+        ],
+    );
+    span
+}
+
+async fn run_check(
+    record: StoredOrder,
+    job: JobInfo,
+    ctx: Data<Arc<CheckContext>>,
+) -> Result<Next<StoredOrder>, BoxDynError> {
+    // The lateness the queue recorded when it leased this job, remembered with this trace.
+    paywatch_core::exemplars::observe(
+        paywatch_queue::metrics::LATENESS_SECONDS,
+        &[("queue", &job.queue)],
+        job.leased_ms.saturating_sub(job.due_ms) as f64 / 1000.0,
+    );
     let mut run = Run::new(&ctx, record, &job)?;
     let ticket = match run.admit().await? {
         Admission::Go(ticket) => ticket,
@@ -137,7 +191,12 @@ impl<'a> Run<'a> {
                 < self.state.poll.fast_since
                     + chrono::Duration::from_std(self.policy.fast_window)
                         .unwrap_or(chrono::TimeDelta::MAX);
-        let admission = self.ctx.gate.admit(self.provider, young).await?;
+        let admission = self
+            .ctx
+            .gate
+            .admit(self.provider, young)
+            .instrument(redis_span("EVALSHA gate admit"))
+            .await?;
         if let Admission::Wait { after, hold } = admission {
             let provider = self.provider;
             metrics::counter!("paywatch_checks_deferred_total", "provider" => provider.as_str(), "reason" => hold.as_str()).increment(1);
@@ -150,9 +209,32 @@ impl<'a> Run<'a> {
     async fn ask(&mut self, ticket: Ticket) -> Result<Checked, BoxDynError> {
         let ctx = self.ctx;
         let provider = self.provider;
-        let result = ctx.providers.check(provider, &self.record.payment_id).await;
+        // The provider call: a client span (its request duration's exemplar points here).
+        let call = tracing::info_span!("provider", otel.name = "GET payment status", otel.kind = "client", provider = %provider);
+        traces::set_attributes(
+            &call,
+            [
+                ("http.request.method", "GET".into()),
+                ("paywatch.provider", provider.as_str().into()),
+            ],
+        );
+        let result = ctx
+            .providers
+            .check(provider, &self.record.payment_id)
+            .instrument(call.clone())
+            .await;
+        let outcome: &'static str = match &result {
+            Ok(o) => o.status.as_str(),
+            Err(e) => e.kind(),
+        };
+        traces::set_attributes(&call, [("paywatch.outcome", outcome.into())]);
+        if result.is_err() {
+            traces::set_attributes(&call, [("error.type", outcome.into())]);
+        }
+        drop(call);
         ctx.gate
             .report(ticket, matches!(result, Err(CheckError::Transient(_))))
+            .instrument(redis_span("EVALSHA gate report"))
             .await?;
         let now = Utc::now();
         let previous_check_ms =

@@ -61,6 +61,7 @@ impl Fanout {
                     metadata: metadata.clone(),
                     delivered_codes: state.delivered_codes.clone(),
                     occurred_at: state.final_at.unwrap_or_else(|| record.created_at()),
+                    traceparent: record.traceparent.clone(),
                 })
             })
             .collect()

@@ -18,8 +18,11 @@ fn main() -> anyhow::Result<()> {
     // clap's errors, reworded to name the environment variable at fault.
     let config: WorkerConfig = paywatch_core::cli::parse();
     config.runtime()?.block_on(async {
-        telemetry::init(&config)?;
+        let traces = telemetry::init(&config)?;
         let app = App::build(config).await?;
-        app.run_until(paywatch_core::shutdown::signal()).await
+        let ran = app.run_until(paywatch_core::shutdown::signal()).await;
+        // The spans of the drained jobs are buffered: export them before exiting.
+        traces.shutdown().await;
+        ran
     })
 }

@@ -127,4 +127,9 @@ pub fn detection_lag(
     let lag = (now - since).to_std().unwrap_or_default();
     metrics::histogram!(ORDER_DETECTION_LAG_SECONDS, "provider" => provider.as_str(), "status" => status.as_str())
         .record(lag.as_secs_f64());
+    paywatch_core::exemplars::observe(
+        ORDER_DETECTION_LAG_SECONDS,
+        &[("provider", provider.as_str()), ("status", status.as_str())],
+        lag.as_secs_f64(),
+    );
 }

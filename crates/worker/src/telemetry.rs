@@ -1,4 +1,4 @@
-//! Logs and metrics for a worker process.
+//! Logs, traces and metrics for a worker process.
 
 use anyhow::Context;
 use paywatch_core::telemetry;
@@ -7,9 +7,10 @@ use crate::config::WorkerConfig;
 
 /// Structured logs to stderr (`RUST_LOG` filters, `info` by default; `LOG_FORMAT=json` for JSON
 /// lines) and, when `PAYWATCH_METRICS_LISTEN` is set, a listener serving `/metrics`,
-/// `/healthz` and `/readyz`. Call inside the Tokio runtime.
-pub fn init(config: &WorkerConfig) -> anyhow::Result<()> {
-    telemetry::init_logs()?;
+/// `/healthz` and `/readyz`; traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (returned, to be
+/// flushed after the drain). Call inside the Tokio runtime.
+pub fn init(config: &WorkerConfig) -> anyhow::Result<paywatch_core::traces::Traces> {
+    let traces = telemetry::init("paywatch-worker")?;
     if let Some(addr) = config.metrics_listen {
         let handle = telemetry::install_recorder(&crate::metrics::all_buckets())
             .context("PAYWATCH_METRICS_LISTEN")?;
@@ -18,5 +19,5 @@ pub fn init(config: &WorkerConfig) -> anyhow::Result<()> {
             .context("PAYWATCH_METRICS_LISTEN")?;
         tracing::info!(addr = %bound, "metrics, health and readiness listening");
     }
-    Ok(())
+    Ok(traces)
 }

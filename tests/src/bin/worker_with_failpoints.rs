@@ -10,9 +10,10 @@ use paywatch_worker::config::WorkerConfig;
 async fn main() -> anyhow::Result<()> {
     let scenario = fail::FailScenario::setup();
     let config: WorkerConfig = paywatch_core::cli::parse();
-    paywatch_worker::telemetry::init(&config)?;
+    let traces = paywatch_worker::telemetry::init(&config)?;
     let app = App::build(config).await?;
     app.run_until(paywatch_core::shutdown::signal()).await?;
+    traces.shutdown().await;
     scenario.teardown();
     Ok(())
 }

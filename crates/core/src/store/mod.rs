@@ -520,7 +520,7 @@ impl OrderStore {
                 .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
                 .unwrap_or_default()
         };
-        self.submit_body(body, order_id).await
+        self.submit_body(body, order_id, None).await
     }
 
     /// [`OrderStore::submit_json_with_receipt`] for a body whose `order_id` the caller has read
@@ -531,7 +531,30 @@ impl OrderStore {
         order_id: &str,
         body: &[u8],
     ) -> Result<(Submitted, Receipt), SubmitError> {
-        self.submit_body(body, || order_id.to_owned()).await
+        self.submit_body(body, || order_id.to_owned(), None).await
+    }
+
+    /// [`OrderStore::submit_json_for`] with the order's W3C trace context (`traceparent`), stored
+    /// in place of any `traceparent` field of the body; the function checks it with the same
+    /// rules as that field. `order_id` may be unknown (a body the caller could not read).
+    pub async fn submit_json_traced(
+        &self,
+        order_id: Option<&str>,
+        body: &[u8],
+        traceparent: Option<&str>,
+    ) -> Result<(Submitted, Receipt), SubmitError> {
+        match order_id {
+            Some(id) => self.submit_body(body, || id.to_owned(), traceparent).await,
+            None => {
+                let order_id = || {
+                    serde_json::from_slice::<serde_json::Value>(body)
+                        .ok()
+                        .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                self.submit_body(body, order_id, traceparent).await
+            }
+        }
     }
 
     /// Submits `body` on the shard of `order_id()` (asked only when needed).
@@ -539,6 +562,7 @@ impl OrderStore {
         &self,
         body: &[u8],
         order_id: impl Fn() -> String,
+        traceparent: Option<&str>,
     ) -> Result<(Submitted, Receipt), SubmitError> {
         // One shard (the default): no parse on the submit path at all.
         let keys = if self.shards == 1 {
@@ -548,6 +572,9 @@ impl OrderStore {
         };
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("paywatch_submit").arg(1).arg(&keys.base).arg(body);
+        if let Some(tp) = traceparent {
+            cmd.arg(tp);
+        }
         let reply: Result<(Vec<String>, Receipt), StoreError> = match &self.durable {
             None => self.call(&cmd).await.map(|r| (r, Receipt::default())),
             Some(durable) => self.call_durably(durable, &keys, &cmd).await,
@@ -807,11 +834,20 @@ impl OrderStore {
                 .arg(provider.as_str())
                 .arg(payment_id.as_str())
                 .arg(gap.as_millis() as u64);
-            let reply: Option<(String, String)> = match durable_conn.as_mut() {
+            let reply: Option<Vec<String>> = match durable_conn.as_mut() {
                 Some(conn) => self.call_on(conn, &cmd).await?,
                 None => self.call(&cmd).await?,
             };
-            let Some((id, what)) = reply else { continue };
+            let Some(reply) = reply else { continue };
+            let mut reply = reply.into_iter();
+            let (Some(id), Some(what)) = (reply.next(), reply.next()) else {
+                tracing::warn!("paywatch_check_now answered fewer than two values");
+                continue;
+            };
+            // The wake is a trace of its own, linked to the order's.
+            if let Some(tp) = reply.next() {
+                crate::traces::link_current(&tp);
+            }
             let promotion = match what.as_str() {
                 "moved" => Promotion::Moved,
                 "due" => Promotion::AlreadyDue,

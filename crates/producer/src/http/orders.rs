@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paywatch_core::store::Phase;
-use paywatch_core::{OrderId, PaymentStatus};
+use paywatch_core::{OrderId, PaymentStatus, traceparent, traces};
+use tracing::Instrument as _;
 
 use super::reply::{error, internal, is_json};
 use super::state::Api;
@@ -29,6 +30,7 @@ struct Accepted {
 /// `POST /v1/orders`: submit an order (through the `paywatch_submit` Redis Function).
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
     request_body(content = crate::openapi::OrderRequest, content_type = "application/json"),
+    params(("traceparent" = Option<String>, Header, description = "The caller's W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, neither id all zeros): the order's trace continues it. A malformed one is refused with 422 naming `traceparent`.")),
     responses(
         (status = 202, description = "A new order; its first check is due now", body = SubmitReply),
         (status = 200, description = "The same order was already accepted", body = SubmitReply),
@@ -54,10 +56,24 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
     // any number even one no f64 holds, is skipped unread) and the shard. The function stays the
     // judge: a body this read fails is submitted as it is, for its verdict.
     let order = serde_json::from_slice::<Accepted>(&body);
-    let submitted = match &order {
-        Ok(order) => api.producer.submit_json_for(&order.order_id, &body).await,
-        Err(_) => api.producer.submit_json_with_receipt(&body).await,
+    let (incoming, spans) = match traced(&headers) {
+        Ok(traced) => traced,
+        Err(refused) => return refused,
     };
+    let order_id = order.as_ref().ok().map(|o| o.order_id.as_str());
+    if let Some(id) = order_id {
+        spans.server.record("order", id);
+        spans.send.record("order", id);
+    }
+    // The check continues the send span's trace; with tracing off, the client's context.
+    let stored = traces::traceparent_of(&spans.send).or(incoming);
+    let submitted = api
+        .producer
+        .submit_json_traced(order_id, &body, stored.as_deref())
+        .instrument(spans.redis)
+        .instrument(spans.send)
+        .instrument(spans.server)
+        .await;
     let (submitted, receipt) = match submitted {
         Ok(s) => s,
         Err(ProducerError::Invalid(f)) if f.is_syntax() => {
@@ -110,6 +126,82 @@ pub async fn create_order(State(api): State<Api>, headers: HeaderMap, body: Byte
         receipt: receipt.into(),
     };
     (code, Json(reply)).into_response()
+}
+
+/// The spans of one submit: the HTTP request, the enqueue of the order's check (whose context
+/// the order keeps) and its Redis call.
+struct SubmitSpans {
+    server: tracing::Span,
+    send: tracing::Span,
+    redis: tracing::Span,
+}
+
+/// The client's `traceparent` header, checked with the submit function's rules (a bad one is
+/// refused naming the field, as the function refuses a bad body field), and the submit's spans,
+/// children of the client's context when it sent one.
+#[allow(clippy::result_large_err)]
+fn traced(headers: &HeaderMap) -> Result<(Option<String>, SubmitSpans), Response> {
+    let incoming = match headers.get(traceparent::FIELD) {
+        None => None,
+        Some(value) => {
+            let read = value
+                .to_str()
+                .map_err(|_| traceparent::TraceParentError(traceparent::FORMAT_PROBLEM))
+                .and_then(traceparent::TraceParent::parse);
+            match read {
+                Ok(tp) => Some(tp.to_string()),
+                Err(e) => {
+                    return Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        e.to_string(),
+                        Some(traceparent::FIELD),
+                    ));
+                }
+            }
+        }
+    };
+    let server = tracing::info_span!(
+        "submit",
+        otel.name = "POST /v1/orders",
+        otel.kind = "server",
+        order = tracing::field::Empty
+    );
+    traces::continue_order(&server, incoming.as_deref());
+    traces::set_attributes(
+        &server,
+        [
+            ("http.request.method", "POST".into()),
+            ("http.route", "/v1/orders".into()),
+            ("url.scheme", "http".into()),
+        ],
+    );
+    let send = tracing::info_span!(parent: &server, "send", otel.name = "send check-payment", otel.kind = "producer", order = tracing::field::Empty);
+    traces::set_attributes(
+        &send,
+        [
+            ("messaging.system", "redis".into()),
+            ("messaging.operation.type", "send".into()),
+            ("messaging.operation.name", "send".into()),
+            ("messaging.destination.name", "check-payment".into()),
+        ],
+    );
+    let redis = tracing::info_span!(parent: &send, "redis", otel.name = "FCALL paywatch_submit", otel.kind = "client");
+    traces::set_attributes(
+        &redis,
+        [
+            ("db.system.name", "redis".into()),
+            ("db.operation.name", "FCALL".into()),
+            ("db.stored_procedure.name", "paywatch_submit".into()),
+        ],
+    );
+    Ok((
+        incoming,
+        SubmitSpans {
+            server,
+            send,
+            redis,
+        },
+    ))
 }
 
 /// `GET /v1/orders/{order_id}`: an order as it stands.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use apalis::prelude::{AbortError, BoxDynError, Data, RetryAfterError};
 use paywatch_core::{Channel, Notification};
 use paywatch_queue::{JobInfo, Next, QueueConfig, RetryPolicy};
+use tracing::Instrument as _;
 
 use super::DeliveryError;
 use super::email::EmailSender;
@@ -168,12 +169,40 @@ impl NotifyContext {
     }
 }
 
-/// Delivers one notification.
-#[tracing::instrument(name = "deliver", skip_all, fields(order = %n.order_id, channel = %n.channel, attempt = job.attempt))]
+/// Delivers one notification. Each attempt is a short trace of its own, linked to the order's
+/// ([`paywatch_core::traces`]): a consumer span, and a client span around the send.
 pub async fn deliver(
     n: Notification,
     job: JobInfo,
     ctx: Data<Arc<NotifyContext>>,
+) -> Result<Next<Notification>, BoxDynError> {
+    let (process, send) = match n.channel {
+        Channel::Email => ("process notify-email", "send email"),
+        Channel::Telegram => ("process notify-telegram", "send telegram"),
+        Channel::Webhook => ("process notify-webhook", "send webhook"),
+    };
+    let span = tracing::info_span!("deliver", otel.name = process, otel.kind = "consumer", order = %n.order_id, channel = %n.channel, attempt = job.attempt);
+    paywatch_core::traces::link_order(&span, n.traceparent.as_deref());
+    paywatch_core::traces::set_attributes(
+        &span,
+        [
+            ("messaging.system", "redis".into()),
+            ("messaging.operation.type", "process".into()),
+            ("messaging.operation.name", "process".into()),
+            ("messaging.destination.name", n.channel.queue().into()),
+            ("messaging.message.id", n.identity().into()),
+        ],
+    );
+    let send = tracing::info_span!(parent: &span, "send", otel.name = send, otel.kind = "client");
+    paywatch_core::traces::set_attributes(&send, [("paywatch.channel", n.channel.as_str().into())]);
+    deliver_in(n, job, ctx, send).instrument(span).await
+}
+
+async fn deliver_in(
+    n: Notification,
+    job: JobInfo,
+    ctx: Data<Arc<NotifyContext>>,
+    send: tracing::Span,
 ) -> Result<Next<Notification>, BoxDynError> {
     let ctx: &NotifyContext = &ctx;
     let channel = n.channel;
@@ -181,6 +210,7 @@ pub async fn deliver(
     fail::fail_point!("notify-before-send", |_| Ok(Next::Done));
     let result = ctx
         .dispatch(channel, &Message::Order(&n), job.attempt)
+        .instrument(send)
         .await;
     let outcome = match &result {
         Ok(()) => "delivered",

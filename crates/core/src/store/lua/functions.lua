@@ -24,16 +24,24 @@ local function guarded(f)
   end
 end
 
--- FCALL paywatch_submit 1 <prefix>:{check-payment.<shard>} <order JSON>
+-- FCALL paywatch_submit 1 <prefix>:{check-payment.<shard>} <order JSON> [<traceparent>]
 -- -> {'created', 'pending', 'watching'} | {'exists', <status>, <phase>}
+-- The optional second argument is the producer's: the trace context of its submit span (or the
+-- HTTP `traceparent` header), stored in place of the body's `traceparent` field.
 local function submit(keys, args)
   one_key(keys)
   local body = args[1]
   if type(body) ~= 'string' then fail('body', 'is required (the order JSON)') end
-  if #args > 1 then fail('body', 'takes exactly one argument, the order JSON') end
+  if #args > 2 then fail('body', 'takes the order JSON and, optionally, a traceparent') end
   if #body > MAX_BODY then fail('body', 'is larger than ' .. MAX_BODY .. ' bytes') end
+  local traceparent = args[2]
+  if traceparent then
+    local problem = traceparent_problem(traceparent)
+    if problem then fail('traceparent', problem) end
+  end
   local base = keys[1]
   local order = read_order(body, base)
+  order.traceparent = traceparent or order.traceparent
   check_shard(base, order.order_id)
   if order.webhook_ip then check_webhook_ip(base, order.webhook_ip) end
   local id = order.order_id
@@ -157,7 +165,14 @@ end
 -- A provider webhook named this payment: check its order now. Storms coalesce: however many
 -- webhooks arrive, a check never follows the previous one by less than the gap (default 2000 ms),
 -- and a check that is due or running absorbs them all. Returns the order id and what happened
--- ('moved', 'due', 'running', 'none') or nil when no order watches the payment.
+-- ('moved', 'due', 'running', 'none'), and the order's traceparent when it has one, or nil when no
+-- order watches the payment.
+-- The order's trace context: the last slot of its record, when it has one (no parse needed).
+local function trace_of(base, id)
+  local rec = redis.call('HGET', base .. ':jobs', id)
+  return rec and string.match(rec, '"(00%-[0-9a-f]+%-[0-9a-f]+%-[0-9a-f][0-9a-f])"%]$') or nil
+end
+
 local function check_now(keys, args)
   one_key(keys)
   local base, provider, payment = keys[1], args[1], args[2]
@@ -172,7 +187,7 @@ local function check_now(keys, args)
   local due = redis.call('ZSCORE', base .. ':due', id)
   if due then
     due = tonumber(due)
-    if due <= now then return {id, 'due'} end
+    if due <= now then return {id, 'due', trace_of(base, id)} end
     -- Not before the last check plus the gap (the record knows when that was).
     local at = now
     local rec = redis.call('HGET', base .. ':jobs', id)
@@ -181,17 +196,17 @@ local function check_now(keys, args)
       local last = v.arr[8].obj.l
       if type(last) == 'table' and last.num then at = math.max(now, tonumber(last.num) + gap) end
     end
-    if at >= due then return {id, 'due'} end
+    if at >= due then return {id, 'due', trace_of(base, id)} end
     queue_move(base .. ':due', base .. ':signal', id, at, now)
-    return {id, 'moved'}
+    return {id, 'moved', trace_of(base, id)}
   end
   if redis.call('ZSCORE', base .. ':leases', id) then
     -- The running check may have asked before the payment moved: one more follows it, not
     -- before the gap (the queue's settle reads this as "due not before").
     queue_promote_running(base .. ':promoted', id, now + gap)
-    return {id, 'running'}
+    return {id, 'running', trace_of(base, id)}
   end
-  return {id, 'none'}
+  return {id, 'none', trace_of(base, id)}
 end
 
 -- FCALL_RO paywatch_version 0 -> {contract, oldest contract still served, revision}

@@ -5,10 +5,10 @@
 
 local MAX_ID = 128
 local MAX_METADATA = 16384
-local FIELDS = 'order_id, provider, payment_id, notify, metadata'
+local FIELDS = 'order_id, provider, payment_id, notify, metadata, traceparent'
 local NOTIFY_FIELDS = 'email, telegram_chat_id, webhook_url'
 local KNOWN_FIELDS = {order_id = true, provider = true, payment_id = true, notify = true,
-  metadata = true}
+  metadata = true, traceparent = true}
 local KNOWN_NOTIFY_FIELDS = {email = true, telegram_chat_id = true, webhook_url = true}
 local PROVIDERS = {cashless = true, handcash = true, miraclecash = true, foxreload = true}
 local PROVIDER_LIST = 'cashless, handcash, miraclecash, foxreload'
@@ -72,6 +72,23 @@ local function reject_unknown(obj, known, path, list)
   end
 end
 
+-- A W3C trace context (crates/core/src/traceparent.rs has the same rules and words): version
+-- 00 only, lowercase hex, neither id all zeros. Returns nil when it is one, else the problem.
+-- Literals: the string library is there when functions run, not while the library loads.
+local ZERO_TRACE = '00000000000000000000000000000000'
+local ZERO_PARENT = '0000000000000000'
+local function traceparent_problem(v)
+  if type(v) ~= 'string' or #v ~= 55
+      or not string.match(v, '^00%-[0-9a-f]+%-[0-9a-f]+%-[0-9a-f][0-9a-f]$')
+      or string.sub(v, 36, 36) ~= '-' or string.sub(v, 53, 53) ~= '-' then
+    return 'must be a W3C trace context: 00-<32 lowercase hex trace id>-<16 lowercase hex ' ..
+      'parent id>-<2 lowercase hex flags>'
+  end
+  if string.sub(v, 4, 35) == ZERO_TRACE then return 'the trace id must not be all zeros' end
+  if string.sub(v, 37, 52) == ZERO_PARENT then return 'the parent id must not be all zeros' end
+  return nil
+end
+
 -- Validates a parsed order and returns its canonical parts; `base` (the shard's key) is where
 -- the declared providers are published.
 local function validate(body, base)
@@ -123,6 +140,11 @@ local function validate(body, base)
     local m = encode(o.metadata)
     if #m > MAX_METADATA then fail('metadata', 'must be at most 16 KiB of JSON') end
     order.metadata = m
+  end
+  if not absent(o.traceparent) then
+    local problem = traceparent_problem(o.traceparent)
+    if problem then fail('traceparent', problem) end
+    order.traceparent = o.traceparent
   end
   return order
 end

@@ -42,12 +42,14 @@
 --
 -- Records are compact JSON arrays, written here on submission and by workers afterwards:
 --   [provider, payment_id, email|null, telegram_chat_id|null, webhook_url|null, created_ms,
---    metadata|null, state|null]
--- Trailing nulls may be left out. `state` is the worker's (status, poll state, history).
+--    metadata|null, state|null, traceparent|null]
+-- Trailing nulls may be left out. `state` is the worker's (status, poll state, history);
+-- `traceparent` is the order's W3C trace context, when it came with one (the body's field, or
+-- the producer's), which every later check and notification links to.
 
 local CONTRACT = 1        -- what this library offers; bumped when a function or reply changes
 local MIN_COMPATIBLE = 1  -- the oldest contract whose callers this library still serves
-local REVISION = 14       -- bumped on every change of any part (library.rs checks it)
+local REVISION = 15       -- bumped on every change of any part (library.rs checks it)
 
 local MAX_BODY = 65536
 

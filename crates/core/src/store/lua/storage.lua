@@ -13,6 +13,12 @@ local function new_record(order, now)
     opt_string(order.email), order.chat or 'null', opt_string(order.webhook),
     string.format('%d', now)}
   if order.metadata then parts[#parts + 1] = order.metadata end
+  -- The order's trace context goes last, after the metadata and the (absent) state.
+  if order.traceparent then
+    if not order.metadata then parts[#parts + 1] = 'null' end
+    parts[#parts + 1] = 'null'
+    parts[#parts + 1] = encode_string(order.traceparent)
+  end
   return '[' .. table.concat(parts, ',') .. ']'
 end
 

@@ -264,6 +264,7 @@ mod tests {
             ),
             delivered_codes: vec!["CODE-<A>".into(), "CODE-B".into()],
             occurred_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
+            traceparent: None,
         }
     }
 

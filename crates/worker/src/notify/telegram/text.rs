@@ -100,6 +100,7 @@ mod tests {
             metadata: None,
             delivered_codes: vec!["A<1>".into()],
             occurred_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
+            traceparent: None,
         }
     }
 

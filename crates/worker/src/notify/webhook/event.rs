@@ -115,6 +115,7 @@ mod tests {
                 .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
                 .single()
                 .unwrap(),
+            traceparent: None,
         }
     }
 
