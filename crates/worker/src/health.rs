@@ -128,11 +128,25 @@ impl Reporter {
             };
             if stopping {
                 let _ = self.report().await;
+                self.leave().await;
                 return;
             }
             if let Err(e) = self.report().await {
                 tracing::debug!(error = %e, "health report not written; retrying next time");
             }
+        }
+    }
+
+    /// Takes this worker out of the workers set on a graceful stop, so the verdict says at
+    /// once that it is gone (a crashed worker drops out after its silence instead).
+    async fn leave(&self) {
+        let left: Result<i64, _> = redis::cmd("ZREM")
+            .arg(keys::health_workers(&self.prefix))
+            .arg(health::worker_member(&self.name, &self.queues))
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = left {
+            tracing::debug!(error = %e, "could not leave the workers set");
         }
     }
 
