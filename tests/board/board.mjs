@@ -5,6 +5,7 @@
 //   DEAD_QUEUE   the queue of the dead letter to retry, DEAD_ID its id (an order id)
 //   HOSTILE_ID   the id of another dead letter whose order id is an HTML payload
 //   SCREENSHOT   where to save a screenshot of the board
+//   HEALTH_SCREENSHOT  where to save a screenshot of the health verdict on top (optional)
 // Prints one JSON line with what it saw; exits non-zero (with the reason) on any failure.
 import { chromium } from 'playwright-core';
 
@@ -74,6 +75,20 @@ try {
   const row = page.locator(`#dead tbody tr[data-queue="${deadQueue}"][data-id="${deadId}"]`);
   await row.waitFor({ state: 'visible' });
   await page.locator(`#queues tbody tr[data-queue="${deadQueue}"]`).waitFor();
+  // The health verdict on top: overall, then each subsystem with its verdict and cause.
+  await page.locator('#health[data-verdict] li[data-part="redis"]').waitFor();
+  const health = await page.evaluate(() => ({
+    verdict: document.getElementById('health-verdict').textContent,
+    first: document.querySelector('main > section.card').id,
+    parts: [...document.querySelectorAll('#health-parts li')].map((li) => ({
+      part: li.dataset.part,
+      verdict: li.querySelector('.verdict').textContent,
+      cause: li.querySelector('.cause').textContent,
+    })),
+  }));
+  if (process.env.HEALTH_SCREENSHOT) {
+    await page.locator('#health').screenshot({ path: process.env.HEALTH_SCREENSHOT });
+  }
   const queueDead = await page
     .locator(`#queues tbody tr[data-queue="${deadQueue}"] td`)
     .nth(4)
@@ -109,7 +124,7 @@ try {
   if (!/Retried 1 dead letter/.test(flash)) problems.push(`after retry the board says: ${flash}`);
   if (page.url().includes(token)) problems.push(`token in the page URL: ${page.url()}`);
 
-  console.log(JSON.stringify({ ok: problems.length === 0, problems, queueDead, timeline, payload, flash }));
+  console.log(JSON.stringify({ ok: problems.length === 0, problems, queueDead, timeline, payload, flash, health }));
 } finally {
   await browser.close();
 }

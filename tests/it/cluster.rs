@@ -12,7 +12,7 @@ use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueConfig, RedisQueue};
 use paywatch_tests::stack::{API_TOKEN, EVENTS_SECRET, Stack, authorized_client};
 use paywatch_tests::tools::{self, Tool};
 use paywatch_tests::{free_port, free_ports, product_binaries, wait_for};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Shards for three masters: their hash tags land on all three (slots 1264, 5329, 9394, 13459
 /// under `redis-cli --cluster create`'s even split).
@@ -195,6 +195,38 @@ async fn orders_run_end_to_end_on_a_three_master_cluster() {
         "admin on a Cluster: {}",
         String::from_utf8_lossy(&listed.stderr)
     );
+    // The health verdict through the binary on a Cluster: Redis per primary, the audit per shard.
+    let verdict = tokio::process::Command::new(&producer)
+        .args(["admin", "health", "--json"])
+        .env_clear()
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("run paywatch-producer admin health");
+    let verdict: Value = serde_json::from_slice(&verdict.stdout).unwrap_or_else(|e| {
+        panic!(
+            "admin health on a Cluster ({e}): {}",
+            String::from_utf8_lossy(&verdict.stderr)
+        )
+    });
+    let primaries = verdict["redis"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(primaries.len(), 3, "one entry per primary: {verdict:#}");
+    assert!(
+        primaries
+            .iter()
+            .all(|n| n["role"] == "master" && n["node"].as_str().is_some_and(|a| a.contains(':'))),
+        "{verdict:#}"
+    );
+    assert_eq!(
+        verdict["checks"]["shards"].as_array().map(Vec::len),
+        Some(SHARDS as usize),
+        "{verdict:#}"
+    );
+    assert_eq!(verdict["orphans"]["orphans"], 0, "{verdict:#}");
+    assert_eq!(verdict["orphans"]["complete"], true, "{verdict:#}");
     let port = free_port();
     let mut served = tokio::process::Command::new(&producer)
         .arg("serve")

@@ -8,9 +8,13 @@
 
 const TOKEN_KEY = 'paywatch.board.token';
 const POLL_MS = 2000;
+// The verdict reads more than the queues (an orphan audit among them): asked for less often.
+const HEALTH_MS = 10000;
+const PARTS = ['checks', 'providers', 'webhooks', 'notifications', 'orphans', 'redis'];
 
 let timer = null;
 let busy = false;
+let healthAt = 0;
 // Payloads opened by the operator, by "queue\u0000id", kept across refreshes.
 const opened = new Map();
 
@@ -66,6 +70,9 @@ function signOut(message) {
   opened.clear();
   // Leave nothing of what a valid token showed.
   for (const id of ['queues', 'dead']) $(id).tBodies[0].replaceChildren();
+  $('health-parts').replaceChildren();
+  $('health-verdict').textContent = '';
+  healthAt = 0;
   $('order').replaceChildren();
   $('board').hidden = true;
   $('logout').hidden = true;
@@ -143,6 +150,44 @@ function renderQueues(queues) {
   $('updated').textContent = 'Live: refreshed every ' + POLL_MS / 1000 + ' s, last at ' + new Date().toLocaleTimeString();
 }
 
+/** The verdict on top: overall, then each subsystem with its likely cause. */
+function renderHealth(report) {
+  const verdict = $('health-verdict');
+  verdict.textContent = report.verdict;
+  verdict.className = 'verdict ' + report.verdict;
+  $('health').dataset.verdict = report.verdict;
+  $('health-parts').replaceChildren(
+    ...PARTS.map((name) => {
+      const part = report[name] || {};
+      const item = el('li', null, { class: 'part ' + (part.verdict || 'ok'), 'data-part': name });
+      item.append(el('span', name, { class: 'name' }), el('span', part.verdict || '–', { class: 'verdict ' + (part.verdict || '') }));
+      item.append(el('span', part.cause || summary(name, part), { class: 'cause' }));
+      return item;
+    })
+  );
+  $('health-updated').textContent = 'Verdict of ' + report.checked_at + ', refreshed every ' + HEALTH_MS / 1000 + ' s';
+}
+
+/** A one-line account of a subsystem that is fine. */
+function summary(name, part) {
+  switch (name) {
+    case 'checks':
+      return part.due + ' due, ' + part.leased + ' running, ' + part.workers + ' worker(s)';
+    case 'providers':
+      return (part.providers || []).map((p) => p.provider + ' ' + p.breaker).join(', ') || 'no provider reported yet';
+    case 'webhooks':
+      return (part.providers || []).map((p) => p.provider + ' ' + p.state.replace('_', ' ')).join(', ') || 'none expected';
+    case 'notifications':
+      return (part.channels || []).map((c) => c.channel + ' ' + c.due + ' due').join(', ');
+    case 'orphans':
+      return part.orphans + ' among ' + part.scanned + (part.complete ? '' : ' (incomplete)');
+    case 'redis':
+      return (part.nodes || []).map((n) => n.node + ' ' + n.maxmemory_policy).join(', ');
+    default:
+      return '';
+  }
+}
+
 function renderDead(page) {
   const body = $('dead').tBodies[0];
   const rows = [];
@@ -185,7 +230,16 @@ async function refresh() {
   if (busy || !token()) return;
   busy = true;
   try {
-    const [queues, dead] = await Promise.all([api('GET', '/v1/admin/queues'), api('GET', '/v1/admin/dead-letters?limit=100')]);
+    const wantHealth = Date.now() - healthAt >= HEALTH_MS;
+    const [queues, dead, health] = await Promise.all([
+      api('GET', '/v1/admin/queues'),
+      api('GET', '/v1/admin/dead-letters?limit=100'),
+      wantHealth ? api('GET', '/v1/admin/health') : null,
+    ]);
+    if (health) {
+      healthAt = Date.now();
+      renderHealth(health);
+    }
     renderQueues(queues.queues);
     renderDead(dead);
     $('live').hidden = false;
