@@ -197,6 +197,10 @@ fn rows() -> Vec<Row> {
             bad(run, "PAYWATCH_SHARDS", "many"),
         ]);
     }
+    // Provider definition files: every binary reads them before anything else.
+    for run in [Serve, Enqueue, Admin, Worker, Sandbox] {
+        rows.push(bad(run, "PAYWATCH_PROVIDERS_DIR", "/nonexistent/providers"));
+    }
     for run in Run::ALL {
         rows.extend([
             bad(run, "RUST_LOG", "paywatch=loud"),
