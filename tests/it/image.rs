@@ -159,6 +159,12 @@ async fn the_image_runs_every_role_and_settles_an_order() {
         .current_dir(repo_root())
         .output()
         .expect("git rev-parse");
+    assert!(
+        revision.status.success() && !revision.stdout.is_empty(),
+        "git rev-parse HEAD in {}: {}",
+        repo_root().display(),
+        text(&revision)
+    );
     let labels = inspected(image, "/Config/Labels");
     assert_eq!(
         labels["org.opencontainers.image.revision"],
