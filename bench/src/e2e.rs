@@ -18,6 +18,7 @@
 //! `final_at`, the BullMQ side's `final_at`: both taken right after the provider's answer, by the
 //! same machine's clock).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -109,6 +110,9 @@ pub struct NetResult {
     pub worker_round_trips_per_order: f64,
     /// Connections the worker processes opened to Redis.
     pub worker_connections: u64,
+    /// The workers' round trips per order by the call each started with (the proxy's names:
+    /// `EVALSHA settle`, `FCALL paywatch_finalize_notify`, `BLPOP`, …).
+    pub worker_calls_per_order: BTreeMap<String, f64>,
 }
 
 impl NetResult {
@@ -153,10 +157,15 @@ impl Network {
     }
 }
 
-/// Round trips counted by a side's proxies at one moment: (submitter, workers).
-fn counted(net: &Option<Network>) -> (u64, u64) {
-    net.as_ref().map_or((0, 0), |n| {
-        (n.submit.round_trips(), n.workers.round_trips())
+/// Round trips counted by a side's proxies at one moment: (submitter, workers, the workers' by
+/// call).
+fn counted(net: &Option<Network>) -> (u64, u64, BTreeMap<String, u64>) {
+    net.as_ref().map_or((0, 0, BTreeMap::new()), |n| {
+        (
+            n.submit.round_trips(),
+            n.workers.round_trips(),
+            n.workers.calls(),
+        )
     })
 }
 
@@ -172,18 +181,30 @@ async fn ping_of(net: &Option<Network>, redis: &str) -> anyhow::Result<f64> {
 fn net_result(
     net: &Option<Network>,
     ping_ms: f64,
-    start: (u64, u64),
-    end: (u64, u64),
+    start: (u64, u64, BTreeMap<String, u64>),
+    end: (u64, u64, BTreeMap<String, u64>),
     orders: usize,
 ) -> Option<NetResult> {
     let n = net.as_ref()?;
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / orders.max(1) as f64;
+    let worker_calls_per_order = end
+        .2
+        .iter()
+        .map(|(call, &b)| {
+            (
+                call.clone(),
+                per(start.2.get(call).copied().unwrap_or(0), b),
+            )
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
     Some(NetResult {
         rtt_ms: n.rtt_ms,
         ping_ms,
         submit_round_trips_per_order: per(start.0, end.0),
         worker_round_trips_per_order: per(start.1, end.1),
         worker_connections: n.workers.connections(),
+        worker_calls_per_order,
     })
 }
 

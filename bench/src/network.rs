@@ -198,8 +198,49 @@ fn section(o: &NetworkOpts, r: &NetworkResult, plot: Option<&str>) -> String {
         r.load_at_start.as_deref().unwrap_or("unknown"),
         r.load_at_end.as_deref().unwrap_or("unknown"),
     );
+    let _ = writeln!(
+        md,
+        "\nThe workers' round trips per order by the call each started with (median of the runs; \
+         `EVALSHA <name>` is a paywatch queue script, `EVALSHA <hash>` another script, such as \
+         BullMQ's; calls under 0.005 per order left out):\n\n| RTT set, ms | side | calls |\n|---|---|---|"
+    );
+    for at in &r.rtts {
+        for (name, runs) in [
+            ("paywatch", &at.runs.paywatch),
+            ("BullMQ 6", &at.runs.bullmq),
+        ] {
+            let _ = writeln!(md, "| {} | {name} | {} |", at.rtt_ms, by_call(runs));
+        }
+    }
     if let Some(link) = plot {
         let _ = writeln!(md, "\n![orders/s against RTT]({link})");
     }
     md
+}
+
+/// The side's runs' median round trips per order of each call, largest first.
+fn by_call(runs: &[SideResult]) -> String {
+    let mut calls: Vec<&String> = runs
+        .iter()
+        .filter_map(|r| r.network.as_ref())
+        .flat_map(|n| n.worker_calls_per_order.keys())
+        .collect();
+    calls.sort();
+    calls.dedup();
+    let mut medians: Vec<(&String, f64)> = calls
+        .into_iter()
+        .map(|call| {
+            let m = net_median(runs, |n| {
+                n.worker_calls_per_order.get(call).copied().unwrap_or(0.0)
+            });
+            (call, m)
+        })
+        .filter(|(_, m)| *m >= 0.005)
+        .collect();
+    medians.sort_by(|a, b| b.1.total_cmp(&a.1));
+    medians
+        .iter()
+        .map(|(call, m)| format!("`{call}` {m:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -11,10 +11,14 @@
 //! Round trips: per connection, a run of client writes with no reply from Redis in between is
 //! one round trip (a pipeline, a script call, or several clients' commands multiplexed onto one
 //! connection in the same flight); the first client write after a reply starts the next one.
+//! Each round trip is also counted under the call it starts with ([`LatencyProxy::calls`]): the
+//! command's name, a function's (`FCALL paywatch_submit`), or a script's (`EVALSHA settle` for
+//! the queue's scripts, the hash's first 8 digits for others).
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -35,6 +39,59 @@ struct Due {
 struct Counters {
     round_trips: AtomicU64,
     connections: AtomicU64,
+    /// Round trips by the call they start with.
+    calls: Mutex<HashMap<String, u64>>,
+    /// Script hash → name, for the queue's scripts.
+    scripts: HashMap<String, &'static str>,
+}
+
+impl Counters {
+    /// Counts a round trip that starts with the bytes `first`.
+    fn count(&self, first: &[u8]) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let label = self.label(first);
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls.entry(label).or_default() += 1;
+    }
+
+    /// What a request starting with `first` calls.
+    fn label(&self, first: &[u8]) -> String {
+        let mut parts = resp_words(first, 2).into_iter();
+        let Some(name) = parts.next() else {
+            return "?".into();
+        };
+        let name = name.to_ascii_uppercase();
+        let arg = parts.next().unwrap_or_default();
+        match name.as_str() {
+            "FCALL" | "FCALL_RO" => format!("{name} {arg}"),
+            "EVALSHA" => match self.scripts.get(&arg.to_ascii_lowercase()) {
+                Some(script) => format!("EVALSHA {script}"),
+                None => format!("EVALSHA {}", arg.get(..8).unwrap_or(&arg)),
+            },
+            _ => name,
+        }
+    }
+}
+
+/// The first `n` words of a RESP request (`*<count> $<len> <word> …`), as far as `bytes` holds
+/// them whole.
+fn resp_words(bytes: &[u8], n: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    if !lines.next().is_some_and(|l| l.starts_with(b"*")) {
+        return words;
+    }
+    while words.len() < n {
+        match (lines.next(), lines.next()) {
+            (Some(len), Some(word)) if len.starts_with(b"$") => {
+                words.push(String::from_utf8_lossy(word).into_owned());
+            }
+            _ => break,
+        }
+    }
+    words
 }
 
 /// A running latency proxy in front of one Redis; stops when dropped.
@@ -57,7 +114,13 @@ impl LatencyProxy {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            scripts: paywatch_queue::script_names()
+                .into_iter()
+                .map(|(sha, name)| (sha.to_ascii_lowercase(), name))
+                .collect(),
+            ..Counters::default()
+        });
         let one_way = rtt / 2;
         // Without a delay the chunks go straight to their writer, with no thread in between.
         let due = if one_way.is_zero() {
@@ -130,6 +193,16 @@ impl LatencyProxy {
         self.counters.round_trips.load(Ordering::Relaxed)
     }
 
+    /// Round trips so far by the call each started with (see the module's doc).
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        let calls = self
+            .counters
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        calls.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::Relaxed)
@@ -185,15 +258,15 @@ impl Link {
             let counters = self.counters.clone();
             let hop = self.hop();
             tokio::spawn(async move {
-                pump(client_read, to_server, hop, || {
+                pump(client_read, to_server, hop, |chunk| {
                     if !in_flight.swap(true, Ordering::Relaxed) {
-                        counters.round_trips.fetch_add(1, Ordering::Relaxed);
+                        counters.count(chunk);
                     }
                 })
                 .await
             })
         };
-        let replies = pump(server_read, to_client, self.hop(), || {
+        let replies = pump(server_read, to_client, self.hop(), |_| {
             in_flight.store(false, Ordering::Relaxed);
         })
         .await;
@@ -220,7 +293,7 @@ async fn pump(
     mut from: OwnedReadHalf,
     to: mpsc::UnboundedSender<Vec<u8>>,
     hop: Hop,
-    seen: impl Fn(),
+    seen: impl Fn(&[u8]),
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -228,7 +301,7 @@ async fn pump(
         if n == 0 {
             return Ok(());
         }
-        seen();
+        seen(&buf[..n]);
         let data = buf[..n].to_vec();
         match &hop.due {
             Some(due) => due
@@ -330,6 +403,9 @@ mod tests {
         );
         assert_eq!(proxy.round_trips() - before, 1);
         assert_eq!(proxy.connections(), 1);
+        // Each round trip is named by the call it starts with (the client's handshake may add
+        // others of its own).
+        assert_eq!(proxy.calls().get("PING"), Some(&2));
     }
 
     #[tokio::test]

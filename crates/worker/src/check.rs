@@ -363,14 +363,26 @@ impl<'a> Run<'a> {
         self.state.remember(checked.entry);
         let mut record = self.record;
         record.state = Some(self.state);
-        let holds = ctx.store.finalize(order_id, &record).await?;
+        let provider = record.provider;
+        // On one Redis without durable mode the record, its history count and its notifications
+        // are one call (one round trip); `announced` says they went out with it.
+        let one_call = ctx.store.finalizes_in_one_call();
+        let (holds, announced) = if one_call {
+            let (key, field) = ctx.schedules.history_count(provider, status, settled);
+            ctx.fanout
+                .finalize(&ctx.store, order_id, record, (&key, &field))
+                .await?
+        } else {
+            (ctx.store.finalize(order_id, &record).await?, false)
+        };
         // Durable mode: nothing announces the transition until the replicas have it, so a
         // failover cannot promote a replica that lacks a transition whose notifications went out.
-        wait_durable(ctx, order_id).await?;
+        if !announced {
+            wait_durable(ctx, order_id).await?;
+        }
         let won = holds.state.as_ref().and_then(|s| s.final_at) == Some(now);
-        let provider = record.provider;
         if won {
-            let took = (now - record.created_at())
+            let took = (now - holds.created_at())
                 .to_std()
                 .unwrap_or(Duration::ZERO);
             crate::metrics::order_final(
@@ -391,11 +403,16 @@ impl<'a> Run<'a> {
         } else {
             tracing::debug!(order = %order_id, holds = %holds.status(), "final status already recorded");
         }
+        if announced {
+            return Ok(Next::Done);
+        }
         // The history entry and the notifications go out together (one write on the shared
         // connection). History only: its failure must not re-run a check whose status is
-        // recorded.
+        // recorded. Where the one call is used, the run that wrote the record counted it there
+        // (a record of ours that holds here is from an earlier try whose reply was lost).
         let history = async {
             if won
+                && !one_call
                 && let Err(e) = ctx
                     .schedules
                     .record(&ctx.conn, provider, status, settled)

@@ -1,6 +1,6 @@
 //! Fan-out of a terminal order to the notifier queues.
 
-use paywatch_core::store::StoredOrder;
+use paywatch_core::store::{FinalJob, Finalized, OrderStore, StoreError, StoredOrder};
 use paywatch_core::{Channel, Notification, OrderId};
 use paywatch_queue::{EnqueueOutcome, JobId, NewJob, QueueError, RedisQueue};
 
@@ -80,30 +80,99 @@ impl Fanout {
         let mut jobs = Vec::with_capacity(3);
         let mut channels = Vec::with_capacity(3);
         for notification in Self::notifications(order_id, record) {
-            let queue = match notification.channel {
-                Channel::Email => &self.email,
-                Channel::Telegram => &self.telegram,
-                Channel::Webhook => &self.webhook,
-            };
+            let queue = self.queue(notification.channel);
             let id = JobId::new(notification.identity())?;
             channels.push(notification.channel);
             jobs.push((queue, NewJob::new(notification).with_id(id)));
         }
         let outcomes = RedisQueue::enqueue_across(jobs).await?;
-        let mut created = 0;
-        for ((id, outcome), channel) in outcomes.into_iter().zip(channels) {
-            match outcome {
-                EnqueueOutcome::Created => {
-                    created += 1;
-                    crate::metrics::notification_enqueued(channel);
-                }
-                // Already waiting, or already delivered (the notifier queues remember): once.
-                EnqueueOutcome::Duplicate | EnqueueOutcome::Completed => {}
-                other => {
-                    tracing::warn!(job = %id, outcome = ?other, "notification already exists in another form; left as is")
-                }
+        Ok(count(outcomes.into_iter().zip(channels).map(
+            |((id, outcome), channel)| (id.to_string(), outcome, channel),
+        )))
+    }
+
+    /// The queue of `channel`.
+    fn queue(&self, channel: Channel) -> &RedisQueue<Notification> {
+        match channel {
+            Channel::Email => &self.email,
+            Channel::Telegram => &self.telegram,
+            Channel::Webhook => &self.webhook,
+        }
+    }
+
+    /// Records the order's final record and, when it is written now, its poll-history count
+    /// (`history`: hash and field) and its notifications, all in one call
+    /// ([`OrderStore::finalize_notify`]): one round trip for a final answer. Returns the record
+    /// that holds and whether its notifications and history went with it; when they did not
+    /// (another record was there first) the caller fans out the record that holds, as after
+    /// [`OrderStore::finalize`]. Only where [`OrderStore::finalizes_in_one_call`] says so.
+    pub async fn finalize(
+        &self,
+        store: &OrderStore,
+        order_id: &OrderId,
+        record: StoredOrder,
+        history: (&str, &str),
+    ) -> Result<(StoredOrder, bool), FinalizeError> {
+        let notifications = Self::notifications(order_id, &record);
+        let mut encoded = Vec::with_capacity(notifications.len());
+        for n in &notifications {
+            let id = JobId::new(n.identity())?;
+            let payload = serde_json::to_string(n).map_err(QueueError::Encode)?;
+            encoded.push((n.channel, id, payload));
+        }
+        let jobs: Vec<FinalJob<'_>> = encoded
+            .iter()
+            .map(|(channel, id, payload)| FinalJob {
+                queue: self.queue(*channel).keys(),
+                id: id.as_str(),
+                payload,
+            })
+            .collect();
+        match store
+            .finalize_notify(order_id, &record, history, &jobs)
+            .await?
+        {
+            Finalized::Written(outcomes) => {
+                count(
+                    encoded
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|((channel, id, _), outcome)| (id.to_string(), outcome, channel)),
+                );
+                Ok((record, true))
+            }
+            Finalized::Held(holds) => Ok((*holds, false)),
+        }
+    }
+}
+
+/// Why [`Fanout::finalize`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    /// Writing the record failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A notification could not become a job.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Counts the notifications created and warns about ids taken by something else; returns how
+/// many were created.
+fn count(outcomes: impl Iterator<Item = (String, EnqueueOutcome, Channel)>) -> usize {
+    let mut created = 0;
+    for (id, outcome, channel) in outcomes {
+        match outcome {
+            EnqueueOutcome::Created => {
+                created += 1;
+                crate::metrics::notification_enqueued(channel);
+            }
+            // Already waiting, or already delivered (the notifier queues remember): once.
+            EnqueueOutcome::Duplicate | EnqueueOutcome::Completed => {}
+            other => {
+                tracing::warn!(job = %id, outcome = ?other, "notification already exists in another form; left as is")
             }
         }
-        Ok(created)
     }
+    created
 }

@@ -198,16 +198,30 @@ impl Schedules {
         outcome: PaymentStatus,
         took: Duration,
     ) -> Result<(), redis::RedisError> {
-        let secs = took.as_secs_f64() / self.inner.time_scale;
-        let field = paywatch_core::schedule::histogram::field(outcome, secs);
+        let (key, field) = self.history_count(provider, outcome, took);
         let mut conn = conn.clone();
         redis::cmd("HINCRBY")
-            .arg(crate::keys::final_times(&self.inner.prefix, provider))
+            .arg(key)
             .arg(field)
             .arg(1)
             .query_async::<i64>(&mut conn)
             .await
             .map(drop)
+    }
+
+    /// The hash and field [`Schedules::record`] counts one order in (for a caller that writes
+    /// it together with the order's final record).
+    pub fn history_count(
+        &self,
+        provider: Provider,
+        outcome: PaymentStatus,
+        took: Duration,
+    ) -> (String, String) {
+        let secs = took.as_secs_f64() / self.inner.time_scale;
+        (
+            crate::keys::final_times(&self.inner.prefix, provider),
+            paywatch_core::schedule::histogram::field(outcome, secs),
+        )
     }
 
     /// `provider`'s recorded history.
