@@ -206,11 +206,24 @@ async fn a_caller_cannot_write_outside_its_shard() {
         .arg(ShardKeys::new(&stack.prefix, 0).base)
         .arg(&body[..])
         .arg("extra")
+        .arg("more")
         .query_async::<redis::Value>(&mut conn)
         .await
         .map(|_| ())
-        .expect_err("one argument only");
+        .expect_err("the body and a traceparent at most");
     assert!(err.to_string().contains("paywatch: body:"), "{err}");
+    // A second argument is the order's trace context, held to its rules.
+    let err = redis::cmd("FCALL")
+        .arg("paywatch_submit")
+        .arg(1)
+        .arg(ShardKeys::new(&stack.prefix, 0).base)
+        .arg(&body[..])
+        .arg("extra")
+        .query_async::<redis::Value>(&mut conn)
+        .await
+        .map(|_| ())
+        .expect_err("not a traceparent");
+    assert!(err.to_string().contains("paywatch: traceparent:"), "{err}");
     stack.finish().await;
 }
 
