@@ -48,6 +48,6 @@ mod secrets;
 mod servers;
 mod spine;
 mod topology;
+mod traces;
 mod up;
 mod worst_day;
-mod traces;

@@ -31,13 +31,13 @@
 
 pub mod adapters;
 pub mod cli;
+pub mod declared;
 pub mod durations;
-pub mod health;
 pub mod exemplars;
+pub mod health;
 pub mod ids;
 pub mod ip_ranges;
 pub mod metrics;
-pub mod declared;
 pub mod notification;
 pub mod observation;
 pub mod order;
