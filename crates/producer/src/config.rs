@@ -200,10 +200,10 @@ impl ApiSettings {
         mut self,
         definitions: &[std::sync::Arc<paywatch_core::declared::Definition>],
     ) -> Self {
-        self.declared = crate::declared_webhooks::DeclaredWebhook::from_definitions(
-            definitions,
-            |name| std::env::var(name).ok(),
-        );
+        self.declared =
+            crate::declared_webhooks::DeclaredWebhook::from_definitions(definitions, |name| {
+                std::env::var(name).ok()
+            });
         self
     }
 }

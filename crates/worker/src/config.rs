@@ -718,7 +718,10 @@ impl WorkerConfig {
                 Resolved::from_env(definition, env).map_err(|e| {
                     // ConfigError names variables statically; a file's are few and read once.
                     let variable: &'static str = Box::leak(e.variable.clone().into_boxed_str());
-                    bad(variable, format!("{} ({} for {})", e.problem, e.file, e.provider))
+                    bad(
+                        variable,
+                        format!("{} ({} for {})", e.problem, e.file, e.provider),
+                    )
                 })?
             } else if let Some(url) = &self.sandbox_url {
                 Resolved::sandbox(definition, url)
