@@ -22,7 +22,7 @@ async fn a_test_process_without_redis_starts_one_and_leaves_no_orphan() {
     let output = Command::new(std::env::current_exe().expect("own test binary"))
         .args([
             "--exact",
-            "child_reports_its_redis",
+            "harness::child_reports_its_redis",
             "--ignored",
             "--nocapture",
         ])

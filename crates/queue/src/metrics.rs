@@ -154,6 +154,12 @@ pub(crate) fn settled(queue: &str, op: &'static str) {
     metrics::counter!(name, "queue" => queue.to_string()).increment(1);
 }
 
+/// Counts `created` jobs that a script outside this crate put on `queue` (the submit door, the
+/// one-call finalize), so the enqueue counter means the same whoever wrote the jobs.
+pub fn enqueued_elsewhere(queue: &str, created: u64) {
+    metrics::counter!(JOBS_ENQUEUED_TOTAL, "queue" => queue.to_string()).increment(created);
+}
+
 /// Counts a job sent to the dead letters.
 pub(crate) fn dead_lettered(queue: &str, reason: &'static str) {
     metrics::counter!(JOBS_DEAD_LETTERED_TOTAL, "queue" => queue.to_string(), "reason" => reason)

@@ -133,6 +133,12 @@ impl Fanout {
             .await?
         {
             Finalized::Written(outcomes) => {
+                // The script wrote the jobs, not the queue crate: count them as its enqueue would.
+                for ((channel, _, _), outcome) in encoded.iter().zip(&outcomes) {
+                    if *outcome == EnqueueOutcome::Created {
+                        paywatch_queue::metrics::enqueued_elsewhere(channel.queue(), 1);
+                    }
+                }
                 count(
                     encoded
                         .into_iter()
