@@ -403,15 +403,22 @@ async fn abandoned_runs_are_released_after_the_grace_period() {
     let q: RedisQueue<TestJob> = queue(&prefix, |c| c.with_lease(Duration::from_secs(60))).await;
     q.push(TestJob { n: 0, max: 0 }).await.expect("push");
     async fn handle(_: TestJob) {
+        STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::future::pending::<()>().await;
     }
+    // Leased in Redis is not yet held by this process (the fetch's reply may be in flight, and
+    // an abort then drops it): wait until the handler runs, so the lease is this process's.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let worker = WorkerBuilder::new("abandon")
         .backend(q.clone())
         .build(handle);
     let running = tokio::spawn(worker.run());
     wait_for("the job to be leased", Duration::from_secs(10), || {
         let q = q.clone();
-        async move { q.stats().await.ok().filter(|s| s.active == 1) }
+        async move {
+            let started = STARTED.load(std::sync::atomic::Ordering::SeqCst) >= 1;
+            q.stats().await.ok().filter(|s| started && s.active == 1)
+        }
     })
     .await;
     // The grace period ran out: the run is dropped, its lease handed back explicitly.

@@ -292,8 +292,12 @@ async fn queue_semantics(url: &str) {
     let q = queue(config("lease").with_lease(Duration::from_secs(60))).await;
     q.push(TestJob { n: 7, max: 0 }).await.expect("push");
     async fn hang(_: TestJob) {
+        STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::future::pending::<()>().await;
     }
+    // Leased in Redis is not yet held by this process (the fetch's reply may be in flight, and
+    // an abort then drops it): wait until the handler runs, so the lease is this process's.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let running = tokio::spawn(
         WorkerBuilder::new("hang")
             .backend(q.clone())
@@ -302,7 +306,10 @@ async fn queue_semantics(url: &str) {
     );
     wait_for("the job to be leased", Duration::from_secs(10), || {
         let q = q.clone();
-        async move { q.stats().await.ok().filter(|s| s.active == 1) }
+        async move {
+            let started = STARTED.load(std::sync::atomic::Ordering::SeqCst) >= 1;
+            q.stats().await.ok().filter(|s| started && s.active == 1)
+        }
     })
     .await;
     running.abort();
