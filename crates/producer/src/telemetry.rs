@@ -38,7 +38,7 @@ pub async fn serve(
     for name in names {
         let queue: RedisQueue<serde_json::Value> =
             RedisQueue::connect(redis_url, QueueConfig::new(name).with_prefix(prefix)).await?;
-        tokio::spawn(paywatch_queue::metrics::export_depth(
+        tokio::spawn(paywatch_queue::export_depth(
             queue,
             DEPTH_EVERY,
             stop.clone(),

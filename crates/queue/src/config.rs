@@ -38,7 +38,7 @@ pub struct QueueConfig {
     pub holder: Option<String>,
     /// Settles wait for replicas (and disk) before a run counts as settled (`None`: the
     /// primary's acknowledgement is enough).
-    pub durable_settles: Option<crate::DurableSettles>,
+    pub durable_settles: Option<DurableSettles>,
 }
 
 impl QueueConfig {
@@ -111,7 +111,7 @@ impl QueueConfig {
 
     /// Makes every settle durable (replicas, disk) before its handler returns and before the
     /// next fetch; a `durability` that asks for nothing turns it off.
-    pub fn with_durable_settles(mut self, durability: crate::DurableSettles) -> Self {
+    pub fn with_durable_settles(mut self, durability: DurableSettles) -> Self {
         self.durable_settles = durability.is_required().then_some(durability);
         self
     }
@@ -220,5 +220,31 @@ mod tests {
             let v = jittered(10.0, 0.2);
             assert!((8.0..=12.0).contains(&v), "{v}");
         }
+    }
+}
+
+/// How durable a queue's settles must be before a run counts as settled: before its handler's
+/// future resolves and before the process fetches again (see [`QueueConfig::with_durable_settles`]).
+///
+/// A settle is what records a job as done; on a primary that dies before replicating it, the
+/// promoted replica still holds the job and runs it again. Waiting for the replicas (`WAIT`) and
+/// the primary's disk (`WAITAOF`) turns that into "only if the primary dies within this wait".
+///
+/// [`QueueConfig::with_durable_settles`]: QueueConfig::with_durable_settles
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableSettles {
+    /// Replicas that must acknowledge each batch of settles (`WAIT`); 0 waits for none.
+    pub replicas: u32,
+    /// Also wait until the primary's append-only file has them (`WAITAOF 1 0`), where the
+    /// server has that command (Redis 7.2+); without it, once warned, replicas only.
+    pub local_fsync: bool,
+    /// How long one `WAIT` (or `WAITAOF`) may block before it is tried again.
+    pub timeout: Duration,
+}
+
+impl DurableSettles {
+    /// Whether this asks for anything beyond the primary's own acknowledgement.
+    pub fn is_required(&self) -> bool {
+        self.replicas > 0 || self.local_fsync
     }
 }

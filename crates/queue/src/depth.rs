@@ -2,10 +2,12 @@
 //! worker) apart from jobs scheduled for later (a check due in hours is not backlog).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics as metrics_names;
 use crate::{QueueError, RedisQueue};
 
 /// Depth per state and the earliest due time.
@@ -52,5 +54,43 @@ impl<T> RedisQueue<T> {
             dead: count(dead),
             next_due_in_ms: (earliest >= 0).then(|| earliest - now),
         })
+    }
+}
+
+/// Publishes one queue's depth per state and the time until its next due job.
+pub async fn record_depth<T>(queue: &RedisQueue<T>) -> Result<(), QueueError> {
+    let depth = queue.depth().await?;
+    let name = queue.config().name.clone();
+    for (state, value) in [
+        (metrics_names::state::DUE, depth.due),
+        (metrics_names::state::SCHEDULED, depth.scheduled),
+        (metrics_names::state::LEASED, depth.leased),
+        (metrics_names::state::DEAD, depth.dead),
+    ] {
+        metrics::gauge!(metrics_names::JOBS, "queue" => name.clone(), "state" => state)
+            .set(value as f64);
+    }
+    let next = depth
+        .next_due_in_ms
+        .map_or(f64::INFINITY, |ms| ms as f64 / 1000.0);
+    metrics::gauge!(metrics_names::NEXT_DUE_SECONDS, "queue" => name).set(next);
+    Ok(())
+}
+
+/// Publishes [`record_depth`] every `every` until `stop` turns true (errors are skipped: Redis
+/// health has its own metrics).
+pub async fn export_depth<T>(
+    queue: RedisQueue<T>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let _ = record_depth(&queue).await;
     }
 }

@@ -76,9 +76,9 @@ mod settler;
 mod shared;
 mod wake;
 
-pub use config::{MAX_BATCH, QueueConfig, RetryPolicy};
+pub use config::{DurableSettles, MAX_BATCH, QueueConfig, RetryPolicy};
 pub use conn::{RedisConn, RedisEndpoint, UrlError, is_transient, until_ready};
-pub use depth::QueueDepth;
+pub use depth::{QueueDepth, export_depth, record_depth};
 pub use error::QueueError;
 pub use job::{EnqueueOutcome, JobId, JobInfo, MAX_JOB_ID_LEN, MissingJobInfo, Schedule};
 pub use keys::Keys;
@@ -86,4 +86,3 @@ pub use middleware::{SettleLayer, SettleService};
 pub use outcome::{JobOutcome, Next, Settlement};
 pub use queue::{DeadCursor, DeadLetter, NewJob, Promoted, QueueStats, RedisQueue};
 pub use scripts::{JOB_WRITES_LUA, script_names};
-pub use settle::DurableSettles;

@@ -5,11 +5,7 @@
 //! Labels are bounded: `queue` (paywatch has five), `state`, `outcome`, `reason`, `op`. Never a
 //! job id.
 
-use std::time::Duration;
-
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-
-use crate::RedisQueue;
 
 /// Counter: jobs created by an enqueue (duplicates of an existing id are not counted).
 pub const JOBS_ENQUEUED_TOTAL: &str = "paywatch_queue_jobs_enqueued_total";
@@ -164,41 +160,4 @@ pub fn enqueued_elsewhere(queue: &str, created: u64) {
 pub(crate) fn dead_lettered(queue: &str, reason: &'static str) {
     metrics::counter!(JOBS_DEAD_LETTERED_TOTAL, "queue" => queue.to_string(), "reason" => reason)
         .increment(1);
-}
-
-/// Publishes one queue's depth per state and the time until its next due job.
-pub async fn record_depth<T>(queue: &RedisQueue<T>) -> Result<(), crate::QueueError> {
-    let depth = queue.depth().await?;
-    let name = queue.config().name.clone();
-    for (state, value) in [
-        (state::DUE, depth.due),
-        (state::SCHEDULED, depth.scheduled),
-        (state::LEASED, depth.leased),
-        (state::DEAD, depth.dead),
-    ] {
-        metrics::gauge!(JOBS, "queue" => name.clone(), "state" => state).set(value as f64);
-    }
-    let next = depth
-        .next_due_in_ms
-        .map_or(f64::INFINITY, |ms| ms as f64 / 1000.0);
-    metrics::gauge!(NEXT_DUE_SECONDS, "queue" => name).set(next);
-    Ok(())
-}
-
-/// Publishes [`record_depth`] every `every` until `stop` turns true (errors are skipped: Redis
-/// health has its own metrics).
-pub async fn export_depth<T>(
-    queue: RedisQueue<T>,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let _ = record_depth(&queue).await;
-    }
 }

@@ -4,8 +4,6 @@
 //! Deciding is pure and lives here; writing to Redis is the settler's job, and wrapping a
 //! handler is the middleware's (`middleware.rs`).
 
-use std::time::Duration;
-
 use apalis_core::error::{AbortError, BoxDynError, RetryAfterError};
 use tokio::sync::oneshot;
 
@@ -14,32 +12,6 @@ use crate::outcome::{JobOutcome, Settlement};
 
 /// Longest error text kept with a retrying or dead job.
 const MAX_ERROR_LEN: usize = 2000;
-
-/// How durable a queue's settles must be before a run counts as settled: before its handler's
-/// future resolves and before the process fetches again (see [`QueueConfig::with_durable_settles`]).
-///
-/// A settle is what records a job as done; on a primary that dies before replicating it, the
-/// promoted replica still holds the job and runs it again. Waiting for the replicas (`WAIT`) and
-/// the primary's disk (`WAITAOF`) turns that into "only if the primary dies within this wait".
-///
-/// [`QueueConfig::with_durable_settles`]: crate::QueueConfig::with_durable_settles
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurableSettles {
-    /// Replicas that must acknowledge each batch of settles (`WAIT`); 0 waits for none.
-    pub replicas: u32,
-    /// Also wait until the primary's append-only file has them (`WAITAOF 1 0`), where the
-    /// server has that command (Redis 7.2+); without it, once warned, replicas only.
-    pub local_fsync: bool,
-    /// How long one `WAIT` (or `WAITAOF`) may block before it is tried again.
-    pub timeout: Duration,
-}
-
-impl DurableSettles {
-    /// Whether this asks for anything beyond the primary's own acknowledgement.
-    pub fn is_required(&self) -> bool {
-        self.replicas > 0 || self.local_fsync
-    }
-}
 
 /// One way to settle a leased job.
 #[derive(Debug, Clone, PartialEq)]

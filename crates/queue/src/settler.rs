@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::DurableSettles;
 use crate::backoff::Backoff;
-use crate::settle::{DurableSettles, SettleOp, SettleRequest};
+use crate::settle::{SettleOp, SettleRequest};
 use crate::shared::Shared;
 use crate::{lease, scripts};
 

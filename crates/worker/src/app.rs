@@ -401,5 +401,5 @@ impl Pools {
 
 /// Publishes a queue's depth per state as gauges, for dashboards, alerts and autoscalers.
 async fn export_depth<T>(queue: RedisQueue<T>, stop: watch::Receiver<bool>) {
-    paywatch_queue::metrics::export_depth(queue, DEPTH_INTERVAL, stop).await
+    paywatch_queue::export_depth(queue, DEPTH_INTERVAL, stop).await
 }
