@@ -86,9 +86,13 @@ impl Fanout {
             jobs.push((queue, NewJob::new(notification).with_id(id)));
         }
         let outcomes = RedisQueue::enqueue_across(jobs).await?;
-        Ok(count(outcomes.into_iter().zip(channels).map(
-            |((id, outcome), channel)| (id.to_string(), outcome, channel),
-        )))
+        Ok(count_written(
+            Written::ByQueue,
+            outcomes
+                .into_iter()
+                .zip(channels)
+                .map(|((id, outcome), channel)| (id.to_string(), outcome, channel)),
+        ))
     }
 
     /// The queue of `channel`.
@@ -134,12 +138,8 @@ impl Fanout {
         {
             Finalized::Written(outcomes) => {
                 // The script wrote the jobs, not the queue crate: count them as its enqueue would.
-                for ((channel, _, _), outcome) in encoded.iter().zip(&outcomes) {
-                    if *outcome == EnqueueOutcome::Created {
-                        paywatch_queue::metrics::enqueued_elsewhere(channel.queue(), 1);
-                    }
-                }
-                count(
+                count_written(
+                    Written::ByScript,
                     encoded
                         .into_iter()
                         .zip(outcomes)
@@ -163,15 +163,30 @@ pub enum FinalizeError {
     Queue(#[from] QueueError),
 }
 
-/// Counts the notifications created and warns about ids taken by something else; returns how
-/// many were created.
-fn count(outcomes: impl Iterator<Item = (String, EnqueueOutcome, Channel)>) -> usize {
+/// Who wrote a batch of notification jobs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// The queue crate's enqueue, which counts its own jobs.
+    ByQueue,
+    /// The one-call finalize script, whose jobs the queue crate never saw.
+    ByScript,
+}
+
+/// Counts the notifications created (in the queue's enqueue counter too when a script wrote
+/// them) and warns about ids taken by something else; returns how many were created.
+fn count_written(
+    writer: Written,
+    outcomes: impl Iterator<Item = (String, EnqueueOutcome, Channel)>,
+) -> usize {
     let mut created = 0;
     for (id, outcome, channel) in outcomes {
         match outcome {
             EnqueueOutcome::Created => {
                 created += 1;
                 crate::metrics::notification_enqueued(channel);
+                if writer == Written::ByScript {
+                    paywatch_queue::metrics::enqueued_elsewhere(channel.queue(), 1);
+                }
             }
             // Already waiting, or already delivered (the notifier queues remember): once.
             EnqueueOutcome::Duplicate | EnqueueOutcome::Completed => {}
